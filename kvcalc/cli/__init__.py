@@ -1,0 +1,96 @@
+"""kvcalc's command line: parse flags, call one core function, render its result.
+
+``main`` is the one error funnel: every ``KvcalcError`` and usage error becomes a single
+``Error: ...`` line on stderr with exit 1 (or 2 for usage), stdout stays empty, and a
+traceback appears only with ``KVCALC_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _debug() -> bool:
+    return os.environ.get("KVCALC_DEBUG", "") not in ("", "0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    from kvcalc.cli.output import error_line
+    from kvcalc.errors import KvcalcError
+
+    try:
+        from kvcalc.cli.fast import try_fast
+
+        code = try_fast(args)
+        if code is not None:
+            return code
+        return _run_typer(args)
+    except KvcalcError as exc:
+        if _debug():
+            raise
+        error_line(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); nothing more to say.
+        sys.stderr.close()
+        return 1
+    except RecursionError:
+        if _debug():
+            raise
+        error_line("input is nested too deeply")
+        return 1
+    except MemoryError:
+        if _debug():
+            raise
+        error_line("out of memory while handling this input")
+        return 1
+    except Exception as exc:  # the last line of defence: never a traceback for users
+        if _debug():
+            raise
+        error_line(f"internal error: {type(exc).__name__}: {exc} (set KVCALC_DEBUG=1 for the traceback)")
+        return 1
+
+
+def _run_typer(args: list[str]) -> int:
+    # typer >= 0.2x vendors click as typer._click; older typer uses click itself.
+    import typer
+
+    try:
+        from typer._click import exceptions as click_exc
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        import click.exceptions as click_exc  # type: ignore[no-redef,unused-ignore]
+
+    from kvcalc.cli.app import app
+    from kvcalc.cli.output import error_line
+
+    try:
+        result = app(args=args, prog_name="kvcalc", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:
+        # typer prints the help itself; only the exit code matters.
+        return exc.exit_code
+    except click_exc.UsageError as exc:
+        message = exc.format_message()
+        if exc.ctx is not None and "No such command" in message:
+            from kvcalc.errors import UnknownNameError
+
+            names = list(getattr(exc.ctx.command, "commands", {}))
+            bad = args[0] if args else ""
+            message = str(UnknownNameError("command", bad, names))
+        error_line(message)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        error_line("interrupted")
+        return 130
+    except click_exc.ClickException as exc:
+        error_line(exc.format_message())
+        return exc.exit_code
+    if isinstance(result, int):
+        return result
+    return 0

@@ -1,0 +1,162 @@
+"""The typer app: one function per command, each a thin shell over a core function."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kvcalc.cli.run_estimate import EstimateArgs
+
+app = typer.Typer(
+    name="kvcalc",
+    help="Exact KV-cache memory for LLM inference, and GPU capacity planning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class UnitsChoice(str, Enum):
+    iec = "iec"
+    si = "si"
+
+
+# Shared option types (Annotated), reused by every command that takes them.
+ModelArg = Annotated[
+    Optional[str],
+    typer.Argument(help="Built-in model name or alias (see `kvcalc models`).", show_default=False),
+]
+ConfigOpt = Annotated[
+    Optional[str],
+    typer.Option("--config", "-c", help="kvcalc YAML, Hugging Face config.json, a model folder, "
+                 "or a hub id from the local HF cache.", show_default=False),
+]
+SeqLenOpt = Annotated[int, typer.Option("--seq-len", "-s", min=1, help="Tokens per sequence.")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Concurrent sequences.")]
+KvDtypeOpt = Annotated[
+    str,
+    typer.Option("--kv-dtype", "--kv-cache-dtype", help="auto (the model's dtype), fp32, fp16, bf16, "
+                 "fp8 (= fp8_e4m3), fp8_e5m2, int8, int4, q8_0, q4_0, ..."),
+]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", "-e", help="Storage policy: neutral (default).")
+]
+UnitsOpt = Annotated[
+    UnitsChoice, typer.Option("--units", help="iec: GiB/MiB (1024-based); si: GB/MB (1000-based).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  kvcalc estimate llama-2-7b --seq-len 4096\n\n"
+    "  kvcalc estimate llama-3-70b --seq-len 8192 --batch 8 --kv-dtype fp8 --json\n\n"
+    "  kvcalc estimate llama-3-70b --seq-len 4096 --kv-heads 64 --explain   # ignore GQA\n",
+)
+def estimate(
+    model: ModelArg = None,
+    seq_len: SeqLenOpt = ...,  # type: ignore[assignment]
+    config: ConfigOpt = None,
+    batch: BatchOpt = 1,
+    kv_dtype: KvDtypeOpt = "auto",
+    engine: EngineOpt = "neutral",
+    json: JsonOpt = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the formula with numbers.")] = False,
+    units: UnitsOpt = UnitsChoice.iec,
+    layers: Annotated[Optional[int], typer.Option(min=1, help="What-if: number of layers.")] = None,
+    kv_heads: Annotated[Optional[int], typer.Option(min=1, help="What-if: KV heads per layer.")] = None,
+    head_dim: Annotated[Optional[int], typer.Option(min=1, help="What-if: head size.")] = None,
+    tp: Annotated[int, typer.Option("--tp", "-tp", "--tensor-parallel-size", min=1,
+                                    help="Tensor-parallel degree.")] = 1,
+    pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1,
+                                    help="Pipeline-parallel degree.")] = 1,
+    block_size: Annotated[Optional[int], typer.Option(min=1, help="Paged engines: tokens per block.")] = None,
+) -> int:
+    """How many bytes of KV cache a model holds for a sequence length and batch."""
+    from kvcalc.cli.run_estimate import run
+
+    return run(EstimateArgs(
+        model=model, config=config, seq_len=seq_len, batch=batch, kv_dtype=kv_dtype, engine=engine,
+        json=json, explain=explain, units=units.value, layers=layers, kv_heads=kv_heads,
+        head_dim=head_dim, tp=tp, pp=pp, block_size=block_size,
+    ))
+
+
+models_app = typer.Typer(
+    help="List the built-in models, or show one.", invoke_without_command=True, no_args_is_help=False
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(
+    epilog="Examples:\n\n  kvcalc models\n\n  kvcalc models --json\n\n  kvcalc models show llama-3-70b\n",
+)
+def models_list(
+    ctx: typer.Context,
+    kv_dtype: KvDtypeOpt = "auto",
+    json: JsonOpt = False,
+    units: UnitsOpt = UnitsChoice.iec,
+) -> None:
+    """List built-in models with their bytes per token."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from kvcalc.cli.run_models import run_list
+
+    run_list(kv_dtype=kv_dtype, json=json, units=units.value)
+
+
+@models_app.command(
+    "show", epilog="Examples:\n\n  kvcalc models show gemma-2-27b\n\n  kvcalc models show deepseek-v3 --yaml\n",
+)
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model name, alias, or a config path.")],
+    json: JsonOpt = False,
+    yaml: Annotated[bool, typer.Option("--yaml", help="Print the model as kvcalc YAML.")] = False,
+) -> None:
+    """Show one model: its layers, dims and where each number comes from."""
+    from kvcalc.cli.run_models import run_show
+
+    run_show(name, json=json, as_yaml=yaml)
+
+
+@app.command(
+    "import",
+    epilog="Examples:\n\n  kvcalc import ./config.json\n\n"
+    "  kvcalc import meta-llama/Llama-3.1-8B -o llama-3.1-8b.yaml\n",
+)
+def import_(
+    path: Annotated[str, typer.Argument(help="A config.json, a model folder, or a hub id in the HF cache.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the YAML here.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Name for the imported model.")] = None,
+) -> None:
+    """Convert a Hugging Face config.json into kvcalc YAML."""
+    from kvcalc.cli.run_models import run_import
+
+    run_import(path, output=output, name=name)
+
+
+@app.command(epilog="Examples:\n\n  kvcalc version\n")
+def version() -> None:
+    """Print kvcalc's version."""
+    from kvcalc import __version__
+
+    typer.echo(__version__)
+
+
+# Commands that live in their own modules register themselves here (one module per command).
+def _register_commands() -> None:
+    import importlib
+    import importlib.util
+
+    for name in ("gpus", "plan", "check_log", "verify", "sweep", "simulate", "bench"):
+        module = f"kvcalc.cli.cmd_{name}"
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register(app)
+
+
+_register_commands()

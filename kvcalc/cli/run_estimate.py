@@ -1,0 +1,67 @@
+"""`kvcalc estimate`: shared by the typer command and the fast start-up path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvcalc.errors import InvalidRequestError
+from kvcalc.estimate import Estimate, apply_overrides, estimate
+from kvcalc.models import ModelConfig
+from kvcalc.registry import load_model
+from kvcalc.units import Units
+
+
+@dataclass(frozen=True, kw_only=True)
+class EstimateArgs:
+    model: str | None
+    config: str | None
+    seq_len: int
+    batch: int = 1
+    kv_dtype: str = "auto"
+    engine: str = "neutral"
+    json: bool = False
+    explain: bool = False
+    units: Units = "iec"
+    layers: int | None = None
+    kv_heads: int | None = None
+    head_dim: int | None = None
+    tp: int = 1
+    pp: int = 1
+    block_size: int | None = None
+
+
+def resolve_model(model: str | None, config: str | None) -> ModelConfig:
+    """MODEL (a built-in name or alias) or --config PATH (kvcalc YAML, HF config, folder, hub id)."""
+    if model and config:
+        raise InvalidRequestError("--config", config, "either MODEL or --config, not both")
+    ref = config or model
+    if not ref:
+        raise InvalidRequestError("MODEL", "", "a built-in model name (see `kvcalc models`) or --config PATH")
+    return load_model(ref)
+
+
+def compute(args: EstimateArgs) -> tuple[ModelConfig, Estimate]:
+    model = resolve_model(args.model, args.config)
+    model = apply_overrides(model, layers=args.layers, kv_heads=args.kv_heads, head_dim=args.head_dim)
+    est = estimate(
+        model, args.seq_len, args.batch, args.kv_dtype, engine=args.engine, tp=args.tp, pp=args.pp,
+        block_size=args.block_size,
+    )
+    return model, est
+
+
+def run(args: EstimateArgs) -> int:
+    from kvcalc.cli.output import print_json, stdout_console, warn
+
+    model, est = compute(args)
+    for assumption in model.source.assumptions:
+        warn(assumption)
+    for message in est.warnings:
+        warn(message)
+    if args.json:
+        print_json(est.to_dict())
+        return 0
+    from kvcalc.cli.render import render_estimate
+
+    render_estimate(est, stdout_console(), args.units, args.explain)
+    return 0

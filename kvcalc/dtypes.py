@@ -1,0 +1,138 @@
+"""KV-cache storage types: bytes per element, block formats and scale overhead.
+
+Every type is a block format: ``block_bytes`` bytes store ``block_values`` values, so a row
+of ``n`` values takes ``cdiv(n, block_values) * block_bytes`` bytes (a partial block still
+occupies a whole block: rounding up). Plain types are blocks of one value.
+
+Sources: fp16/bf16/fp32/fp8/int8 element sizes as in vLLM ``STR_DTYPE_TO_TORCH_DTYPE``
+(fp8 variants are stored as one byte); GGUF blocks from llama.cpp ``ggml/src/ggml-common.h``
+(``block_q8_0`` = fp16 scale + 32 int8 = 34 B, ``block_q4_0`` = fp16 scale + 16 B = 18 B, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvcalc.errors import UnknownNameError
+
+
+def cdiv(a: int, b: int) -> int:
+    """Ceiling division for non-negative integers (vLLM ``cdiv``)."""
+    return -(-a // b)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KVDtype:
+    """How one cache element (or block of elements) is stored."""
+
+    name: str
+    block_bytes: int
+    block_values: int = 1
+    torch_dtype: str
+    """The torch dtype a real allocation uses (``uint8`` for packed and block formats)."""
+    description: str
+    scale_bytes_per_token_head: int = 0
+    """Extra bytes per token, per KV head, for K and again for V (per-token-head scales)."""
+    scale_bytes_per_layer: int = 0
+    """Fixed bytes per layer for K and V scales (per-tensor scales: one float32 each)."""
+
+    def row_bytes(self, n_values: int) -> int:
+        """Bytes of a row of ``n_values`` values, rounded up to whole blocks."""
+        return cdiv(n_values, self.block_values) * self.block_bytes
+
+    @property
+    def is_block_format(self) -> bool:
+        return self.block_values > 1
+
+
+def _plain(name: str, nbytes: int, torch_dtype: str, description: str) -> KVDtype:
+    return KVDtype(name=name, block_bytes=nbytes, torch_dtype=torch_dtype, description=description)
+
+
+def _gguf(name: str, nbytes: int, description: str) -> KVDtype:
+    return KVDtype(
+        name=name, block_values=32, block_bytes=nbytes, torch_dtype="uint8", description=description
+    )
+
+
+_DTYPES: dict[str, KVDtype] = {
+    d.name: d
+    for d in (
+        _plain("fp32", 4, "float32", "IEEE float32"),
+        _plain("fp16", 2, "float16", "IEEE float16"),
+        _plain("bf16", 2, "bfloat16", "bfloat16"),
+        _plain("fp8_e4m3", 1, "float8_e4m3fn", "fp8 E4M3 (vLLM stores it as uint8)"),
+        _plain("fp8_e5m2", 1, "float8_e5m2", "fp8 E5M2 (vLLM stores it as uint8)"),
+        _plain("int8", 1, "int8", "int8"),
+        KVDtype(
+            name="int4", block_values=2, block_bytes=1, torch_dtype="uint8",
+            description="int4, two values packed per byte, no scales",
+        ),
+        KVDtype(
+            name="fp8_per_tensor", block_bytes=1, torch_dtype="float8_e4m3fn",
+            scale_bytes_per_layer=8,
+            description="fp8 E4M3 with one float32 scale for K and one for V per layer",
+        ),
+        KVDtype(
+            name="fp8_per_token_head", block_bytes=1, torch_dtype="float8_e4m3fn",
+            scale_bytes_per_token_head=4,
+            description="fp8 E4M3 with a float32 scale per token and head, for K and for V "
+            "(vLLM AttentionSpec.page_size_bytes)",
+        ),
+        KVDtype(
+            name="int8_per_token_head", block_bytes=1, torch_dtype="int8",
+            scale_bytes_per_token_head=4,
+            description="int8 with a float32 scale per token and head, for K and for V",
+        ),
+        _gguf("q8_0", 34, "GGUF q8_0: fp16 scale + 32 int8 (34 B / 32 values)"),
+        _gguf("q5_1", 24, "GGUF q5_1: fp16 d, fp16 m, 4 B high bits, 16 B nibbles"),
+        _gguf("q5_0", 22, "GGUF q5_0: fp16 d, 4 B high bits, 16 B nibbles"),
+        _gguf("q4_1", 20, "GGUF q4_1: fp16 d, fp16 m, 16 B nibbles"),
+        _gguf("q4_0", 18, "GGUF q4_0: fp16 scale + 16 B nibbles (18 B / 32 values)"),
+        _gguf("iq4_nl", 18, "GGUF iq4_nl: fp16 scale + 16 B nibbles, non-linear grid"),
+    )
+}
+
+ALIASES: dict[str, str] = {
+    "fp8": "fp8_e4m3",
+    "float8": "fp8_e4m3",
+    "float8_e4m3fn": "fp8_e4m3",
+    "float32": "fp32",
+    "f32": "fp32",
+    "float": "fp32",
+    "float16": "fp16",
+    "f16": "fp16",
+    "half": "fp16",
+    "bfloat16": "bf16",
+    "float8_e5m2": "fp8_e5m2",
+}
+
+MODEL_DTYPES = ("fp32", "fp16", "bf16")
+"""Dtypes a model computes in: ``auto`` resolves to one of these."""
+
+
+def dtype_names() -> list[str]:
+    """Every accepted ``--kv-dtype`` spelling, canonical names first."""
+    return ["auto", *_DTYPES, *ALIASES]
+
+
+def canonical_dtype_name(name: str) -> str:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key == "auto" or key in _DTYPES:
+        return key
+    raise UnknownNameError("kv dtype", name, dtype_names())
+
+
+def get_dtype(name: str) -> KVDtype:
+    """Look up a concrete dtype by name or alias (not ``auto``: resolve it against a model first)."""
+    key = canonical_dtype_name(name)
+    if key == "auto":
+        raise UnknownNameError("kv dtype", name, list(_DTYPES))
+    return _DTYPES[key]
+
+
+def resolve_dtype(name: str, model_dtype: str) -> KVDtype:
+    """``auto`` means the model's own dtype (a config's ``torch_dtype``)."""
+    key = canonical_dtype_name(name)
+    return get_dtype(model_dtype if key == "auto" else key)

@@ -1,0 +1,52 @@
+"""The storage-policy interface every engine implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvcalc.dtypes import KVDtype
+from kvcalc.specs import Spec
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workload:
+    """What an engine is asked to hold: one request shape, repeated ``batch`` times."""
+
+    seq_len: int
+    batch: int = 1
+    block_size: int | None = None
+    max_num_batched_tokens: int = 8192
+
+
+class StoragePolicy:
+    """Engine-neutral by default: subclasses override only what their engine does differently.
+
+    ``tokens_held`` is per sequence and per layer; the estimate multiplies by ``batch``.
+    """
+
+    name = "neutral"
+    title = "engine-neutral"
+    version = ""
+    source = "kvcalc definition: a full layer holds seq_len tokens, a sliding layer min(seq_len, window)"
+
+    def tokens_held(self, spec: Spec, work: Workload) -> int:
+        return spec.tokens_held(work.seq_len)
+
+    def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
+        return spec.bytes_per_token(dtype)
+
+    def fixed_bytes(self, spec: Spec, dtype: KVDtype) -> int:
+        """Per-sequence bytes that do not grow (recurrent state)."""
+        return spec.fixed_bytes(dtype)
+
+    def fixed_layer_bytes(self, spec: Spec, dtype: KVDtype) -> int:
+        """Per-layer bytes independent of batch (per-tensor scales)."""
+        return spec.fixed_layer_bytes(dtype)
+
+    def describe_tokens(self, spec: Spec, work: Workload) -> str:
+        """How ``tokens_held`` was reached, for ``--explain``."""
+        held = self.tokens_held(spec, work)
+        window = getattr(spec, "window", None)
+        if window is not None and held < work.seq_len:
+            return f"min({work.seq_len}, window {window}) = {held} tokens"
+        return f"{held} tokens"

@@ -1,0 +1,70 @@
+"""The named exceptions of kvcalc. The core raises these and never prints or exits;
+the CLI's one error funnel turns them into a one-line ``Error: ...`` on stderr."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class KvcalcError(Exception):
+    """Base class: every error a user can cause. Exit code 1 in the CLI."""
+
+    exit_code = 1
+
+
+class InvalidRequestError(KvcalcError):
+    """A request value (a flag or an API argument) is out of range. Exit code 2 (usage)."""
+
+    exit_code = 2
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field}={value!r} is not allowed: expected {allowed}")
+
+
+class UnknownNameError(KvcalcError):
+    """An unknown model, GPU, dtype or engine name, with a "did you mean"."""
+
+    exit_code = 2
+
+    def __init__(self, what: str, name: str, known: Iterable[str]) -> None:
+        self.what = what
+        self.name = name
+        known_list = sorted(set(known))
+        close = difflib.get_close_matches(name.lower(), known_list, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        listing = "" if close else f"; known: {', '.join(known_list[:12])}" + (
+            ", ..." if len(known_list) > 12 else ""
+        )
+        super().__init__(f"unknown {what} {name!r}{hint}{listing}")
+
+
+class UnknownModelError(UnknownNameError):
+    """A model name that is neither built in nor an alias."""
+
+    exit_code = 1
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__("model", name, known)
+
+
+class InvalidConfigError(KvcalcError):
+    """A model file (kvcalc YAML or Hugging Face config.json) is malformed or inconsistent."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}")
+
+
+class DoesNotFitError(KvcalcError):
+    """Something does not fit in the memory it must fit in (needed vs available, and what to change)."""
+
+
+class MissingDependencyError(KvcalcError):
+    """An optional dependency (torch, transformers, matplotlib) is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed; pip install 'kvcalc[{extra}]'")

@@ -1,0 +1,290 @@
+"""The formula engine: pure functions from (model, workload, KV dtype, engine) to an exact
+integer estimate. No I/O, no torch, no printing.
+
+For every layer: ``bytes = tokens_held x bytes_per_token x batch + fixed_state x batch
++ fixed_layer``; the model total is the sum over layers. Layers with equal specs are grouped
+for the breakdown. All arithmetic is on ``int``; there is no true division anywhere here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from kvcalc.dtypes import KVDtype, canonical_dtype_name, resolve_dtype
+from kvcalc.engines import DEFAULT_ENGINE, get_policy
+from kvcalc.engines.base import StoragePolicy, Workload
+from kvcalc.errors import InvalidRequestError
+from kvcalc.models import ModelConfig
+from kvcalc.specs import FullAttention, Spec
+
+MAX_TOKENS = 10**12
+"""Physically absurd beyond this (a trillion tokens of context); rejected with this limit."""
+MAX_BATCH = 10**9
+MAX_LAYERS = 10**6
+MAX_DIM = 10**7
+
+
+def check_int(field_name: str, value: object, *, minimum: int = 1, maximum: int) -> int:
+    """Validate an integer request value: a real int (not bool/float/str) within bounds."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(field_name, value, f"an integer from {minimum} to {maximum:,}")
+    if not minimum <= value <= maximum:
+        raise InvalidRequestError(field_name, value, f"an integer from {minimum} to {maximum:,}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupEstimate:
+    """The layers that share one spec, and what they hold."""
+
+    kind: str
+    description: str
+    layers: int
+    tokens_held: int
+    """Tokens each of these layers holds per sequence."""
+    bytes_per_token: int
+    """Bytes one token costs in one of these layers."""
+    fixed_bytes_per_sequence: int
+    """Per-layer, per-sequence state bytes (recurrent layers)."""
+    fixed_layer_bytes: int
+    total_bytes: int
+    formula: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Estimate:
+    """The result of ``estimate``: exact integers, a breakdown per layer group, the formula."""
+
+    model: str
+    seq_len: int
+    batch: int
+    kv_dtype: str
+    kv_dtype_source: str
+    engine: str
+    total_bytes: int
+    """The whole deployment (every rank)."""
+    per_gpu_bytes: int
+    """The largest rank's share (equals ``total_bytes`` on one GPU)."""
+    bytes_per_token: int
+    """One more cached token across every growing layer, before any window cap."""
+    num_layers: int
+    layers: list[GroupEstimate]
+    tp: int = 1
+    pp: int = 1
+    formula: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    engine_source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; integers stay integers (the ``--json`` contract)."""
+        return dataclasses.asdict(self)
+
+    model_dump = to_dict
+
+
+def apply_overrides(
+    model: ModelConfig,
+    *,
+    layers: int | None = None,
+    kv_heads: int | None = None,
+    head_dim: int | None = None,
+) -> ModelConfig:
+    """What-if overrides: replace the model's layer count, KV heads or head size.
+
+    ``layers`` repeats or truncates the model's layer pattern to N layers; ``kv_heads`` and
+    ``head_dim`` apply to every attention layer (not MLA or state layers).
+    """
+    if layers is None and kv_heads is None and head_dim is None:
+        return model
+    specs: list[Spec] = list(model.layer_specs)
+    if kv_heads is not None or head_dim is not None:
+        if kv_heads is not None:
+            check_int("kv_heads", kv_heads, maximum=MAX_DIM)
+        if head_dim is not None:
+            check_int("head_dim", head_dim, maximum=MAX_DIM)
+        if not any(isinstance(s, FullAttention) for s in specs):
+            raise InvalidRequestError(
+                "kv_heads" if kv_heads is not None else "head_dim",
+                kv_heads if kv_heads is not None else head_dim,
+                f"a model with attention layers ({model.name} has only MLA/state layers)",
+            )
+        new: list[Spec] = []
+        for s in specs:
+            if isinstance(s, FullAttention):
+                changes: dict[str, Any] = {}
+                if kv_heads is not None:
+                    changes["num_kv_heads"] = kv_heads
+                    changes["hf_cache_heads"] = None
+                if head_dim is not None:
+                    changes["head_dim"] = head_dim
+                    changes["v_head_dim"] = None
+                s = dataclasses.replace(s, **changes)
+            new.append(s)
+        specs = new
+    if layers is not None:
+        check_int("layers", layers, maximum=MAX_LAYERS)
+        specs = [specs[i % len(specs)] for i in range(layers)]
+    try:
+        return model.with_layer_specs(specs)
+    except ValueError as exc:
+        field_name = "kv_heads" if kv_heads is not None else "head_dim"
+        value = kv_heads if kv_heads is not None else head_dim
+        raise InvalidRequestError(field_name, value, str(exc)) from None
+
+
+def pp_partition(num_layers: int, pp: int) -> list[int]:
+    """Layers per pipeline stage as vLLM splits them (``vllm.distributed.utils.get_pp_indices``):
+    ``num_layers // pp`` each, and the remainder given one by one to the stages before the
+    last, starting from the second-to-last (the last stage also runs the LM head)."""
+    base, rest = divmod(num_layers, pp)
+    parts = [base] * pp
+    for i in range(2, rest + 2):
+        parts[-i] += 1
+    return parts
+
+
+def estimate(
+    model: ModelConfig,
+    seq_len: int,
+    batch: int = 1,
+    kv_dtype: str = "auto",
+    *,
+    engine: str | StoragePolicy = DEFAULT_ENGINE,
+    tp: int = 1,
+    pp: int = 1,
+    block_size: int | None = None,
+    max_num_batched_tokens: int = 8192,
+) -> Estimate:
+    """Bytes of KV cache ``model`` holds for ``batch`` sequences of ``seq_len`` tokens.
+
+    >>> from kvcalc import load_model
+    >>> estimate(load_model("llama-2-7b"), 4096).total_bytes
+    2147483648
+    """
+    check_int("seq_len", seq_len, maximum=MAX_TOKENS)
+    check_int("batch", batch, maximum=MAX_BATCH)
+    check_int("tp", tp, maximum=4096)
+    check_int("pp", pp, maximum=4096)
+    if block_size is not None:
+        check_int("block_size", block_size, maximum=1 << 20)
+    check_int("max_num_batched_tokens", max_num_batched_tokens, maximum=MAX_TOKENS)
+    policy = get_policy(engine) if isinstance(engine, str) else engine
+    dtype = resolve_dtype(kv_dtype, model.dtype)
+    dtype_source = (
+        "model dtype" if canonical_dtype_name(kv_dtype) == "auto" else "--kv-dtype"
+    )
+    work = Workload(
+        seq_len=seq_len, batch=batch, block_size=block_size,
+        max_num_batched_tokens=max_num_batched_tokens,
+    )
+    specs = model.layer_specs
+    if pp > len(specs):
+        raise InvalidRequestError("pp", pp, f"at most the number of layers ({len(specs)})")
+
+    groups: dict[Spec, list[int]] = {}
+    for spec in specs:
+        rank_spec = spec.shard(tp)
+        groups.setdefault(rank_spec, []).append(0)
+
+    def layer_bytes(rank_spec: Spec) -> int:
+        return (
+            policy.tokens_held(rank_spec, work) * policy.bytes_per_token(rank_spec, dtype) * batch
+            + policy.fixed_bytes(rank_spec, dtype) * batch
+            + policy.fixed_layer_bytes(rank_spec, dtype)
+        )
+
+    breakdown: list[GroupEstimate] = []
+    rank_total = 0
+    for rank_spec in groups:
+        n = sum(1 for s in specs if s.shard(tp) == rank_spec)
+        per_layer = layer_bytes(rank_spec)
+        rank_total += per_layer * n
+        breakdown.append(
+            GroupEstimate(
+                kind=rank_spec.kind,
+                description=rank_spec.describe(),
+                layers=n,
+                tokens_held=policy.tokens_held(rank_spec, work),
+                bytes_per_token=policy.bytes_per_token(rank_spec, dtype),
+                fixed_bytes_per_sequence=policy.fixed_bytes(rank_spec, dtype),
+                fixed_layer_bytes=policy.fixed_layer_bytes(rank_spec, dtype),
+                total_bytes=per_layer * n * tp,
+                formula=_group_formula(rank_spec, n, policy, work, dtype, per_layer, tp),
+            )
+        )
+    # TP ranks each hold every layer's (sharded or replicated) cache; PP stages hold a share
+    # of the layers. The largest rank is the first stage with the most layers.
+    stage_sizes = pp_partition(len(specs), pp)
+    per_stage: list[int] = []
+    start = 0
+    for size in stage_sizes:
+        per_stage.append(sum(layer_bytes(s.shard(tp)) for s in specs[start : start + size]))
+        start += size
+    total = rank_total * tp
+    per_gpu = max(per_stage)
+    bytes_per_token = sum(
+        policy.bytes_per_token(s.shard(tp), dtype) for s in specs if s.grows
+    ) * tp
+
+    warnings: list[str] = []
+    if seq_len > model.max_position_embeddings:
+        warnings.append(
+            f"seq_len {seq_len:,} exceeds {model.name}'s max_position_embeddings "
+            f"({model.max_position_embeddings:,}); the estimate assumes the cache still grows"
+        )
+    lines = [g.formula for g in breakdown]
+    lines.append(f"total = {' + '.join(f'{g.total_bytes:,}' for g in breakdown)} = {total:,} B")
+    return Estimate(
+        model=model.name,
+        seq_len=seq_len,
+        batch=batch,
+        kv_dtype=dtype.name,
+        kv_dtype_source=dtype_source,
+        engine=policy.name,
+        engine_source=policy.source,
+        total_bytes=total,
+        per_gpu_bytes=per_gpu,
+        bytes_per_token=bytes_per_token,
+        num_layers=len(specs),
+        layers=breakdown,
+        tp=tp,
+        pp=pp,
+        formula=lines,
+        warnings=warnings,
+    )
+
+
+def _group_formula(
+    spec: Spec, n: int, policy: StoragePolicy, work: Workload, dtype: KVDtype, per_layer: int, tp: int
+) -> str:
+    tokens = policy.describe_tokens(spec, work)
+    tp_text = f" x {tp} ranks" if tp > 1 else ""
+    if spec.grows:
+        text = (
+            f"{spec.kind}: {n} layers x [{spec.formula_terms(dtype)}] "
+            f"x {tokens} x {work.batch} batch{tp_text}"
+        )
+    elif spec.fixed_bytes(dtype):
+        text = f"{spec.kind}: {n} layers x [{spec.formula_terms(dtype)}] x {work.batch} batch{tp_text}"
+    else:
+        text = f"{spec.kind}: {n} layers x 0 B"
+    return f"{text} = {per_layer * n * tp:,} B"
+
+
+def bytes_per_token(model: ModelConfig, kv_dtype: str = "auto") -> int:
+    """Bytes one more cached token costs across all growing layers (engine-neutral, TP 1)."""
+    dtype = resolve_dtype(kv_dtype, model.dtype)
+    return sum(s.bytes_per_token(dtype) for s in model.layer_specs if s.grows)
+
+
+def preallocation_waste(reserved_tokens: int, used_tokens: int) -> tuple[int, int]:
+    """Wasted fraction of a contiguous preallocation, exact: ``(reserved - used, reserved)``.
+
+    Seed 002: 4096 reserved, 100 used -> 3996/4096 (97.56 %; the seed rounds to 97.5 %).
+    """
+    check_int("reserved_tokens", reserved_tokens, maximum=MAX_TOKENS)
+    check_int("used_tokens", used_tokens, minimum=0, maximum=reserved_tokens)
+    return reserved_tokens - used_tokens, reserved_tokens

@@ -1,0 +1,230 @@
+"""Read model files: kvcalc YAML, validated by pydantic v2 into the frozen dataclasses.
+
+Safety (hardening): a size cap before reading, ``yaml.safe_load`` only (no Python object
+tags), alias expansion bounded, nesting depth bounded. Every failure becomes one
+``InvalidConfigError`` naming the file, the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+from kvcalc.errors import InvalidConfigError
+from kvcalc.models import LayerGroup, ModelConfig, MoE, Source
+from kvcalc.specs import SPEC_KINDS, Spec
+
+MAX_FILE_BYTES = 4 << 20
+"""Config files above this size are refused before reading (4 MiB; real configs are < 100 KiB)."""
+MAX_ALIASES = 1000
+MAX_DEPTH = 32
+
+
+def read_text_capped(path: Path, what: str = "config file") -> str:
+    """Read a small text file, refusing large, non-regular or undecodable files first."""
+    try:
+        if path.is_dir():
+            raise InvalidConfigError(str(path), f"is a directory, expected a {what}")
+        if not path.is_file():
+            raise InvalidConfigError(str(path), f"no such {what}")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InvalidConfigError(
+                str(path), f"file is {size:,} bytes; the limit for a {what} is {MAX_FILE_BYTES:,} bytes"
+            )
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise InvalidConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise InvalidConfigError(str(path), f"file exceeds {MAX_FILE_BYTES:,} bytes")
+    if b"\x00" in raw:
+        raise InvalidConfigError(str(path), "is a binary file, expected YAML or JSON text")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidConfigError(str(path), f"is not UTF-8 text (byte {exc.start})") from None
+
+
+def _check_depth(obj: Any, source: str, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidConfigError(source, f"nesting deeper than {MAX_DEPTH} levels")
+    if isinstance(obj, dict):
+        for v in obj.values():
+            _check_depth(v, source, depth + 1)
+    elif isinstance(obj, list):
+        for v in obj:
+            _check_depth(v, source, depth + 1)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with a bound on anchors/aliases (a "billion laughs" stops here)."""
+    import yaml
+
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = loader_cls(text)
+    try:
+        # Count alias events before constructing anything: expansion is what explodes.
+        aliases = sum(1 for event in yaml.parse(text, Loader=loader_cls)
+                      if isinstance(event, yaml.AliasEvent))
+        if aliases > MAX_ALIASES:
+            raise InvalidConfigError(source, f"{aliases:,} YAML aliases; at most {MAX_ALIASES} allowed")
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidConfigError(source, f"malformed YAML{where}: {problem}") from None
+    except RecursionError:
+        raise InvalidConfigError(source, f"nesting deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+    _check_depth(data, source)
+    return data
+
+
+def parse_json(text: str, source: str) -> Any:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidConfigError(
+            source, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise InvalidConfigError(source, f"nesting deeper than {MAX_DEPTH} levels") from None
+    _check_depth(data, source)
+    return data
+
+
+def _fields_of(cls: type) -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _format_validation_error(exc: Any, source: str, prefix: str, cls: type) -> InvalidConfigError:
+    # An unknown (misspelt) key explains a "missing" one, so report it first.
+    order = {"unexpected_keyword_argument": 0, "extra_forbidden": 0}
+    err = sorted(exc.errors(), key=lambda e: order.get(e["type"], 1))[0]
+    loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+    value = err.get("input")
+    if err["type"] == "unexpected_keyword_argument" or err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1]) if err["loc"] else "?"
+        allowed = _fields_of(cls) if not err["loc"][:-1] else []
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        did = f"; did you mean {hint[0]!r}?" if hint else ""
+        allowed_text = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return InvalidConfigError(source, f"unknown field {loc!r}{did}{allowed_text}")
+    if err["type"] == "missing" or err["type"] == "missing_keyword_argument":
+        return InvalidConfigError(source, f"missing required field {loc!r}")
+    msg = err["msg"].removeprefix("Value error, ")
+    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return InvalidConfigError(source, f"field {loc!r} = {shown}: {msg}")
+
+
+def _validate(cls: type, data: Any, source: str, prefix: str) -> Any:
+    from pydantic import TypeAdapter, ValidationError
+
+    if not isinstance(data, dict):
+        raise InvalidConfigError(
+            source, f"{prefix or 'the file'} must be a mapping, got {type(data).__name__}"
+        )
+    try:
+        return TypeAdapter(cls).validate_python(data)
+    except ValidationError as exc:
+        raise _format_validation_error(exc, source, prefix, cls) from None
+    except (ValueError, TypeError) as exc:
+        raise InvalidConfigError(source, f"{prefix or 'model'}: {exc}") from None
+
+
+def _spec(data: Any, source: str, where: str) -> Spec:
+    if not isinstance(data, dict):
+        raise InvalidConfigError(source, f"{where} must be a mapping with a 'kind'")
+    kind = data.get("kind")
+    cls = SPEC_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        close = difflib.get_close_matches(str(kind), list(SPEC_KINDS), n=1)
+        did = f"; did you mean {close[0]!r}?" if close else ""
+        raise InvalidConfigError(
+            source, f"field '{where}.kind' = {kind!r}: unknown layer kind{did} "
+            f"(allowed: {', '.join(SPEC_KINDS)})"
+        )
+    spec: Spec = _validate(cls, data, source, where)
+    return spec
+
+
+def model_from_data(data: Any, source: str) -> ModelConfig:
+    """Validate plain data (a parsed kvcalc YAML) into a ``ModelConfig``."""
+    if not isinstance(data, dict):
+        raise InvalidConfigError(source, f"expected a mapping at the top level, got {type(data).__name__}")
+    d = dict(data)
+    allowed = _fields_of(ModelConfig)
+    for key in d:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            did = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise InvalidConfigError(source, f"unknown field {str(key)!r}{did} (allowed: {', '.join(allowed)})")
+    if "layers" in d and d["layers"] is not None:
+        if not isinstance(d["layers"], list):
+            raise InvalidConfigError(source, "field 'layers' must be a list of groups {repeat, pattern}")
+        groups = []
+        for gi, g in enumerate(d["layers"]):
+            where = f"layers.{gi}"
+            if not isinstance(g, dict):
+                raise InvalidConfigError(source, f"{where} must be a mapping with 'repeat' and 'pattern'")
+            pattern = g.get("pattern")
+            if not isinstance(pattern, list):
+                raise InvalidConfigError(source, f"field '{where}.pattern' must be a list of layer specs")
+            g2 = dict(g)
+            g2["pattern"] = [_spec(s, source, f"{where}.pattern.{si}") for si, s in enumerate(pattern)]
+            groups.append(_validate(LayerGroup, g2, source, where))
+        d["layers"] = groups
+    if "legend" in d and d["legend"] is not None:
+        if not isinstance(d["legend"], dict):
+            raise InvalidConfigError(source, "field 'legend' must map layout characters to layer specs")
+        d["legend"] = {str(k): _spec(v, source, f"legend.{k}") for k, v in d["legend"].items()}
+    if isinstance(d.get("source"), dict):
+        d["source"] = _validate(Source, d["source"], source, "source")
+    if isinstance(d.get("moe"), dict):
+        d["moe"] = _validate(MoE, d["moe"], source, "moe")
+    model: ModelConfig = _validate(ModelConfig, d, source, "")
+    return model
+
+
+def looks_like_kvcalc(data: Any) -> bool:
+    """kvcalc's schema has ``name`` and ``layers``/``layout``; a Hugging Face config has neither."""
+    return isinstance(data, dict) and "name" in data and ("layers" in data or "layout" in data)
+
+
+def load_model_file(path: str | Path) -> ModelConfig:
+    """Load a model from a kvcalc YAML file (or, by content, a Hugging Face config)."""
+    p = Path(path)
+    source = str(p)
+    if p.is_dir():
+        cfg = p / "config.json"
+        if cfg.is_file():
+            return _load_hf(cfg)
+        raise InvalidConfigError(source, "is a directory without a config.json")
+    text = read_text_capped(p)
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        data = parse_json(text, source)
+        if looks_like_kvcalc(data):
+            return model_from_data(data, source)
+        return _load_hf(p, data)
+    data = parse_yaml(text, source)
+    if isinstance(data, dict) and not looks_like_kvcalc(data) and (
+        "model_type" in data or "num_hidden_layers" in data or "n_layer" in data
+    ):
+        return _load_hf(p, data)
+    return model_from_data(data, source)
+
+
+def _load_hf(path: Path, data: Any = None) -> ModelConfig:
+    from kvcalc import hf
+
+    return hf.load_hf_config(path, data)

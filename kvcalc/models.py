@@ -1,0 +1,230 @@
+"""The model schema: a named sequence of layers, each with a cache spec.
+
+A model lists its layers as groups (``repeat`` x ``pattern``) or as a ``layout`` string with
+a ``legend`` (Nemotron-H's ``M-M-M-M*-...``), so 80 identical layers take one entry.
+
+Stdlib frozen dataclasses, validated from files by pydantic v2 in ``kvcalc.loader`` (see
+``kvcalc.specs`` for why). Derived values are properties, never stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar, Literal
+
+from kvcalc.specs import FixedState, FullAttention, LatentAttention, NoCache, Spec, spec_from_dict
+
+ModelDtype = Literal["fp32", "fp16", "bf16"]
+_STRICT: dict[str, Any] = {"extra": "forbid"}
+
+
+def _positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerGroup:
+    """``pattern`` repeated ``repeat`` times, in order."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    pattern: list[Spec]
+    repeat: int = 1
+
+    def __post_init__(self) -> None:
+        _positive(self, "repeat")
+        if not self.pattern:
+            raise ValueError("pattern must list at least one layer spec")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    """Where a model's numbers come from."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    hf_repo: str | None = None
+    config: str | None = None
+    """The file the numbers were read from (e.g. the repo's ``config.json``)."""
+    notes: list[str] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+    """Defaults filled in on import (transformers' defaults), shown as warnings."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MoE:
+    """Mixture-of-experts fields: they change the weights, never the KV cache."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    num_experts: int
+    experts_per_token: int
+    moe_intermediate_size: int | None = None
+    num_shared_experts: int = 0
+    shared_expert_intermediate_size: int | None = None
+    first_dense_layers: int = 0
+    """Leading layers with a dense MLP instead of experts (DeepSeek ``first_k_dense_replace``)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "num_experts", "experts_per_token", "moe_intermediate_size",
+                  "shared_expert_intermediate_size")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """A model as kvcalc sees it."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    name: str
+    dtype: ModelDtype
+    """The dtype the model computes in (a config's ``torch_dtype``); ``--kv-dtype auto`` uses it."""
+    max_position_embeddings: int
+    num_attention_heads: int
+    hidden_size: int
+    layers: list[LayerGroup] | None = None
+    layout: str | None = None
+    legend: dict[str, Spec] | None = None
+    aliases: list[str] = field(default_factory=list)
+    source: Source = field(default_factory=Source)
+    intermediate_size: int | None = None
+    vocab_size: int | None = None
+    num_parameters: int | None = None
+    """Published parameter count, when the model card or safetensors index gives one."""
+    tie_word_embeddings: bool = False
+    moe: MoE | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("name must not be empty")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"dtype must be one of fp32, fp16, bf16, got {self.dtype!r}")
+        _positive(self, "max_position_embeddings", "num_attention_heads", "hidden_size",
+                  "intermediate_size", "vocab_size", "num_parameters")
+        if (self.layers is None) == (self.layout is None):
+            raise ValueError("give exactly one of 'layers' (groups) or 'layout' (with 'legend')")
+        if self.layout is not None:
+            if not self.legend:
+                raise ValueError("'layout' needs a 'legend' mapping each character to a layer spec")
+            unknown = sorted(set(self.layout) - set(self.legend))
+            if unknown:
+                raise ValueError(f"layout characters {unknown} are not in the legend")
+        elif self.legend is not None:
+            raise ValueError("'legend' is only used with 'layout'")
+        if not self.layer_specs:
+            raise ValueError("a model needs at least one layer")
+        for i, spec in enumerate(self.layer_specs):
+            if isinstance(spec, FullAttention):
+                if self.num_attention_heads % spec.num_kv_heads:
+                    raise ValueError(
+                        f"layer {i}: num_attention_heads ({self.num_attention_heads}) is not "
+                        f"divisible by num_kv_heads ({spec.num_kv_heads})"
+                    )
+                window = getattr(spec, "window", None)
+                if window is not None and window > self.max_position_embeddings:
+                    raise ValueError(
+                        f"layer {i}: window {window} exceeds max_position_embeddings "
+                        f"({self.max_position_embeddings})"
+                    )
+
+    @cached_property
+    def layer_specs(self) -> tuple[Spec, ...]:
+        """Every layer's spec, in order."""
+        if self.layout is not None:
+            assert self.legend is not None  # guarded by __post_init__
+            return tuple(self.legend[c] for c in self.layout)
+        assert self.layers is not None
+        out: list[Spec] = []
+        for group in self.layers:
+            for _ in range(group.repeat):
+                out.extend(group.pattern)
+        return tuple(out)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_specs)
+
+    @property
+    def num_cache_layers(self) -> int:
+        """Layers whose cache grows with tokens."""
+        return sum(1 for s in self.layer_specs if s.grows)
+
+    @property
+    def is_mla(self) -> bool:
+        return any(isinstance(s, LatentAttention) for s in self.layer_specs)
+
+    @property
+    def is_hybrid(self) -> bool:
+        return len({type(s) for s in self.layer_specs if not isinstance(s, NoCache)}) > 1
+
+    @property
+    def has_state(self) -> bool:
+        return any(isinstance(s, FixedState) for s in self.layer_specs)
+
+    @property
+    def all_names(self) -> list[str]:
+        return [self.name, *self.aliases]
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+    def with_layer_specs(self, specs: list[Spec] | tuple[Spec, ...]) -> ModelConfig:
+        """A copy with an explicit layer list, stored as runs of equal specs (re-validated)."""
+        groups: list[LayerGroup] = []
+        for spec in specs:
+            if groups and groups[-1].pattern[0] == spec:
+                groups[-1] = LayerGroup(pattern=groups[-1].pattern, repeat=groups[-1].repeat + 1)
+            else:
+                groups.append(LayerGroup(pattern=[spec]))
+        return dataclasses.replace(self, layers=groups, layout=None, legend=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as YAML would hold it (None fields and empty defaults dropped)."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.aliases:
+            out["aliases"] = list(self.aliases)
+        src = {k: v for k, v in dataclasses.asdict(self.source).items() if v}
+        if src:
+            out["source"] = src
+        for key in ("dtype", "max_position_embeddings", "num_attention_heads", "hidden_size",
+                    "intermediate_size", "vocab_size", "num_parameters"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.tie_word_embeddings:
+            out["tie_word_embeddings"] = True
+        if self.moe is not None:
+            out["moe"] = {k: v for k, v in dataclasses.asdict(self.moe).items() if v}
+        if self.layout is not None:
+            assert self.legend is not None
+            out["layout"] = self.layout
+            out["legend"] = {k: v.to_dict() for k, v in self.legend.items()}
+        else:
+            assert self.layers is not None
+            out["layers"] = [
+                {"repeat": g.repeat, "pattern": [s.to_dict() for s in g.pattern]} for g in self.layers
+            ]
+        return out
+
+
+def model_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Build a model from trusted, already-validated data (the compiled built-in index).
+
+    Files go through ``kvcalc.loader``, which validates with pydantic first.
+    """
+    d = dict(data)
+    if "layers" in d:
+        d["layers"] = [
+            LayerGroup(repeat=g.get("repeat", 1), pattern=[spec_from_dict(s) for s in g["pattern"]])
+            for g in d["layers"]
+        ]
+    if "legend" in d:
+        d["legend"] = {k: spec_from_dict(v) for k, v in d["legend"].items()}
+    if "source" in d:
+        d["source"] = Source(**d["source"])
+    if "moe" in d:
+        d["moe"] = MoE(**d["moe"])
+    return ModelConfig(**d)

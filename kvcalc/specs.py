@@ -1,0 +1,300 @@
+"""One cache spec per layer kind, each owning its own bytes arithmetic.
+
+Modelled on vLLM ``vllm/v1/kv_cache_interface.py`` (``FullAttentionSpec``,
+``SlidingWindowSpec``, ``MLAAttentionSpec``, ``MambaSpec``): frozen value objects; engines
+only decide how many tokens a layer holds, the spec says what one token costs.
+
+Engine-neutral holdings (``tokens_held``): a full layer holds every token, a sliding layer
+``min(seq_len, window)``, a chunked-local layer ``min(seq_len, chunk)``, a latent (MLA) layer
+every token of its latent, a fixed-state layer nothing per token (its state is per sequence).
+
+The specs are stdlib frozen dataclasses so that a built-in estimate starts without importing
+pydantic (75 ms of a 100 ms start-up budget); files are validated into them by pydantic v2
+(``kvcalc.loader``), which honours ``__pydantic_config__`` (``extra="forbid"``) and runs
+``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from kvcalc.dtypes import KVDtype, cdiv
+
+_STRICT: dict[str, Any] = {"extra": "forbid"}
+
+
+def _require_positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec:
+    """Base of every layer spec. Subclasses override what applies to them."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    kind: str
+
+    def bytes_per_token(self, dtype: KVDtype) -> int:
+        """Bytes one cached token costs in this layer (K and V, scales included)."""
+        return 0
+
+    def fixed_bytes(self, dtype: KVDtype) -> int:
+        """Bytes per sequence that do not grow with tokens (recurrent state)."""
+        return 0
+
+    def fixed_layer_bytes(self, dtype: KVDtype) -> int:
+        """Bytes per layer, independent of batch and tokens (per-tensor quantization scales)."""
+        return 0
+
+    def tokens_held(self, seq_len: int) -> int:
+        """Engine-neutral: tokens this layer holds for a sequence of ``seq_len`` tokens."""
+        return 0
+
+    @property
+    def grows(self) -> bool:
+        """Whether this layer's cache grows with the sequence."""
+        return False
+
+    def shard(self, tp: int) -> Spec:
+        """The spec one tensor-parallel rank holds (vLLM ``ModelConfig.get_num_kv_heads``)."""
+        return self
+
+    def replace(self, **changes: Any) -> Spec:
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        return self.kind
+
+    def formula_terms(self, dtype: KVDtype) -> str:
+        """Per-token arithmetic with numbers substituted, for ``--explain``."""
+        return "0"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FullAttention(Spec):
+    """Standard (MHA/GQA/MQA) attention: K and V for every token.
+
+    bytes/token = H x (d + d_v) x b (vLLM ``FullAttentionSpec.real_page_size_bytes``),
+    the textbook ``2 x H x d x b`` when ``d == d_v``.
+    """
+
+    kind: Literal["full"] = "full"
+    num_kv_heads: int
+    head_dim: int
+    v_head_dim: int | None = None
+    hf_cache_heads: int | None = None
+    """Heads transformers really caches when it differs from ``num_kv_heads`` (Falcon with
+    ``new_decoder_architecture`` broadcasts K/V to every query head before caching)."""
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "num_kv_heads", "head_dim", "v_head_dim", "hf_cache_heads")
+
+    @property
+    def v_dim(self) -> int:
+        return self.v_head_dim if self.v_head_dim is not None else self.head_dim
+
+    @property
+    def grows(self) -> bool:
+        return True
+
+    def bytes_per_token(self, dtype: KVDtype) -> int:
+        return self.bytes_per_token_with_heads(dtype, self.num_kv_heads)
+
+    def bytes_per_token_with_heads(self, dtype: KVDtype, heads: int) -> int:
+        # A row is one token's K (or V) over this layer's heads, as llama.cpp lays it out
+        # (n_embd_k_gqa = H x d); block formats round each row up to whole blocks.
+        return (
+            dtype.row_bytes(heads * self.head_dim)
+            + dtype.row_bytes(heads * self.v_dim)
+            + 2 * heads * dtype.scale_bytes_per_token_head
+        )
+
+    def fixed_layer_bytes(self, dtype: KVDtype) -> int:
+        return dtype.scale_bytes_per_layer
+
+    def tokens_held(self, seq_len: int) -> int:
+        return seq_len
+
+    def shard(self, tp: int) -> FullAttention:
+        # vLLM/SGLang: max(1, H // tp), so heads are replicated once tp exceeds them.
+        return dataclasses.replace(self, num_kv_heads=max(1, self.num_kv_heads // tp))
+
+    def describe(self) -> str:
+        dims = str(self.head_dim) if self.v_dim == self.head_dim else f"{self.head_dim}+{self.v_dim}"
+        return f"{self.kind}, {self.num_kv_heads} KV heads x {dims}"
+
+    def formula_terms(self, dtype: KVDtype) -> str:
+        if self.v_dim == self.head_dim:
+            base = f"2 x {self.num_kv_heads} kv_heads x {self.head_dim} head_dim"
+        else:
+            base = f"{self.num_kv_heads} kv_heads x ({self.head_dim} + {self.v_dim})"
+        if dtype.is_block_format:
+            return f"{base} values at {dtype.block_bytes} B per {dtype.block_values} ({dtype.name})"
+        text = f"{base} x {dtype.block_bytes} B"
+        if dtype.scale_bytes_per_token_head:
+            text += f" + 2 x {self.num_kv_heads} x {dtype.scale_bytes_per_token_head} B scales"
+        return text
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlidingWindowAttention(FullAttention):
+    """Local attention over the last ``window`` tokens (Mistral, Gemma-2, gpt-oss)."""
+
+    kind: Literal["sliding"] = "sliding"  # type: ignore[assignment]
+    window: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_positive(self, "window")
+
+    def tokens_held(self, seq_len: int) -> int:
+        return min(seq_len, self.window)
+
+    def describe(self) -> str:
+        return f"{super().describe()}, window {self.window}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChunkedAttention(FullAttention):
+    """Chunked local attention (Llama-4 ``attention_chunk_size``): attends within its chunk."""
+
+    kind: Literal["chunked"] = "chunked"  # type: ignore[assignment]
+    chunk_size: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_positive(self, "chunk_size")
+
+    @property
+    def window(self) -> int:
+        return self.chunk_size
+
+    def tokens_held(self, seq_len: int) -> int:
+        return min(seq_len, self.chunk_size)
+
+    def describe(self) -> str:
+        return f"{super().describe()}, chunk {self.chunk_size}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatentAttention(Spec):
+    """Multi-head latent attention (DeepSeek-V2/V3): one compressed latent per token.
+
+    bytes/token = (kv_lora_rank + qk_rope_head_dim) x b: no factor 2, one "head", not split
+    by TP (vLLM ``MLAAttentionSpec``; DeepSeek-V2 paper, Table 1: (d_c + d_h^R) per layer).
+    """
+
+    kind: Literal["mla"] = "mla"
+    kv_lora_rank: int
+    qk_rope_head_dim: int
+    qk_nope_head_dim: int | None = None
+    """Per-head sizes of the decompressed K/V (weights, and caches that decompress)."""
+    v_head_dim: int | None = None
+    q_lora_rank: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim",
+                          "v_head_dim", "q_lora_rank")
+
+    @property
+    def latent_dim(self) -> int:
+        return self.kv_lora_rank + self.qk_rope_head_dim
+
+    @property
+    def grows(self) -> bool:
+        return True
+
+    def bytes_per_token(self, dtype: KVDtype) -> int:
+        return dtype.row_bytes(self.latent_dim) + dtype.scale_bytes_per_token_head
+
+    def fixed_layer_bytes(self, dtype: KVDtype) -> int:
+        return dtype.scale_bytes_per_layer
+
+    def tokens_held(self, seq_len: int) -> int:
+        return seq_len
+
+    def describe(self) -> str:
+        return f"mla, latent {self.kv_lora_rank} + rope {self.qk_rope_head_dim}"
+
+    def formula_terms(self, dtype: KVDtype) -> str:
+        dims = f"({self.kv_lora_rank} kv_lora_rank + {self.qk_rope_head_dim} rope)"
+        if dtype.is_block_format:
+            return f"{dims} values at {dtype.block_bytes} B per {dtype.block_values} ({dtype.name})"
+        return f"{dims} x {dtype.block_bytes} B"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FixedState(Spec):
+    """No growing cache (Mamba/SSM, linear attention, recurrent layers): a fixed state per
+    sequence, declared as named element counts so the dtype still applies."""
+
+    kind: Literal["state"] = "state"
+    state_elements: dict[str, int]
+    """e.g. ``{conv: 61440, ssm: 4194304}`` for one Nemotron-H Mamba layer."""
+
+    def __post_init__(self) -> None:
+        if not self.state_elements:
+            raise ValueError("state_elements must name at least one state")
+        for key, value in self.state_elements.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"state_elements.{key} must be a positive integer, got {value!r}")
+
+    def __hash__(self) -> int:
+        return hash((self.kind, tuple(sorted(self.state_elements.items()))))
+
+    @property
+    def total_elements(self) -> int:
+        return sum(self.state_elements.values())
+
+    def fixed_bytes(self, dtype: KVDtype) -> int:
+        return sum(dtype.row_bytes(n) for n in self.state_elements.values())
+
+    def shard(self, tp: int) -> FixedState:
+        # vLLM shards Mamba/GDN heads across TP ranks; round up so no rank is understated.
+        return dataclasses.replace(
+            self, state_elements={k: cdiv(v, tp) for k, v in self.state_elements.items()}
+        )
+
+    def describe(self) -> str:
+        parts = " + ".join(f"{k} {v:,}" for k, v in self.state_elements.items())
+        return f"state, {parts} elements per sequence"
+
+    def formula_terms(self, dtype: KVDtype) -> str:
+        return f"{self.total_elements:,} state elements x {dtype.block_bytes} B per sequence"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoCache(Spec):
+    """A layer that caches nothing (an MLP-only layer, or one that reuses another's KV)."""
+
+    kind: Literal["none"] = "none"
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"none ({self.reason})" if self.reason else "none"
+
+
+SPEC_KINDS: dict[str, type[Spec]] = {
+    "full": FullAttention,
+    "sliding": SlidingWindowAttention,
+    "chunked": ChunkedAttention,
+    "mla": LatentAttention,
+    "state": FixedState,
+    "none": NoCache,
+}
+"""``kind`` key in YAML -> spec class: the single place a kind name selects a class."""
+
+
+def spec_from_dict(data: dict[str, Any]) -> Spec:
+    """Build a spec from trusted data (already validated); files go through ``kvcalc.loader``."""
+    return SPEC_KINDS[data["kind"]](**data)

@@ -1,0 +1,100 @@
+"""Byte units: the only module that knows 1024 and 1000.
+
+Convention (as in ``rich.filesize`` and vLLM's ``GiB_bytes``/``GB_bytes``): IEC units
+(KiB, MiB, GiB, TiB) are powers of 1024 and are always labelled with the ``i``; SI units
+(KB, MB, GB, TB) are powers of 1000. A figure is never printed with one base and
+labelled with the other.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from kvcalc.errors import InvalidRequestError
+
+KiB = 1 << 10
+"""Kibibyte: 1,024 bytes."""
+MiB = 1 << 20
+"""Mebibyte: 1,048,576 bytes."""
+GiB = 1 << 30
+"""Gibibyte: 1,073,741,824 bytes."""
+TiB = 1 << 40
+"""Tebibyte: 1,099,511,627,776 bytes."""
+KB = 10**3
+"""Kilobyte (SI): 1,000 bytes."""
+MB = 10**6
+"""Megabyte (SI): 1,000,000 bytes."""
+GB = 10**9
+"""Gigabyte (SI): 1,000,000,000 bytes."""
+TB = 10**12
+"""Terabyte (SI): 10**12 bytes."""
+
+Units = Literal["iec", "si"]
+
+_IEC = (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB))
+_SI = (("TB", TB), ("GB", GB), ("MB", MB), ("KB", KB))
+_SUFFIXES: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    "kib": KiB,
+    "mib": MiB,
+    "gib": GiB,
+    "tib": TiB,
+    "kb": KB,
+    "mb": MB,
+    "gb": GB,
+    "tb": TB,
+    # Bare single letters are ambiguous; we read them as IEC, like `ls -h` and `nvidia-smi`.
+    "k": KiB,
+    "m": MiB,
+    "g": GiB,
+    "t": TiB,
+}
+_SIZE_RE = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def format_bytes(n_bytes: int, units: Units = "iec", precision: int = 2) -> str:
+    """Human size with the unit that matches its base: ``2.00 GiB`` (iec) or ``2.15 GB`` (si)."""
+    table = _IEC if units == "iec" else _SI
+    sign = "-" if n_bytes < 0 else ""
+    magnitude = abs(n_bytes)
+    for label, size in table:
+        if magnitude >= size:
+            return f"{sign}{Decimal(magnitude) / Decimal(size):.{precision}f} {label}"
+    return f"{sign}{magnitude} B"
+
+
+def unit_label(n_bytes: int, units: Units = "iec") -> str:
+    """The unit ``format_bytes`` would pick for this size (for table headers)."""
+    return format_bytes(n_bytes, units).split(" ")[-1]
+
+
+def format_in(n_bytes: int, unit: str, precision: int = 2) -> str:
+    """Format in a named unit, e.g. ``format_in(x, "GiB")`` -> ``"1.25"``."""
+    size = _SUFFIXES[unit.lower()]
+    return f"{Decimal(n_bytes) / Decimal(size):.{precision}f}"
+
+
+def parse_size(text: str, field: str = "size") -> int:
+    """Parse ``"50GiB"``, ``"24 GB"``, ``"1.5GiB"`` or ``"1073741824"`` into bytes.
+
+    Fractions of a byte round down (floor): a budget is never overstated.
+    """
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise InvalidRequestError(
+            field, text, "a size such as 80GiB, 24GB, 512MiB or a byte count"
+        )
+    number, suffix = match.groups()
+    factor = _SUFFIXES.get(suffix.lower())
+    if factor is None:
+        raise InvalidRequestError(
+            field, text, "a unit among B, KiB, MiB, GiB, TiB (1024-based) or KB, MB, GB, TB (1000-based)"
+        )
+    try:
+        value = Decimal(number.replace("_", "").replace(",", ""))
+    except InvalidOperation:  # pragma: no cover - the regex admits only digits
+        raise InvalidRequestError(field, text, "a number") from None
+    return int(value * factor)
