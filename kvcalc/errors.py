@@ -3,7 +3,6 @@ the CLI's one error funnel turns them into a one-line ``Error: ...`` on stderr."
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -31,6 +30,8 @@ class UnknownNameError(KvcalcError):
     exit_code = 2
 
     def __init__(self, what: str, name: str, known: Iterable[str]) -> None:
+        import difflib  # lazily: kept off the start-up path
+
         self.what = what
         self.name = name
         known_list = sorted(set(known))

@@ -9,9 +9,6 @@ paths print identical output.
 
 from __future__ import annotations
 
-import re
-
-_INT = re.compile(r"^[1-9][0-9]{0,11}$")
 _INT_FLAGS = {"--seq-len": "seq_len", "--batch": "batch"}
 _STR_FLAGS = {"--kv-dtype": "kv_dtype", "--units": "units"}
 _BOOL_FLAGS = {"--json": "json", "--explain": "explain"}
@@ -38,7 +35,8 @@ def parse(argv: list[str]) -> dict[str, object] | None:
                 i += 1
             i += 1
             if name in _INT_FLAGS:
-                if not _INT.match(value):
+                # Plain decimal digits only (no sign, no '_', no unicode digits): else typer decides.
+                if not (value.isascii() and value.isdigit() and value[0] != "0" and len(value) <= 12):
                     return None
                 out[_INT_FLAGS[name]] = int(value)
             else:
