@@ -12,7 +12,7 @@ from kvcalc.errors import InvalidConfigError, UnknownModelError
 from kvcalc.hf import load_hf_config
 from kvcalc.loader import load_model_file
 from kvcalc.models import ModelConfig
-from kvcalc.registry import INDEX_PATH, builtin_names, compile_index, model_configs_dir
+from kvcalc.registry import INDEX_FILE, builtin_names, compile_index, model_configs_dir
 from tests.conftest import FIXTURES
 
 REQUIRED = [
@@ -31,7 +31,7 @@ def test_required_models_present() -> None:
 def test_compiled_index_is_current() -> None:
     """The compiled index must equal a fresh pydantic validation of model_configs/*.yaml.
     Regenerate with: python -m kvcalc.registry"""
-    assert json.loads(INDEX_PATH.read_text()) == compile_index()
+    assert json.loads(Path(INDEX_FILE).read_text()) == compile_index()
 
 
 @pytest.mark.parametrize("name", ["meta-llama/Llama-2-7b-hf", "LLAMA-2-7B-HF", "llama-2-7b-hf", "Llama-2-7B"])

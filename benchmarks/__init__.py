@@ -1,0 +1,1 @@
+"""kvcalc benchmarks: speed and memory targets live here, never in timed tests."""
