@@ -1,0 +1,46 @@
+"""SGLang: a token-granular pool (page size 1 by default), MLA stored as the latent.
+
+Source: sgl-project/sglang ``python/sglang/srt/mem_cache/memory_pool.py`` (``MHATokenToKVPool``:
+per layer K ``[size + page_size, H_rank, head_dim]`` and V ``[..., v_head_dim]``;
+``MLATokenToKVPool``: one ``[size + page_size, 1, kv_lora_rank + qk_rope_head_dim]`` buffer) and
+``model_runner.profile_max_num_token`` / ``pool_configurator.py`` (cell size per token:
+``H_rank x (d + d_v) x L x b``, MLA ``(kv_lora_rank + rope) x L x b``), as described in the
+kvcalc reference §2. A sequence of ``L`` tokens holds ``L`` slots per layer, rounded up to whole
+pages when ``--block-size`` (SGLang ``--page-size``) is above 1. Sliding-window layers are
+modelled with a full cache (SGLang's hybrid SWA pool is sized separately from a ratio and is a
+planner concern); recurrent layers hold their state.
+"""
+
+from __future__ import annotations
+
+from kvcalc.dtypes import cdiv
+from kvcalc.engines.base import StoragePolicy, Workload
+from kvcalc.specs import Spec
+
+SGLANG_VERSION = "SGLang v0.5 (memory_pool.py token pools)"
+
+
+class SglangPolicy(StoragePolicy):
+    name = "sglang"
+    title = "SGLang (token pool)"
+    version = SGLANG_VERSION
+    source = (
+        "SGLang memory_pool.py MHATokenToKVPool/MLATokenToKVPool: one slot per token per layer "
+        "(page_size 1 unless --block-size), MLA latent (kv_lora_rank + rope) x b, no window cap"
+    )
+
+    def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if not spec.grows:
+            return 0
+        page = work.block_size or 1
+        return cdiv(work.seq_len, page) * page
+
+    def describe_tokens(self, spec: Spec, work: Workload) -> str:
+        page = work.block_size or 1
+        held = self.tokens_held(spec, work)
+        if page == 1:
+            return f"{held} tokens (page 1)"
+        return f"cdiv({work.seq_len}, page {page}) x {page} = {held} tokens"
+
+
+POLICY = SglangPolicy()

@@ -1,0 +1,77 @@
+"""vLLM (V1 engine, commit 001cabc1): paged blocks, what vLLM reserves for one request.
+
+``estimate --engine vllm`` reports, per layer, vLLM's ``max_memory_usage_bytes`` for one request
+of ``--seq-len`` tokens (``vllm/v1/kv_cache_interface.py`` @ 001cabc1), the same quantity the
+planner's fit check uses (``kvcalc.planner.vllm_kv``), expressed as tokens held:
+
+* full attention and MLA: ``cdiv(L, B) x B`` tokens (whole blocks);
+* sliding window W: ``(cdiv(min(W - 1 + max_num_batched_tokens, L), B) + 1) x B`` (the +1 block
+  covers a window that does not start on a block boundary);
+* chunked local attention C: ``cdiv(min(C + max_num_batched_tokens, L), B) x B``;
+* recurrent state layers: their state, no tokens.
+
+Page bytes per token: H x (d + d_v) x b (plus per-token-head scales), MLA the latent
+(kv_lora_rank + rope) x b with no factor 2. The block size is 16 (``CacheConfig``), forced to 64
+for MLA models only when no ``--block-size`` is given (FlashMLA); an explicit block size wins.
+Per-tensor fp8 scales live outside the page and are not counted (``KVQuantMode.FP8_PER_TENSOR``).
+"""
+
+from __future__ import annotations
+
+from kvcalc.dtypes import KVDtype, cdiv
+from kvcalc.engines.base import StoragePolicy, Workload
+from kvcalc.planner.vllm_kv import DEFAULT_BLOCK_SIZE, MLA_BLOCK_SIZE, VLLM_VERSION
+from kvcalc.specs import ChunkedAttention, LatentAttention, SlidingWindowAttention, Spec
+
+
+class VllmPolicy(StoragePolicy):
+    name = "vllm"
+    title = "vLLM (paged blocks)"
+    version = VLLM_VERSION
+    source = (
+        "vLLM V1 @ 001cabc1, vllm/v1/kv_cache_interface.py max_memory_usage_bytes: whole blocks of "
+        "--block-size tokens (16; 64 for MLA unless given); sliding layers cdiv(min(W-1+chunk, L), B)+1 blocks"
+    )
+
+    @staticmethod
+    def block_size(spec: Spec, work: Workload) -> int:
+        if work.block_size is not None:
+            return work.block_size
+        return MLA_BLOCK_SIZE if isinstance(spec, LatentAttention) else DEFAULT_BLOCK_SIZE
+
+    def _blocks(self, spec: Spec, work: Workload) -> int:
+        b = self.block_size(spec, work)
+        length = work.seq_len
+        if isinstance(spec, SlidingWindowAttention):
+            return cdiv(min(spec.window - 1 + work.max_num_batched_tokens, length), b) + 1
+        if isinstance(spec, ChunkedAttention):
+            return cdiv(min(spec.chunk_size + work.max_num_batched_tokens, length), b)
+        return cdiv(length, b)
+
+    def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if not spec.grows:
+            return 0
+        return self._blocks(spec, work) * self.block_size(spec, work)
+
+    def fixed_layer_bytes(self, spec: Spec, dtype: KVDtype) -> int:
+        # Per-tensor K/V scales are module attributes, not carved from the KV pages.
+        return 0
+
+    def describe_tokens(self, spec: Spec, work: Workload) -> str:
+        if not spec.grows:
+            return "0 tokens"
+        b = self.block_size(spec, work)
+        blocks = self._blocks(spec, work)
+        if isinstance(spec, SlidingWindowAttention):
+            span = min(spec.window - 1 + work.max_num_batched_tokens, work.seq_len)
+            return (
+                f"(cdiv(min({spec.window} - 1 + {work.max_num_batched_tokens}, {work.seq_len}) = {span}, {b}) + 1)"
+                f" = {blocks} blocks x {b} = {blocks * b} tokens"
+            )
+        if isinstance(spec, ChunkedAttention):
+            span = min(spec.chunk_size + work.max_num_batched_tokens, work.seq_len)
+            return f"cdiv({span}, {b}) = {blocks} blocks x {b} = {blocks * b} tokens"
+        return f"cdiv({work.seq_len}, {b}) = {blocks} blocks x {b} = {blocks * b} tokens"
+
+
+POLICY = VllmPolicy()
