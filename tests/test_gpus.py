@@ -73,3 +73,18 @@ def test_parse_gpu_spec() -> None:
     for bad in ("h100:0", "h100:x", "h100:", "h100:-2"):
         with pytest.raises(InvalidRequestError):
             parse_gpu_spec(bad)
+
+
+def test_cli_gpus_json_and_table(cli: object) -> None:
+    from collections.abc import Callable
+    from typing import Any, cast
+
+    run = cast(Callable[..., Any], cli)
+    res = run("gpus", "--json")
+    assert res.exit_code == 0, res.stderr
+    data = res.json()
+    assert data == {"gpus": [g.to_dict() for g in all_gpus()]}
+    table = run("gpus")
+    assert table.exit_code == 0 and "81559 MiB" in table.stdout and "79.19 GiB" in table.stdout
+    bad = run("gpus", "--vendor", "intel")
+    assert bad.exit_code == 2 and bad.stdout == "" and bad.stderr.startswith("Error:")
