@@ -263,3 +263,16 @@ def test_plan_request_is_frozen() -> None:
     req = PlanRequest(model=get_builtin("llama-2-7b"), kv_budget_bytes=GiB)
     with pytest.raises(dataclasses.FrozenInstanceError):
         req.engine = "sglang"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("model", "tp", "length"), [("llama-3-70b", 4, 8192), ("gemma-2-27b", 1, 8192),
+                                                      ("deepseek-v3", 8, 4096), ("mistral-7b-v0.1", 2, 32_768)])
+def test_plan_and_estimate_share_vllm_reservation(model: str, tp: int, length: int) -> None:
+    # One implementation of vLLM's per-request reservation: plan's per_gpu_bytes for 3 users is
+    # `estimate --engine vllm --batch 3`'s per_gpu_bytes.
+    from kvcalc.estimate import estimate
+
+    p = plan(PlanRequest(model=get_builtin(model), kv_budget_bytes=60 * GiB, max_model_len=length, tp=tp, users=3,
+                         solve_tp=False))
+    est = estimate(get_builtin(model), length, 3, engine="vllm", tp=tp)
+    assert p.per_gpu_bytes == est.per_gpu_bytes

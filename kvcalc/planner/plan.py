@@ -20,7 +20,14 @@ from kvcalc.planner import budget as budget_mod
 from kvcalc.planner.gpus import Gpu, parse_gpu_spec
 from kvcalc.planner.roofline import Roofline, decode_roofline
 from kvcalc.planner.solvers import Capacity, TpOption, smallest_tp
-from kvcalc.planner.vllm_kv import DEFAULT_MAX_NUM_BATCHED_TOKENS, VllmKV, vllm_kv
+from kvcalc.planner.vllm_kv import (
+    DEFAULT_MAX_NUM_BATCHED_TOKENS,
+    Layout,
+    VllmKV,
+    build_layout,
+    reserved_bytes_per_request,
+    vllm_kv,
+)
 from kvcalc.planner.weights import get_weight_dtype, model_parameters, read_safetensors
 from kvcalc.units import GiB, format_bytes
 
@@ -248,10 +255,12 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     estimated: int | None = None
     reason: str | None = None
     cap: Capacity
+    layout: Layout | None = None
     if engine == "vllm":
+        layout = build_layout(model.layer_specs, dtype, tp=tp, pp=pp, block_size=req.block_size)
         vk = vllm_kv(
             model.layer_specs, dtype, kv_budget, max_len, tp=tp, pp=pp, block_size=req.block_size,
-            max_num_batched_tokens=req.max_num_batched_tokens,
+            max_num_batched_tokens=req.max_num_batched_tokens, layout=layout,
         )
         engine_version = vk.version
         log_lines = list(vk.log_lines)
@@ -259,7 +268,7 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         estimated, reason = vk.estimated_max_model_len, vk.error
         fits = vk.fits
         concurrency = vk.max_concurrency
-        cap = _vllm_capacity(req, dtype, tp, pp, vk, model.max_position_embeddings)
+        cap = _vllm_capacity(req, layout, vk, model.max_position_embeddings)
         block_size: int | None = vk.block_size
     else:
         from kvcalc.engines import get_policy
@@ -281,7 +290,7 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         fits = kv_budget > 0 and one <= kv_budget
         concurrency = kv_budget / one if kv_budget > 0 and one else 0.0
         block_size = req.block_size
-        per_token = estimate(model, 1, 1, req.kv_dtype, engine="neutral", tp=tp, pp=pp).per_gpu_bytes
+        per_token = _neutral_rank_bytes(model, dtype, tp, pp, 1)
         kv_tokens = max(kv_budget, 0) // per_token if per_token else 0
         if engine == "trtllm":
             num_blocks = kv_tokens // 32
@@ -303,9 +312,11 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     batch = req.batch or req.users or 1
     longest = cap.longest_context(batch, prefix)
     workload = req.users or req.batch or 1
-    per_gpu = estimate(model, max_len, workload, req.kv_dtype, engine=_POLICY_ENGINE.get(engine, "neutral")
-                       if policy == _POLICY_ENGINE[engine] else policy, tp=tp, pp=pp,
-                       block_size=block_size, max_num_batched_tokens=req.max_num_batched_tokens).per_gpu_bytes
+    if layout is not None:
+        per_gpu = workload * reserved_bytes_per_request(layout, max_len, req.max_num_batched_tokens)
+    else:
+        per_gpu = estimate(model, max_len, workload, req.kv_dtype, engine=policy, tp=tp, pp=pp,
+                           block_size=block_size, max_num_batched_tokens=req.max_num_batched_tokens).per_gpu_bytes
     unit_bytes = vk.block_bytes if vk is not None else 1
     users_fit: bool | None = None
     headroom_units: int | None = None
@@ -353,7 +364,7 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     if dep.gpu is not None and weights_per_gpu is not None:
         rb = req.users or req.batch or max(min(max_seqs, req.max_num_seqs), 1)
         rb = max(1, min(rb, max(max_seqs, 1)))
-        kv_seq = estimate(model, max_len, 1, req.kv_dtype, engine="neutral", tp=tp, pp=pp).per_gpu_bytes
+        kv_seq = _neutral_rank_bytes(model, dtype, tp, pp, max_len)
         active = _active_params(model, params)
         flops = dep.gpu.fp8_flops if wname in ("fp8",) and dep.gpu.fp8_flops else dep.gpu.dense_flops
         roof = decode_roofline(
@@ -418,22 +429,32 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     )
 
 
-def _vllm_capacity(req: PlanRequest, dtype: Any, tp: int, pp: int, vk: VllmKV, model_max: int) -> Capacity:
+def _neutral_rank_bytes(model: ModelConfig, dtype: Any, tp: int, pp: int, length: int) -> int:
+    """Engine-neutral KV of one sequence on the largest rank (kvcalc's definition; what a decode
+    step reads): per layer ``tokens_held x bytes_per_token + state``."""
+    from kvcalc.estimate import pp_partition
+
+    per_spec: dict[Any, int] = {}
+    best = start = 0
+    for size in pp_partition(model.num_layers, pp):
+        total = 0
+        for s in model.layer_specs[start:start + size]:
+            b = per_spec.get(s)
+            if b is None:
+                r = s.shard(tp)
+                b = per_spec[s] = r.tokens_held(length) * r.bytes_per_token(dtype) + r.fixed_bytes(dtype)
+            total += b
+        best = max(best, total)
+        start += size
+    return best
+
+
+def _vllm_capacity(req: PlanRequest, layout: Layout | None, vk: VllmKV, model_max: int) -> Capacity:
     """Blocks: usable = num_blocks - 1 (null block); a request costs vLLM's blocks per request;
     a shared prefix shares the full blocks of full-attention/MLA groups (vLLM prefix caching
     hashes whole blocks only)."""
-    from kvcalc.estimate import pp_partition
-    from kvcalc.planner.vllm_kv import group_layers, layer_vspecs, project
-
-    specs = [s.shard(tp) for s in req.model.layer_specs]
-    grouping = group_layers(layer_vspecs(specs, dtype, vk.block_size))
-    workers = []
-    start = 0
-    for size in pp_partition(len(specs), pp):
-        w = project(grouping, range(start, start + size))
-        if w.group_size:
-            workers.append(w)
-        start += size
+    assert layout is not None
+    workers = layout.active
     mnbt = req.max_num_batched_tokens
 
     def cost(length: int) -> int:

@@ -113,7 +113,11 @@ def layer_vspecs(specs: Sequence[Spec], dtype: KVDtype, block_size: int) -> list
         if attn_block * per_token < mamba_page:
             attn_block = MAMBA_ALIGN * cdiv(mamba_page, MAMBA_ALIGN * per_token)
     out: list[VSpec | None] = []
+    memo: dict[Spec, VSpec | None] = {}
     for s in specs:
+        if s in memo:
+            out.append(memo[s])
+            continue
         if isinstance(s, FixedState):
             page = s.fixed_bytes(dtype)
             if attn_ppt:
@@ -133,6 +137,7 @@ def layer_vspecs(specs: Sequence[Spec], dtype: KVDtype, block_size: int) -> list
                 out.append(VSpec(kind="mla", block_size=attn_block, page_size_bytes=page))
             else:
                 out.append(VSpec(kind="full", block_size=attn_block, page_size_bytes=page))
+        memo[s] = out[-1]
     return out
 
 
@@ -285,6 +290,60 @@ def project(grouping: Grouping, worker_layers: range) -> WorkerGroups:
     return WorkerGroups(layout=grouping.layout, groups=groups, layer_specs=specs)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """A model laid out for one TP degree: per-layer specs (as vLLM builds them, before page
+    unification), the grouping, and each PP worker's projection."""
+
+    block_size: int
+    vspecs: tuple[VSpec | None, ...]
+    grouping: Grouping
+    workers: tuple[WorkerGroups, ...]
+    stages: tuple[range, ...]
+
+    @property
+    def active(self) -> list[WorkerGroups]:
+        return [w for w in self.workers if w.group_size]
+
+
+def build_layout(
+    specs: Sequence[Spec], dtype: KVDtype, *, tp: int = 1, pp: int = 1, block_size: int | None = None
+) -> Layout:
+    from kvcalc.estimate import pp_partition
+
+    bs = default_block_size(specs, block_size)
+    shards: dict[Spec, Spec] = {}
+    rank_specs = []
+    for s in specs:
+        r = shards.get(s)
+        if r is None:
+            r = shards[s] = s.shard(tp)
+        rank_specs.append(r)
+    vspecs = layer_vspecs(rank_specs, dtype, bs)
+    grouping = group_layers(vspecs)
+    stages: list[range] = []
+    start = 0
+    for size in pp_partition(len(specs), pp):
+        stages.append(range(start, start + size))
+        start += size
+    workers = tuple(project(grouping, r) for r in stages)
+    return Layout(block_size=bs, vspecs=tuple(vspecs), grouping=grouping, workers=workers, stages=tuple(stages))
+
+
+def reserved_bytes_per_request(layout: Layout, max_model_len: int, mnbt: int) -> int:
+    """Largest worker's sum of per-layer ``max_memory_usage_bytes`` (what ``estimate --engine
+    vllm`` reports for one request on a rank)."""
+    best = 0
+    for stage in layout.stages:
+        total = 0
+        for i in stage:
+            v = layout.vspecs[i]
+            if v is not None:
+                total += v.max_memory_usage_bytes(max_model_len, mnbt)
+        best = max(best, total)
+    return best
+
+
 def format_gib(n_bytes: int) -> str:
     """vLLM ``format_gib``: GiB rounded to two decimals."""
     return f"{round(n_bytes / GiB, 2)}"
@@ -337,21 +396,15 @@ def vllm_kv(
     pp: int = 1,
     block_size: int | None = None,
     max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS,
+    layout: Layout | None = None,
 ) -> VllmKV:
     """Blocks, log lines and the fit check, from a per-worker KV budget (``available_bytes``)."""
-    from kvcalc.estimate import pp_partition
-
-    bs = default_block_size(specs, block_size)
-    rank_specs = [s.shard(tp) for s in specs]
-    grouping = group_layers(layer_vspecs(rank_specs, dtype, bs))
+    if layout is None:
+        layout = build_layout(specs, dtype, tp=tp, pp=pp, block_size=block_size)
+    bs = layout.block_size
+    grouping = layout.grouping
     mnbt = max_num_batched_tokens
-    stages = pp_partition(len(specs), pp)
-    workers: list[WorkerGroups] = []
-    start = 0
-    for size in stages:
-        workers.append(project(grouping, range(start, start + size)))
-        start += size
-    active = [w for w in workers if w.group_size]
+    active = layout.active
     first = active[0] if active else None
     if first is None:
         # Attention-free: vLLM keeps num_blocks = 1 (the null block) and needs no KV.
