@@ -1,0 +1,69 @@
+"""`kvcalc check-log FILE`: kvcalc's prediction beside every figure a vLLM/SGLang log prints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kvcalc.planner.logs import LogCheck
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "check-log",
+        epilog="Examples:\n\n  kvcalc check-log vllm.log\n\n"
+        "  kvcalc check-log server.log llama-3-8b --tp 2\n\n"
+        "  kvcalc check-log sglang.log --config ./config.json --json\n",
+    )
+    def check_log_cmd(
+        file: Annotated[str, typer.Argument(help="A vLLM (V1 or V0) or SGLang start-up log.")],
+        model: Annotated[Optional[str], typer.Argument(help="Model, when the log's name is not built in.",
+                                                       show_default=False)] = None,
+        config: Annotated[Optional[str], typer.Option("--config", "-c", help="kvcalc YAML or HF config.json.")]
+        = None,
+        tp: Annotated[Optional[int], typer.Option("--tp", "-tp", "--tensor-parallel-size", min=1,
+                                                  help="Override the log's tensor-parallel size.")] = None,
+        kv_dtype: Annotated[Optional[str], typer.Option("--kv-dtype", "--kv-cache-dtype",
+                                                        help="Override the log's KV dtype.")] = None,
+        block_size: Annotated[Optional[int], typer.Option("--block-size", min=1, help="vLLM block size.")] = None,
+        json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    ) -> None:
+        """Compare a vLLM or SGLang start-up log with kvcalc's prediction for the same inputs."""
+        from kvcalc.cli.output import print_json, stdout_console
+        from kvcalc.planner.logs import check_log
+
+        resolved = None
+        if model or config:
+            from kvcalc.cli.run_estimate import resolve_model
+
+            resolved = resolve_model(model, config)
+        result = check_log(file, resolved, tp=tp, kv_dtype=kv_dtype, block_size=block_size)
+        if json:
+            print_json(result.to_dict())
+            return
+        render_check(result, stdout_console())
+
+
+def render_check(r: LogCheck, console: Console) -> None:
+    from rich.table import Table
+
+    title = (f"{r.path}: {r.engine or 'unknown engine'}, model {r.model_resolved or r.model or '?'}, "
+             f"max_model_len {r.max_model_len or '?'}, TP {r.tp}")
+    table = Table(title=title, title_justify="left")
+    table.add_column("Figure")
+    table.add_column("Logged", justify="right")
+    table.add_column("kvcalc", justify="right")
+    table.add_column("Difference", justify="right")
+    table.add_column("Match")
+    for c in r.checks:
+        table.add_row(c.item, c.logged, c.predicted, c.difference,
+                      {True: "yes", False: "NO", None: "-"}[c.matches])
+    console.print(table)
+    for c in r.checks:
+        console.print(f"  {c.item}: {c.basis}", markup=False)
+    for note in r.notes:
+        console.print(f"note: {note}", markup=False)
