@@ -1,0 +1,58 @@
+"""`plan --plot` (through the shared plotting helper) and property tests on the planner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvcalc.planner.plan import PlanRequest, plan
+from kvcalc.planner.plotting import concurrency_curve
+from kvcalc.registry import get_builtin
+from kvcalc.units import GiB, MiB
+
+
+def test_concurrency_curve_is_monotone() -> None:
+    req = PlanRequest(model=get_builtin("llama-2-7b"), kv_budget_bytes=50 * GiB, max_model_len=4096)
+    curve = concurrency_curve(req, 4096)
+    assert [x for x, _ in curve] == [256, 512, 1024, 2048, 4096]
+    # At 4096: 24 (6,399 usable blocks // 256); at 256 tokens: 6,399 // 16 = 399.
+    assert curve[-1] == (4096, 24) and curve[0] == (256, 399)
+    assert all(a[1] >= b[1] for a, b in zip(curve, curve[1:], strict=False))
+
+
+def test_plot_writes_file(tmp_path: Path, cli: Any) -> None:
+    pytest.importorskip("kvcalc.show.plot")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "plan.png"
+    res = cli("plan", "llama-2-7b", "--kv-budget", "50GiB", "--context", "4096", "--users", "8", "--plot", str(out))
+    assert res.exit_code == 0, res.stderr
+    assert out.exists() and out.stat().st_size > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(budget_mib=st.integers(min_value=1, max_value=200_000), length=st.integers(min_value=1, max_value=8192),
+       model=st.sampled_from(["llama-2-7b", "gemma-2-27b", "mistral-7b-v0.1", "deepseek-v3"]))
+def test_max_sequences_fit_and_one_more_does_not(budget_mib: int, length: int, model: str) -> None:
+    p = plan(PlanRequest(model=get_builtin(model), kv_budget_bytes=budget_mib * MiB, max_model_len=length,
+                         kv_dtype="bf16", solve_tp=False))
+    assert p.vllm is not None
+    usable = max(p.vllm["num_blocks"] - 1, 0)
+    bpr = p.vllm["blocks_per_request"]
+    if p.fits:
+        assert p.max_sequences * bpr <= usable < (p.max_sequences + 1) * bpr
+    else:
+        assert p.max_sequences == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(budget_gib=st.integers(min_value=1, max_value=400), tp=st.sampled_from([1, 2, 4, 8]))
+def test_more_budget_never_fewer_blocks(budget_gib: int, tp: int) -> None:
+    a = plan(PlanRequest(model=get_builtin("llama-3-70b"), kv_budget_bytes=budget_gib * GiB, max_model_len=8192,
+                         tp=tp, solve_tp=False))
+    b = plan(PlanRequest(model=get_builtin("llama-3-70b"), kv_budget_bytes=(budget_gib + 1) * GiB,
+                         max_model_len=8192, tp=tp, solve_tp=False))
+    assert (b.num_blocks or 0) >= (a.num_blocks or 0) and b.max_sequences >= a.max_sequences
