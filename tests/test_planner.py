@@ -276,3 +276,20 @@ def test_plan_and_estimate_share_vllm_reservation(model: str, tp: int, length: i
                          solve_tp=False))
     est = estimate(get_builtin(model), length, 3, engine="vllm", tp=tp)
     assert p.per_gpu_bytes == est.per_gpu_bytes
+
+
+def test_cli_fit_error_screen_names_the_flag(cli: Any) -> None:
+    res = cli("plan", "llama-2-7b", "--kv-budget", "1GiB", "--context", "4096")
+    assert res.exit_code == 0
+    assert "fit? NO" in res.stdout
+    assert "estimated maximum model length is 2048" in res.stdout
+    assert "Try: lower --max-model-len to 2,048" in res.stdout
+
+
+def test_users_need_more_gpus_hint(cli: Any) -> None:
+    # Llama-3-70B bf16 (141 GB) on 24 GiB cards: no KV at TP 1; the search finds TP 8.
+    p = plan(PlanRequest(model=get_builtin("llama-3-70b"), gpu="rtx-4090", max_model_len=8192, users=10))
+    assert p.fits is False and p.users_fit is False and p.min_tp_for_users == 8
+    assert "--tp 8 serves all users in one replica" in p.hints
+    by_tp = {o["tp"]: o["max_sequences"] for o in p.tp_options}
+    assert by_tp[8] >= 10 > by_tp[4]

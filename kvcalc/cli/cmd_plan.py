@@ -179,8 +179,9 @@ def render_plan(p: Plan, console: Console) -> None:  # noqa: C901 - a linear rep
     if p.kv_cache_tokens is not None:
         kv.add_row("tokens the cache holds", f"{p.kv_cache_tokens:,}")
     kv.add_row("max concurrency at max_model_len", f"{p.max_concurrency:.2f}x")
-    kv.add_row("requests resident at once (per replica)", f"{p.max_sequences:,}")
-    kv.add_row(f"longest context for batch {p.batch:,}", f"{p.longest_context_at_batch:,} tokens")
+    kv.add_row("requests resident at once (per replica)" + (" (null block excluded)" if p.vllm else ""),
+               f"{p.max_sequences:,}")
+    kv.add_row(f"longest context for {p.batch:,} requests at once", f"{p.longest_context_at_batch:,} tokens")
     kv.add_row("KV for this workload, per GPU", size(p.per_gpu_bytes))
     if p.headroom_bytes is not None:
         kv.add_row("headroom (KV left over)",
@@ -207,7 +208,7 @@ def render_plan(p: Plan, console: Console) -> None:  # noqa: C901 - a linear rep
         console.print(f"{p.engine} would log:", markup=False)
         for line in p.log_lines:
             console.print(f"  {line}", markup=False)
-    if p.reason:
+    if p.reason and not any(p.reason in line for line in p.log_lines):
         console.print(f"Why not: {p.reason}", markup=False)
     for hint in p.hints:
         console.print(f"Try: {hint}", markup=False)

@@ -361,7 +361,7 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
 
     # 5. Roofline (needs a catalogued GPU's bandwidth).
     roof: Roofline | None = None
-    if dep.gpu is not None and weights_per_gpu is not None:
+    if dep.gpu is not None and weights_per_gpu is not None and fits:
         rb = req.users or req.batch or max(min(max_seqs, req.max_num_seqs), 1)
         rb = max(1, min(rb, max(max_seqs, 1)))
         kv_seq = _neutral_rank_bytes(model, dtype, tp, pp, max_len)
@@ -542,21 +542,23 @@ def _hints(engine: str, bud: budget_mod.Budget, fits: bool, estimated: int | Non
            max_seqs: int, req: PlanRequest, min_tp: int | None, min_gpus: int | None) -> list[str]:
     out: list[str] = []
     flag = bud.fraction_flag
+    tp_hints = []
+    if min_tp is not None:
+        tp_hints.append(f"--tp {min_tp} serves all users in one replica")
+    if min_gpus is not None:
+        tp_hints.append(f"fewest GPUs for all users: {min_gpus} (TP x data-parallel replicas)")
     if bud.kv_budget_bytes <= 0:
         if flag:
             out.append(f"raise {flag} (now {bud.fraction}), or use more GPUs (--tp), or a smaller --weight-dtype")
         else:
             out.append("use more GPUs (--tp), a smaller --weight-dtype, or a GPU with more memory")
-        return out
+        return out + tp_hints
     if not fits and estimated:
         out.append(f"lower --max-model-len to {estimated:,} (the largest that fits), or raise the budget")
     if fits and req.users is not None and max_seqs < req.users:
         out.append(f"at --max-model-len {req.max_model_len or ''} one replica holds {max_seqs:,} requests; "
                    f"the longest context for {batch:,} at once is {longest:,} tokens")
-    if min_tp is not None:
-        out.append(f"--tp {min_tp} serves all users in one replica")
-    if min_gpus is not None:
-        out.append(f"fewest GPUs for all users: {min_gpus} (TP x data-parallel replicas)")
+    out.extend(tp_hints)
     if engine != "vllm" or req.kv_dtype in ("auto", "bf16", "fp16", "fp32"):
         out.append("--kv-dtype fp8 halves the KV cache")
     return out
