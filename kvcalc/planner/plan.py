@@ -33,8 +33,8 @@ from kvcalc.units import GiB, format_bytes
 
 ENGINES = budget_mod.BUDGET_ENGINES
 DEFAULT_MAX_NUM_SEQS = 256
-"""vLLM ``SchedulerConfig.max_num_seqs`` default for the offline ``LLM`` class (newer builds raise
-the API server's default to 1024 on >= 70 GiB GPUs: pass ``--max-num-seqs`` to match)."""
+"""vLLM ``max_num_seqs`` default for the offline ``LLM`` class (verify: vLLM resolves it at run time and
+newer builds raise the API server's default to 1024 on >= 70 GiB GPUs; pass ``--max-num-seqs`` to match)."""
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 _POLICY_ENGINE = {"vllm": "vllm", "sglang": "sglang", "trtllm": "neutral", "llama.cpp": "llama.cpp", "hf": "hf"}
 
