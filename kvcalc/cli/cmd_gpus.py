@@ -22,8 +22,7 @@ def register(app: typer.Typer) -> None:
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
         sources: Annotated[bool, typer.Option("--sources", help="Show where every number comes from.")] = False,
     ) -> None:
-        """List the catalogued GPUs: memory as the driver reports it, the usable total engines
-        budget from, bandwidth and dense throughput, with sources."""
+        """List the catalogued GPUs: driver and usable memory, bandwidth, dense throughput, sources."""
         from kvcalc.cli.output import print_json, stdout_console
         from kvcalc.errors import UnknownNameError
         from kvcalc.planner.gpus import all_gpus
