@@ -56,3 +56,29 @@ def test_more_budget_never_fewer_blocks(budget_gib: int, tp: int) -> None:
     b = plan(PlanRequest(model=get_builtin("llama-3-70b"), kv_budget_bytes=(budget_gib + 1) * GiB,
                          max_model_len=8192, tp=tp, solve_tp=False))
     assert (b.num_blocks or 0) >= (a.num_blocks or 0) and b.max_sequences >= a.max_sequences
+
+
+def test_plot_calls_the_shared_helper_with_its_signature(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          cli: Any) -> None:
+    # The helper belongs to another module (kvcalc.show.plot); stand in for it to check the call.
+    import sys
+    import types
+
+    calls: list[dict[str, Any]] = []
+
+    def plot_series(path: Any, *, title: str, xlabel: str, ylabel: str,
+                    series: dict[str, list[tuple[float, float]]], hlines: dict[str, float] | None = None) -> Path:
+        calls.append({"path": path, "title": title, "series": series, "hlines": hlines})
+        Path(path).write_text("plot")
+        return Path(path)
+
+    fake = types.ModuleType("kvcalc.show.plot")
+    fake.plot_series = plot_series  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "kvcalc.show", types.ModuleType("kvcalc.show"))
+    monkeypatch.setitem(sys.modules, "kvcalc.show.plot", fake)
+    out = tmp_path / "plan.svg"
+    res = cli("plan", "llama-2-7b", "--kv-budget", "50GiB", "--context", "4096", "--users", "8", "--plot", str(out))
+    assert res.exit_code == 0, res.stderr
+    assert out.read_text() == "plot" and len(calls) == 1
+    (points,) = calls[0]["series"].values()
+    assert points[-1] == (4096.0, 24.0) and calls[0]["hlines"] == {"8 users": 8.0}
