@@ -19,7 +19,12 @@ from kvcalc.specs import SPEC_KINDS, Spec
 MAX_FILE_BYTES = 4 << 20
 """Config files above this size are refused before reading (4 MiB; real configs are < 100 KiB)."""
 MAX_ALIASES = 1000
+"""YAML aliases (``*name``) allowed in one file; real configs use none."""
 MAX_DEPTH = 32
+"""Nesting of mappings and lists; real configs nest 3 or 4 deep."""
+MAX_NODES = 1_000_000
+"""Values a YAML document may expand to once its aliases are followed (a 4 MiB file with no
+aliases holds at most about 2 million; a real config a few thousand)."""
 
 
 def read_text_capped(path: Path, what: str = "config file") -> str:
@@ -59,19 +64,58 @@ def _check_depth(obj: Any, source: str, depth: int = 0) -> None:
             _check_depth(v, source, depth + 1)
 
 
+def _scan_yaml_events(text: str, source: str, loader_cls: Any) -> None:
+    """One streaming pass over the parser's events, before anything is built: stop at the
+    first alias past ``MAX_ALIASES``, nesting past ``MAX_DEPTH``, or a document whose aliases
+    would expand to more than ``MAX_NODES`` values (the "billion laughs" is 81 aliases that
+    expand to 9**9 strings, so counting aliases alone is not enough). Stopping early matters:
+    libyaml takes quadratic time over a long run of ``[[[[...``."""
+    import yaml
+
+    depth = 0
+    aliases = 0
+    nodes = 0
+    anchor_size: dict[str, int] = {}
+    open_at: list[tuple[str | None, int]] = []
+    for event in yaml.parse(text, Loader=loader_cls):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise InvalidConfigError(source, f"more than {MAX_ALIASES} YAML aliases")
+            nodes += anchor_size.get(str(event.anchor), 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                anchor_size[str(event.anchor)] = 1
+        elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InvalidConfigError(source, f"nesting deeper than {MAX_DEPTH} levels")
+            open_at.append((event.anchor, nodes))
+            nodes += 1
+        elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+            depth -= 1
+            anchor, start = open_at.pop()
+            if anchor is not None:
+                anchor_size[str(anchor)] = nodes - start
+        if nodes > MAX_NODES:
+            raise InvalidConfigError(
+                source, f"expands to more than {MAX_NODES:,} values (YAML aliases); refusing to build it"
+            )
+
+
 def parse_yaml(text: str, source: str) -> Any:
-    """``yaml.safe_load`` with a bound on anchors/aliases (a "billion laughs" stops here)."""
+    """``yaml.safe_load`` (no Python object tags) after a bounded scan of its events."""
     import yaml
 
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    loader = loader_cls(text)
     try:
-        # Count alias events before constructing anything: expansion is what explodes.
-        aliases = sum(1 for event in yaml.parse(text, Loader=loader_cls)
-                      if isinstance(event, yaml.AliasEvent))
-        if aliases > MAX_ALIASES:
-            raise InvalidConfigError(source, f"{aliases:,} YAML aliases; at most {MAX_ALIASES} allowed")
-        data = loader.get_single_data()
+        _scan_yaml_events(text, source, loader_cls)
+        loader = loader_cls(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -79,10 +123,17 @@ def parse_yaml(text: str, source: str) -> Any:
         raise InvalidConfigError(source, f"malformed YAML{where}: {problem}") from None
     except RecursionError:
         raise InvalidConfigError(source, f"nesting deeper than {MAX_DEPTH} levels") from None
-    finally:
-        loader.dispose()
+    except (ValueError, OverflowError) as exc:
+        # A scalar yaml cannot turn into a value: a 5,000-digit int (Python's 4,300-digit limit
+        # on int parsing), a timestamp such as 2024-13-45.
+        raise InvalidConfigError(source, f"malformed YAML value: {_short(exc)}") from None
     _check_depth(data, source)
     return data
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).split(";")[0]
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def parse_json(text: str, source: str) -> Any:
@@ -94,6 +145,9 @@ def parse_json(text: str, source: str) -> Any:
         ) from None
     except RecursionError:
         raise InvalidConfigError(source, f"nesting deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, OverflowError) as exc:
+        # json raises a plain ValueError for a number past Python's 4,300-digit int limit.
+        raise InvalidConfigError(source, f"malformed JSON value: {_short(exc)}") from None
     _check_depth(data, source)
     return data
 
@@ -157,6 +211,15 @@ def _spec(data: Any, source: str, where: str) -> Spec:
     return spec
 
 
+def _check_layer_total(total: int, source: str, where: str) -> None:
+    from kvcalc.estimate import MAX_LAYERS
+
+    if total > MAX_LAYERS:
+        raise InvalidConfigError(
+            source, f"field {where!r} describes {total:,} layers: more than the limit of {MAX_LAYERS:,}"
+        )
+
+
 def model_from_data(data: Any, source: str) -> ModelConfig:
     """Validate plain data (a parsed kvcalc YAML) into a ``ModelConfig``."""
     if not isinstance(data, dict):
@@ -183,6 +246,9 @@ def model_from_data(data: Any, source: str) -> ModelConfig:
             g2["pattern"] = [_spec(s, source, f"{where}.pattern.{si}") for si, s in enumerate(pattern)]
             groups.append(_validate(LayerGroup, g2, source, where))
         d["layers"] = groups
+        _check_layer_total(sum(g.repeat * len(g.pattern) for g in groups), source, "layers")
+    if isinstance(d.get("layout"), str):
+        _check_layer_total(len(d["layout"]), source, "layout")
     if "legend" in d and d["legend"] is not None:
         if not isinstance(d["legend"], dict):
             raise InvalidConfigError(source, "field 'legend' must map layout characters to layer specs")
@@ -224,7 +290,29 @@ def load_model_file(path: str | Path) -> ModelConfig:
     return model_from_data(data, source)
 
 
+def check_layer_counts(data: Any, source: str, depth: int = 0) -> None:
+    """Refuse a physically absurd layer count (``num_hidden_layers``, ``n_layer``, ... anywhere in
+    the file, e.g. inside ``text_config``) before any code builds one spec per layer."""
+    from kvcalc.estimate import MAX_LAYERS
+
+    if depth > MAX_DEPTH or not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            check_layer_counts(value, source, depth + 1)
+        elif (
+            isinstance(key, str) and key.endswith(("layers", "n_layer"))
+            and isinstance(value, int) and not isinstance(value, bool) and value > MAX_LAYERS
+        ):
+            raise InvalidConfigError(
+                source, f"field {key!r} = {value:,}: more than the limit of {MAX_LAYERS:,} layers"
+            )
+
+
 def _load_hf(path: Path, data: Any = None) -> ModelConfig:
     from kvcalc import hf
 
+    if data is None:
+        data = parse_json(read_text_capped(path), str(path))
+    check_layer_counts(data, str(path))
     return hf.load_hf_config(path, data)

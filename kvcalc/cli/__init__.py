@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         error_line("input is nested too deeply")
         return 1
+    except OSError as exc:
+        # A file the user named cannot be read or written (missing, permission denied, name
+        # too long, disk full): the environment, not a bug, so no "internal error" wording.
+        if _debug():
+            raise
+        error_line(_os_error_message(exc))
+        return 1
     except MemoryError:
         if _debug():
             raise
@@ -54,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         error_line(f"internal error: {type(exc).__name__}: {exc} (set KVCALC_DEBUG=1 for the traceback)")
         return 1
+
+
+def _os_error_message(exc: OSError) -> str:
+    name = exc.filename if exc.filename is not None else ""
+    shown = repr(str(name)) if len(str(name)) <= 80 else repr(str(name)[:77] + "...")
+    reason = exc.strerror or type(exc).__name__
+    return f"cannot use {shown}: {reason}" if name != "" else f"{reason}"
 
 
 def _run_typer(args: list[str]) -> int:
@@ -70,9 +84,10 @@ def _run_typer(args: list[str]) -> int:
 
     try:
         result = app(args=args, prog_name="kvcalc", standalone_mode=False)
-    except click_exc.NoArgsIsHelpError as exc:
-        # typer prints the help itself; only the exit code matters.
-        return exc.exit_code
+    except click_exc.NoArgsIsHelpError:
+        # typer has printed the help on stdout: a bare `kvcalc` asked for it, so this is success
+        # (exit 0); click's own exit 2 would break the rule "non-zero exit = one Error: line".
+        return 0
     except click_exc.UsageError as exc:
         message = exc.format_message()
         if exc.ctx is not None and "No such command" in message:
