@@ -1,0 +1,1 @@
+"""Showing the numbers: sweeps over a grid, waste simulations, the cache-speed benchmark, plots."""

@@ -1,0 +1,68 @@
+"""Line plots (PNG or SVG by extension) shared by ``kvcalc sweep --plot`` and ``kvcalc plan --plot``.
+
+matplotlib is an optional dependency (the ``plot`` extra); it is imported inside the function with
+the non-interactive Agg backend, so importing this module never needs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kvcalc.errors import InvalidRequestError, MissingDependencyError
+
+FORMATS = (".png", ".svg")
+"""File extensions we write; matplotlib picks the format from the extension."""
+
+
+def plot_series(
+    path: str | Path,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    series: dict[str, list[tuple[float, float]]],
+    hlines: dict[str, float] | None = None,
+) -> Path:
+    """Draw one line per series (label -> [(x, y), ...]) and one dashed horizontal line per
+    ``hlines`` entry (label -> y), with a legend; write PNG or SVG by ``path``'s extension.
+
+    In SVG output each series and line carries its label as the element id prefix and in the
+    legend text, so tests (and people) can read the file back.
+    """
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in FORMATS:
+        raise InvalidRequestError("plot", str(path), "a file name ending in .png or .svg")
+    if not series:
+        raise InvalidRequestError("series", series, "at least one named series of points")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingDependencyError("matplotlib", "plot") from None
+
+    # Keep text as <text> in SVG (not glyph paths) so labels can be read back; deterministic ids.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "kvcalc"}):
+        fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+        try:
+            for label, points in series.items():
+                xs = [float(x) for x, _ in points]
+                ys = [float(y) for _, y in points]
+                (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, label=label)
+                line.set_gid(f"series: {label}")
+            for i, (label, y) in enumerate((hlines or {}).items()):
+                h = ax.axhline(float(y), linestyle="--", linewidth=1.1, color=f"C{(i + 7) % 10}", label=label)
+                h.set_gid(f"hline: {label}")
+            ax.set_title(title)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize="small", loc="best")
+            fig.tight_layout()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out, format=suffix[1:], metadata={"Date": None} if suffix == ".svg" else None)
+        finally:
+            plt.close(fig)
+    return out
