@@ -1,0 +1,128 @@
+"""`kvcalc sweep`: one table of KV-cache bytes over models x dtypes x batches x context lengths."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from kvcalc.show.sweep import SweepResult
+
+SEQ_HELP = ("Context lengths: comma list with k = x1024 (1k,4k,128k), plain ints, A..B (doubling: 1k..128k) "
+            "or A..B:STEP.")
+
+
+def gpu_capacity(gpu: str | None, gpu_memory: str | None) -> tuple[int | None, str | None]:
+    """Per-GPU capacity from ``--gpu NAME[:COUNT]`` (its usable memory) or ``--gpu-memory SIZE``."""
+    from kvcalc.errors import InvalidRequestError
+
+    if gpu and gpu_memory:
+        raise InvalidRequestError("--gpu-memory", gpu_memory, "either --gpu or --gpu-memory, not both")
+    if gpu_memory:
+        from kvcalc.units import format_bytes, parse_size
+
+        size = parse_size(gpu_memory, "--gpu-memory")
+        return size, f"--gpu-memory {format_bytes(size)}"
+    if gpu:
+        from kvcalc.planner.gpus import parse_gpu_spec
+        from kvcalc.units import format_bytes
+
+        g, count = parse_gpu_spec(gpu)
+        label = f"{g.name} usable {format_bytes(g.usable_bytes)}" + (f" (x{count}, per GPU)" if count > 1 else "")
+        return g.usable_bytes, label
+    return None, None
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "sweep",
+        epilog="Examples:\n\n"
+        "  kvcalc sweep llama-2-7b llama-3-8b --seq-len 1k..128k --batch 1,8 --kv-dtype bf16,fp8 --gpu h100\n\n"
+        "  kvcalc sweep llama-3-70b --seq-len 4k,32k,128k --batch 1,8,32 --csv\n\n"
+        "  kvcalc sweep llama-2-7b mistral-7b-v0.1 --seq-len 1k..32k --plot kv.png --gpu-memory 24GiB\n",
+    )
+    def sweep_cmd(
+        models: Annotated[list[str], typer.Argument(help="One or more built-in model names or config paths.")],
+        seq_len: Annotated[str, typer.Option("--seq-len", "-s", help=SEQ_HELP)] = "1k..128k",
+        batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes (same list syntax).")] = "1",
+        kv_dtype: Annotated[str, typer.Option("--kv-dtype", help="Comma list of KV dtypes (auto, bf16, fp8, ...).")]
+        = "auto",
+        engine: Annotated[str, typer.Option("--engine", "-e", help="Storage policy (neutral by default).")]
+        = "neutral",
+        tp: Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel degree (bytes shown per GPU).")] = 1,
+        gpu: Annotated[Optional[str], typer.Option(help="Mark cells over this GPU's usable memory: NAME[:COUNT].")]
+        = None,
+        gpu_memory: Annotated[Optional[str], typer.Option(help="Mark cells over this per-GPU size, e.g. 24GiB.")]
+        = None,
+        csv: Annotated[bool, typer.Option("--csv", help="Print CSV with exact byte counts.")] = False,
+        json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        plot: Annotated[Optional[str], typer.Option(help="Write a PNG/SVG plot of memory vs context.")] = None,
+        chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Terminal chart under the table.")] = True,
+    ) -> None:
+        """KV-cache memory over a grid of context lengths, batch sizes and KV dtypes, for one or more models."""
+        import sys
+
+        from kvcalc.cli.output import print_json, stdout_console
+        from kvcalc.errors import InvalidRequestError
+        from kvcalc.estimate import MAX_BATCH, MAX_TOKENS
+        from kvcalc.registry import load_model
+        from kvcalc.show.sweep import parse_int_list, parse_name_list, plot_sweep, sweep, to_csv
+
+        if csv and json:
+            raise InvalidRequestError("--csv", True, "either --csv or --json, not both")
+        seqs = parse_int_list(seq_len, "--seq-len", maximum=MAX_TOKENS)
+        batches = parse_int_list(batch, "--batch", maximum=MAX_BATCH)
+        dtypes = parse_name_list(kv_dtype, "--kv-dtype")
+        capacity, label = gpu_capacity(gpu, gpu_memory)
+        result = sweep([load_model(m) for m in models], seqs, batches, dtypes, engine=engine, tp=tp,
+                       capacity_bytes_per_gpu=capacity, capacity_label=label)
+        written = plot_sweep(result, plot) if plot else None
+        if json:
+            print_json(result.to_dict())
+        elif csv:
+            sys.stdout.write(to_csv(result))
+        else:
+            console = stdout_console()
+            render_sweep(result, console)
+            if chart and not plot:
+                console.print(render_chart(result), markup=False, highlight=False)
+        if written is not None:
+            sys.stderr.write(f"Wrote {written}\n")
+
+
+def render_sweep(result: SweepResult, console: Console) -> None:
+    """One row per (model, dtype, batch), one column per context length; '!' marks cells over capacity."""
+    from rich.table import Table
+
+    from kvcalc.units import format_bytes
+
+    per = " per GPU" if result.tp > 1 else ""
+    title = f"KV cache{per} ({result.engine} engine)"
+    if result.capacity_label:
+        title += f"; ! = over {result.capacity_label}"
+    table = Table(title=title, title_justify="left")
+    table.add_column("Model")
+    table.add_column("KV dtype")
+    table.add_column("Batch", justify="right")
+    for s in result.seq_lens:
+        table.add_column(f"{s:,}", justify="right", no_wrap=True)
+    for (model, dtype, batch), cells in result.series().items():
+        row = [format_bytes(c.per_gpu_bytes) + ("!" if c.exceeds else "") for c in cells]
+        table.add_row(model, dtype, str(batch), *row)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"Note: {note}", markup=False)
+
+
+def render_chart(result: SweepResult) -> str:
+    from kvcalc.show.termchart import bar_chart
+    from kvcalc.units import format_bytes
+
+    series = {
+        f"{m} {d} batch {b}": [(f"{c.seq_len:,}", c.per_gpu_bytes, format_bytes(c.per_gpu_bytes)) for c in cells]
+        for (m, d, b), cells in result.series().items()
+    }
+    return bar_chart(series, capacity=result.capacity_bytes_per_gpu, capacity_label=result.capacity_label or "")

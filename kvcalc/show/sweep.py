@@ -1,0 +1,193 @@
+"""``kvcalc sweep``: KV-cache bytes over a grid of models x KV dtypes x batch sizes x context lengths.
+
+Every number comes from ``kvcalc.estimate.estimate`` (engine-neutral unless ``engine`` says
+otherwise); this module only builds the grid and compares each cell with a capacity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from kvcalc.errors import InvalidRequestError
+from kvcalc.estimate import MAX_BATCH, MAX_TOKENS, estimate
+from kvcalc.models import ModelConfig
+
+MAX_GRID_CELLS = 100_000
+"""A sweep larger than this is a typo (e.g. a range with step 1 over 128k), not a question."""
+_LIST_HELP = "comma-separated integers with optional k suffix (x1024), e.g. 1k,2k,128k, or a range " \
+    "A..B (doubling from A to B) or A..B:STEP (arithmetic)"
+
+
+def _parse_int(token: str, field_name: str) -> int:
+    text = token.strip().lower().replace("_", "")
+    factor = 1
+    if text.endswith("k"):
+        # k = x1024 here, as context lengths are quoted ("4k" = 4,096 tokens, "128k" = 131,072).
+        text, factor = text[:-1], 1 << 10
+    if not text.isdigit():
+        raise InvalidRequestError(field_name, token, _LIST_HELP)
+    return int(text) * factor
+
+
+def parse_int_list(text: str, field_name: str, *, maximum: int) -> list[int]:
+    """``"1k,2k,8192"`` -> [1024, 2048, 8192]; ``"1k..8k"`` -> [1024, 2048, 4096, 8192] (doubling);
+    ``"1..10:3"`` -> [1, 4, 7, 10]. Sorted, duplicates dropped; every value from 1 to ``maximum``."""
+    values: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise InvalidRequestError(field_name, text, _LIST_HELP)
+        if ".." in part:
+            lo_text, _, rest = part.partition("..")
+            hi_text, colon, step_text = rest.partition(":")
+            lo, hi = _parse_int(lo_text, field_name), _parse_int(hi_text, field_name)
+            if lo < 1 or hi < lo:
+                raise InvalidRequestError(field_name, part, "a range A..B with 1 <= A <= B")
+            if colon:
+                step = _parse_int(step_text, field_name)
+                if step < 1 or (hi - lo) // step + 1 > MAX_GRID_CELLS:
+                    raise InvalidRequestError(field_name, part, f"a step >= 1 giving at most {MAX_GRID_CELLS:,} values")
+                values.update(range(lo, hi + 1, step))
+            else:
+                v = lo
+                while v <= hi:
+                    values.add(v)
+                    v *= 2
+        else:
+            values.add(_parse_int(part, field_name))
+    for v in values:
+        if not 1 <= v <= maximum:
+            raise InvalidRequestError(field_name, v, f"values from 1 to {maximum:,}")
+    return sorted(values)
+
+
+def parse_name_list(text: str, field_name: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise InvalidRequestError(field_name, text, "one or more comma-separated names")
+    return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepCell:
+    model: str
+    kv_dtype: str
+    batch: int
+    seq_len: int
+    total_bytes: int
+    per_gpu_bytes: int
+    exceeds: bool | None
+    """True when ``per_gpu_bytes`` is over the per-GPU capacity; None when no capacity was given."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepResult:
+    engine: str
+    tp: int
+    seq_lens: list[int]
+    batches: list[int]
+    kv_dtypes: list[str]
+    models: list[str]
+    capacity_label: str | None
+    capacity_bytes_per_gpu: int | None
+    """KV bytes allowed per GPU (``--gpu``'s usable memory or ``--gpu-memory``); weights not subtracted."""
+    cells: list[SweepCell]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def series(self) -> dict[tuple[str, str, int], list[SweepCell]]:
+        """Cells grouped by (model, kv_dtype, batch), each ordered by seq_len (a line per group)."""
+        out: dict[tuple[str, str, int], list[SweepCell]] = {}
+        for c in self.cells:
+            out.setdefault((c.model, c.kv_dtype, c.batch), []).append(c)
+        return out
+
+
+def sweep(
+    models: list[ModelConfig],
+    seq_lens: list[int],
+    batches: list[int],
+    kv_dtypes: list[str],
+    *,
+    engine: str = "neutral",
+    tp: int = 1,
+    capacity_bytes_per_gpu: int | None = None,
+    capacity_label: str | None = None,
+) -> SweepResult:
+    """One ``estimate`` per grid cell, in the order model, kv_dtype, batch, seq_len."""
+    if not models or not seq_lens or not batches or not kv_dtypes:
+        raise InvalidRequestError("grid", "empty", "at least one model, seq_len, batch and kv_dtype")
+    n_cells = len(models) * len(seq_lens) * len(batches) * len(kv_dtypes)
+    if n_cells > MAX_GRID_CELLS:
+        raise InvalidRequestError("grid", n_cells, f"at most {MAX_GRID_CELLS:,} cells")
+    for s in seq_lens:
+        if not 1 <= s <= MAX_TOKENS:
+            raise InvalidRequestError("seq_len", s, f"from 1 to {MAX_TOKENS:,}")
+    for b in batches:
+        if not 1 <= b <= MAX_BATCH:
+            raise InvalidRequestError("batch", b, f"from 1 to {MAX_BATCH:,}")
+    if capacity_bytes_per_gpu is not None and capacity_bytes_per_gpu < 1:
+        raise InvalidRequestError("capacity", capacity_bytes_per_gpu, "a positive byte count")
+    cells: list[SweepCell] = []
+    notes: list[str] = []
+    for model in models:
+        for dtype in kv_dtypes:
+            for batch in batches:
+                for seq in seq_lens:
+                    est = estimate(model, seq, batch, dtype, engine=engine, tp=tp)
+                    exceeds = None if capacity_bytes_per_gpu is None else est.per_gpu_bytes > capacity_bytes_per_gpu
+                    cells.append(SweepCell(
+                        model=est.model, kv_dtype=est.kv_dtype, batch=batch, seq_len=seq,
+                        total_bytes=est.total_bytes, per_gpu_bytes=est.per_gpu_bytes, exceeds=exceeds,
+                    ))
+                    if seq > model.max_position_embeddings:
+                        note = f"{model.name}: seq_len above max_position_embeddings ({model.max_position_embeddings:,})"
+                        if note not in notes:
+                            notes.append(note)
+    return SweepResult(
+        engine=engine, tp=tp, seq_lens=list(seq_lens), batches=list(batches),
+        kv_dtypes=list(dict.fromkeys(c.kv_dtype for c in cells)),
+        models=[m.name for m in models], capacity_label=capacity_label,
+        capacity_bytes_per_gpu=capacity_bytes_per_gpu, cells=cells, notes=notes,
+    )
+
+
+def to_csv(result: SweepResult) -> str:
+    """CSV with exact byte counts (no rounding): one row per cell."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["model", "kv_dtype", "batch", "seq_len", "total_bytes", "per_gpu_bytes", "exceeds"])
+    for c in result.cells:
+        w.writerow([c.model, c.kv_dtype, c.batch, c.seq_len, c.total_bytes, c.per_gpu_bytes,
+                    "" if c.exceeds is None else str(c.exceeds).lower()])
+    return buf.getvalue()
+
+
+def plot_sweep(result: SweepResult, path: str) -> Any:
+    """Memory vs context, one line per (model, dtype, batch), the capacity as a dashed line."""
+    from kvcalc.show.plot import plot_series
+    from kvcalc.units import GiB
+
+    size, units_label = GiB, "GiB"
+    multi_batch = len(result.batches) > 1
+    series: dict[str, list[tuple[float, float]]] = {}
+    for (model, dtype, batch), cells in result.series().items():
+        label = f"{model} {dtype}" + (f" x{batch}" if multi_batch else "")
+        # Floats only for drawing; the exact bytes are in the table/CSV/JSON.
+        series[label] = [(float(c.seq_len), c.per_gpu_bytes / size) for c in cells]
+    hlines = None
+    if result.capacity_bytes_per_gpu is not None:
+        hlines = {f"{result.capacity_label} ({result.capacity_bytes_per_gpu / size:.1f} {units_label})":
+                  result.capacity_bytes_per_gpu / size}
+    batch_note = f", batch {result.batches[0]}" if not multi_batch else ""
+    per = " per GPU" if result.tp > 1 else ""
+    return plot_series(path, title=f"KV cache vs context ({result.engine} engine{batch_note})",
+                       xlabel="context length (tokens)", ylabel=f"KV cache{per} ({units_label})",
+                       series=series, hlines=hlines)
