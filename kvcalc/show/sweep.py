@@ -145,7 +145,8 @@ def sweep(
                         total_bytes=est.total_bytes, per_gpu_bytes=est.per_gpu_bytes, exceeds=exceeds,
                     ))
                     if seq > model.max_position_embeddings:
-                        note = f"{model.name}: seq_len above max_position_embeddings ({model.max_position_embeddings:,})"
+                        note = f"{model.name}: seq_len above max_position_embeddings "
+                        note += f"({model.max_position_embeddings:,})"
                         if note not in notes:
                             notes.append(note)
     return SweepResult(
