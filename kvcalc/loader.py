@@ -72,7 +72,7 @@ def _scan_yaml_events(text: str, source: str, loader_cls: Any) -> None:
     libyaml takes quadratic time over a long run of ``[[[[...``."""
     import yaml
 
-    depth = 0
+    depth = -1  # the top-level container is level 0, as in _check_depth
     aliases = 0
     nodes = 0
     anchor_size: dict[str, int] = {}

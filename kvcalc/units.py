@@ -9,7 +9,7 @@ labelled with the other.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Literal
 
 from kvcalc.errors import InvalidRequestError
@@ -52,7 +52,9 @@ _SUFFIXES: dict[str, int] = {
     "g": GiB,
     "t": TiB,
 }
-_SIZE_RE = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+_SIZE_RE = re.compile(r"([0-9][0-9_,]*(?:\.[0-9]+)?)\s*([a-zA-Z]*)")
+r"""Matched (fullmatch) against the stripped text: one run of spaces, so no quadratic
+backtracking over long blanks (``\s*X*\s*$`` retries every split of the blanks)."""
 
 
 def format_bytes(n_bytes: int, units: Units = "iec", precision: int = 2) -> str:
@@ -73,16 +75,25 @@ def unit_label(n_bytes: int, units: Units = "iec") -> str:
 
 def format_in(n_bytes: int, unit: str, precision: int = 2) -> str:
     """Format in a named unit, e.g. ``format_in(x, "GiB")`` -> ``"1.25"``."""
-    size = _SUFFIXES[unit.lower()]
+    size = _SUFFIXES.get(unit.lower())
+    if size is None:
+        raise InvalidRequestError("unit", unit, "one of B, KiB, MiB, GiB, TiB, KB, MB, GB, TB")
     return f"{Decimal(n_bytes) / Decimal(size):.{precision}f}"
+
+
+MAX_SIZE_DIGITS = 40
+"""Digits allowed in a size (10**40 bytes is far past any memory); also keeps ``int()`` clear
+of Python's 4,300-digit limit."""
 
 
 def parse_size(text: str, field: str = "size") -> int:
     """Parse ``"50GiB"``, ``"24 GB"``, ``"1.5GiB"`` or ``"1073741824"`` into bytes.
 
-    Fractions of a byte round down (floor): a budget is never overstated.
+    Exact integer arithmetic (no float, no 28-digit ``Decimal`` context): the whole part times
+    the unit, plus the fraction times the unit floored. Fractions of a byte round down (floor):
+    a budget is never overstated. ``1.5GiB`` = 1 x 2**30 + (5 x 2**30) // 10 = 1,610,612,736.
     """
-    match = _SIZE_RE.match(text)
+    match = _SIZE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if not match:
         raise InvalidRequestError(
             field, text, "a size such as 80GiB, 24GB, 512MiB or a byte count"
@@ -93,8 +104,10 @@ def parse_size(text: str, field: str = "size") -> int:
         raise InvalidRequestError(
             field, text, "a unit among B, KiB, MiB, GiB, TiB (1024-based) or KB, MB, GB, TB (1000-based)"
         )
-    try:
-        value = Decimal(number.replace("_", "").replace(",", ""))
-    except InvalidOperation:  # pragma: no cover - the regex admits only digits
-        raise InvalidRequestError(field, text, "a number") from None
-    return int(value * factor)
+    whole, _, frac = number.replace("_", "").replace(",", "").partition(".")
+    if len(whole) + len(frac) > MAX_SIZE_DIGITS:
+        raise InvalidRequestError(field, text, f"a size of at most {MAX_SIZE_DIGITS} digits")
+    n_bytes = int(whole) * factor
+    if frac:
+        n_bytes += int(frac) * factor // 10 ** len(frac)
+    return n_bytes
