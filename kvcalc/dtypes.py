@@ -11,6 +11,7 @@ Sources: fp16/bf16/fp32/fp8/int8 element sizes as in vLLM ``STR_DTYPE_TO_TORCH_D
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from kvcalc.errors import UnknownNameError
@@ -35,6 +36,24 @@ class KVDtype:
     """Extra bytes per token, per KV head, for K and again for V (per-token-head scales)."""
     scale_bytes_per_layer: int = 0
     """Fixed bytes per layer for K and V scales (per-tensor scales: one float32 each)."""
+    block_scale_bytes: int = 0
+    """Bytes of each block that are scales / zero points rather than values (q8_0: the fp16 d)."""
+    residual_tokens: int = 0
+    """Quantized caches (transformers ``QuantizedLayer``): the most recent tokens kept unquantized."""
+    residual_dtype: str = ""
+    """The dtype of that full-precision residual (the model's compute dtype)."""
+
+    def values_only(self) -> KVDtype:
+        """The same format with every scale byte removed: ``total(self) - total(values_only)`` is the
+        scale overhead (all byte formulas are linear in these fields)."""
+        return dataclasses.replace(
+            self, block_bytes=self.block_bytes - self.block_scale_bytes, block_scale_bytes=0,
+            scale_bytes_per_token_head=0, scale_bytes_per_layer=0,
+        )
+
+    @property
+    def has_scales(self) -> bool:
+        return bool(self.block_scale_bytes or self.scale_bytes_per_token_head or self.scale_bytes_per_layer)
 
     def row_bytes(self, n_values: int) -> int:
         """Bytes of a row of ``n_values`` values, rounded up to whole blocks."""
@@ -49,9 +68,12 @@ def _plain(name: str, nbytes: int, torch_dtype: str, description: str) -> KVDtyp
     return KVDtype(name=name, block_bytes=nbytes, torch_dtype=torch_dtype, description=description)
 
 
-def _gguf(name: str, nbytes: int, description: str) -> KVDtype:
+def _gguf(name: str, nbytes: int, description: str, scale_bytes: int = 2) -> KVDtype:
+    # scale_bytes: the fp16 ``d`` (and ``m`` for the _1 types) at the head of each block
+    # (ggml-common.h ``block_q8_0 { ggml_half d; int8_t qs[QK8_0]; }``, ``block_q4_1 { d, m; qs }``).
     return KVDtype(
-        name=name, block_values=32, block_bytes=nbytes, torch_dtype="uint8", description=description
+        name=name, block_values=32, block_bytes=nbytes, torch_dtype="uint8", description=description,
+        block_scale_bytes=scale_bytes,
     )
 
 
@@ -85,9 +107,9 @@ _DTYPES: dict[str, KVDtype] = {
             description="int8 with a float32 scale per token and head, for K and for V",
         ),
         _gguf("q8_0", 34, "GGUF q8_0: fp16 scale + 32 int8 (34 B / 32 values)"),
-        _gguf("q5_1", 24, "GGUF q5_1: fp16 d, fp16 m, 4 B high bits, 16 B nibbles"),
+        _gguf("q5_1", 24, "GGUF q5_1: fp16 d, fp16 m, 4 B high bits, 16 B nibbles", 4),
         _gguf("q5_0", 22, "GGUF q5_0: fp16 d, 4 B high bits, 16 B nibbles"),
-        _gguf("q4_1", 20, "GGUF q4_1: fp16 d, fp16 m, 16 B nibbles"),
+        _gguf("q4_1", 20, "GGUF q4_1: fp16 d, fp16 m, 16 B nibbles", 4),
         _gguf("q4_0", 18, "GGUF q4_0: fp16 scale + 16 B nibbles (18 B / 32 values)"),
         _gguf("iq4_nl", 18, "GGUF iq4_nl: fp16 scale + 16 B nibbles, non-linear grid"),
     )
@@ -111,28 +133,89 @@ MODEL_DTYPES = ("fp32", "fp16", "bf16")
 """Dtypes a model computes in: ``auto`` resolves to one of these."""
 
 
+QUANTIZED_CACHES: dict[str, tuple[str, int]] = {
+    f"{backend}-int{bits}": (backend, bits)
+    for backend, all_bits in (("quanto", (2, 4)), ("hqq", (1, 2, 3, 4, 8)))
+    for bits in all_bits
+}
+"""transformers ``QuantizedCache`` backends (``cache_utils.py``: ``QuantoQuantizedLayer`` takes
+nbits 2 or 4, ``HQQQuantizedLayer`` 1, 2, 3, 4 or 8) -> (backend, bits per value)."""
+DEFAULT_Q_GROUP_SIZE = 64
+"""transformers 5.23 ``QuantizedLayer(q_group_size=64)``."""
+DEFAULT_RESIDUAL_LENGTH = 128
+"""transformers 5.23 ``QuantizedLayer(residual_length=128)``."""
+
+for _alias, _target in (("fp8-per-tensor", "fp8_per_tensor"), ("fp8-per-token-head", "fp8_per_token_head"),
+                        ("int8-per-token-head", "int8_per_token_head")):
+    ALIASES[_alias] = _target
+for _name in QUANTIZED_CACHES:
+    ALIASES[_name.replace("-", "_")] = _name
+
+
 def dtype_names() -> list[str]:
     """Every accepted ``--kv-dtype`` spelling, canonical names first."""
-    return ["auto", *_DTYPES, *ALIASES]
+    return ["auto", *_DTYPES, *QUANTIZED_CACHES, *ALIASES]
 
 
 def canonical_dtype_name(name: str) -> str:
     key = name.strip().lower()
     key = ALIASES.get(key, key)
-    if key == "auto" or key in _DTYPES:
+    if key == "auto" or key in _DTYPES or key in QUANTIZED_CACHES:
         return key
     raise UnknownNameError("kv dtype", name, dtype_names())
+
+
+def quantized_cache_dtype(
+    name: str, model_dtype: str, group_size: int = DEFAULT_Q_GROUP_SIZE,
+    residual_length: int = DEFAULT_RESIDUAL_LENGTH,
+) -> KVDtype:
+    """A transformers quantized-cache format as a block format (KIVI-style, ``QuantizedLayer``).
+
+    Each group of ``group_size`` values is stored as ``group_size x bits / 8`` packed bytes plus one
+    scale and one zero point in the model's compute dtype (optimum-quanto ``MaxOptimizer`` and HQQ
+    both return scale and shift/zero in the input dtype), so a block is
+    ``group_size x bits / 8 + 2 x model-dtype bytes``. The most recent tokens stay unquantized:
+    ``QuantizedLayer.update`` moves the residual into the quantized store once it reaches
+    ``residual_length``, so at most ``residual_length - 1`` tokens are full precision.
+    """
+    from kvcalc.errors import InvalidRequestError
+
+    backend, bits = QUANTIZED_CACHES[name]
+    if group_size < 1 or (group_size * bits) % 8:
+        raise InvalidRequestError(
+            "--kv-group-size", group_size, f"a positive group size whose {bits}-bit values fill whole bytes"
+        )
+    if residual_length < 1:
+        raise InvalidRequestError("--residual-length", residual_length, "a positive number of tokens")
+    compute = _DTYPES[model_dtype]
+    scale_bytes = 2 * compute.block_bytes
+    return KVDtype(
+        name=name, block_values=group_size, block_bytes=group_size * bits // 8 + scale_bytes,
+        block_scale_bytes=scale_bytes, torch_dtype="uint8", residual_tokens=residual_length - 1,
+        residual_dtype=model_dtype,
+        description=f"transformers QuantizedCache ({backend}, {bits}-bit, group {group_size}, "
+        f"scale + zero point in {model_dtype}, residual up to {residual_length - 1} tokens in {model_dtype})",
+    )
 
 
 def get_dtype(name: str) -> KVDtype:
     """Look up a concrete dtype by name or alias (not ``auto``: resolve it against a model first)."""
     key = canonical_dtype_name(name)
-    if key == "auto":
+    if key == "auto" or key in QUANTIZED_CACHES:
+        # Both depend on the model's dtype: callers with a model use ``resolve_dtype``.
         raise UnknownNameError("kv dtype", name, list(_DTYPES))
     return _DTYPES[key]
 
 
-def resolve_dtype(name: str, model_dtype: str) -> KVDtype:
-    """``auto`` means the model's own dtype (a config's ``torch_dtype``)."""
+def resolve_dtype(
+    name: str, model_dtype: str, *, group_size: int | None = None, residual_length: int | None = None
+) -> KVDtype:
+    """``auto`` means the model's own dtype (a config's ``torch_dtype``). Quantized-cache names
+    (``quanto-int4`` ...) take ``group_size`` and ``residual_length`` (transformers defaults)."""
     key = canonical_dtype_name(name)
+    if key in QUANTIZED_CACHES:
+        return quantized_cache_dtype(
+            key, model_dtype, DEFAULT_Q_GROUP_SIZE if group_size is None else group_size,
+            DEFAULT_RESIDUAL_LENGTH if residual_length is None else residual_length,
+        )
     return get_dtype(model_dtype if key == "auto" else key)

@@ -17,7 +17,7 @@ from kvcalc.engines import DEFAULT_ENGINE, get_policy
 from kvcalc.engines.base import StoragePolicy, Workload
 from kvcalc.errors import InvalidRequestError
 from kvcalc.models import ModelConfig
-from kvcalc.specs import FullAttention, Spec
+from kvcalc.specs import FullAttention, SlidingWindowAttention, Spec
 
 MAX_TOKENS = 10**12
 """Physically absurd beyond this (a trillion tokens of context); rejected with this limit."""
@@ -77,6 +77,17 @@ class Estimate:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     engine_source: str = ""
+    engine_version: str = ""
+    scale_bytes: int = 0
+    """Of ``total_bytes``, the bytes that are quantization scales / zero points (whole deployment)."""
+    bookkeeping_bytes: int = 0
+    """Engine bookkeeping outside the K/V payload, not in ``total_bytes`` (transformers' int64
+    position scalars), whole deployment."""
+    k_bytes: int | None = None
+    """K part of ``total_bytes``, for engines that report K and V apart (llama.cpp)."""
+    v_bytes: int | None = None
+    what_if: list[str] = field(default_factory=list)
+    """Hypothetical changes applied to the model (``--window``, ``--layers`` ...)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; integers stay integers (the ``--json`` contract)."""
@@ -135,6 +146,40 @@ def apply_overrides(
         raise InvalidRequestError(field_name, value, str(exc)) from None
 
 
+def apply_window(model: ModelConfig, window: int | None, sink_tokens: int = 0) -> tuple[ModelConfig, str | None]:
+    """What-if: every full-attention layer keeps only the last ``window`` tokens plus
+    ``sink_tokens`` initial ones (StreamingLLM, Xiao et al. 2023, "attention sinks"), i.e. it
+    becomes a sliding layer of ``window + sink_tokens`` positions. Layers that already slide or
+    chunk, MLA and state layers are left alone. Returns the model and a sentence saying so."""
+    if window is None:
+        if sink_tokens:
+            raise InvalidRequestError("--sink-tokens", sink_tokens, "used together with --window")
+        return model, None
+    check_int("window", window, maximum=MAX_TOKENS)
+    check_int("sink_tokens", sink_tokens, minimum=0, maximum=MAX_TOKENS)
+    specs = model.layer_specs
+    changed = 0
+    new: list[Spec] = []
+    for s in specs:
+        if type(s) is FullAttention:
+            s = SlidingWindowAttention(
+                num_kv_heads=s.num_kv_heads, head_dim=s.head_dim, v_head_dim=s.v_head_dim,
+                hf_cache_heads=s.hf_cache_heads, window=window + sink_tokens,
+            )
+            changed += 1
+        new.append(s)
+    if not changed:
+        raise InvalidRequestError(
+            "--window", window, f"a model with full-attention layers ({model.name} has none)"
+        )
+    sink = f" + {sink_tokens} sink tokens" if sink_tokens else ""
+    text = (
+        f"what-if: {changed} full-attention layer(s) keep only the last {window:,} tokens{sink} "
+        f"(a sliding window of {window + sink_tokens:,}); the real model attends to every token"
+    )
+    return model.with_layer_specs(new), text
+
+
 def pp_partition(num_layers: int, pp: int) -> list[int]:
     """Layers per pipeline stage as vLLM splits them (``vllm.distributed.utils.get_pp_indices``):
     ``num_layers // pp`` each, and the remainder given one by one to the stages before the
@@ -157,6 +202,8 @@ def estimate(
     pp: int = 1,
     block_size: int | None = None,
     max_num_batched_tokens: int = 8192,
+    kv_group_size: int | None = None,
+    residual_length: int | None = None,
 ) -> Estimate:
     """Bytes of KV cache ``model`` holds for ``batch`` sequences of ``seq_len`` tokens.
 
@@ -172,7 +219,17 @@ def estimate(
         check_int("block_size", block_size, maximum=1 << 20)
     check_int("max_num_batched_tokens", max_num_batched_tokens, maximum=MAX_TOKENS)
     policy = get_policy(engine) if isinstance(engine, str) else engine
-    dtype = resolve_dtype(kv_dtype, model.dtype)
+    dtype = resolve_dtype(
+        kv_dtype, model.dtype, group_size=kv_group_size, residual_length=residual_length
+    )
+    if (kv_group_size is not None or residual_length is not None) and not dtype.residual_dtype:
+        raise InvalidRequestError(
+            "--kv-group-size" if kv_group_size is not None else "--residual-length",
+            kv_group_size if kv_group_size is not None else residual_length,
+            "used with a quantized-cache --kv-dtype (quanto-int4, hqq-int4, ...)",
+        )
+    values_dtype = dtype.values_only()
+    residual_dtype = resolve_dtype(dtype.residual_dtype, model.dtype) if dtype.residual_dtype else None
     dtype_source = (
         "model dtype" if canonical_dtype_name(kv_dtype) == "auto" else "--kv-dtype"
     )
@@ -189,11 +246,20 @@ def estimate(
         rank_spec = spec.shard(tp)
         groups.setdefault(rank_spec, []).append(0)
 
-    def layer_bytes(rank_spec: Spec) -> int:
+    def layer_bytes(rank_spec: Spec, d: KVDtype = dtype) -> int:
+        held = policy.tokens_held(rank_spec, work)
+        token_bytes = held * policy.bytes_per_token(rank_spec, d)
+        if residual_dtype is not None:
+            # transformers QuantizedLayer: up to residual_length - 1 newest tokens unquantized.
+            residual = min(held, d.residual_tokens)
+            token_bytes = (
+                (held - residual) * policy.bytes_per_token(rank_spec, d)
+                + residual * policy.bytes_per_token(rank_spec, residual_dtype)
+            )
         return (
-            policy.tokens_held(rank_spec, work) * policy.bytes_per_token(rank_spec, dtype) * batch
-            + policy.fixed_bytes(rank_spec, dtype) * batch
-            + policy.fixed_layer_bytes(rank_spec, dtype)
+            token_bytes * batch
+            + policy.fixed_bytes(rank_spec, d) * batch
+            + policy.fixed_layer_bytes(rank_spec, d)
         )
 
     breakdown: list[GroupEstimate] = []
@@ -225,6 +291,18 @@ def estimate(
         start += size
     total = rank_total * tp
     per_gpu = max(per_stage)
+    rank_specs = [s.shard(tp) for s in specs]
+    scale_bytes = total - sum(layer_bytes(s, values_dtype) for s in rank_specs) * tp
+    bookkeeping = sum(policy.bookkeeping_bytes(s) for s in rank_specs) * tp
+    k_bytes: int | None = None
+    v_bytes: int | None = None
+    if policy.splits_kv:
+        k_bytes = v_bytes = 0
+        for s in rank_specs:
+            k, v = policy.kv_bytes_per_token(s, dtype)
+            held = policy.tokens_held(s, work) * batch
+            k_bytes += k * held * tp
+            v_bytes += v * held * tp
     bytes_per_token = sum(
         policy.bytes_per_token(s.shard(tp), dtype) for s in specs if s.grows
     ) * tp
@@ -245,6 +323,11 @@ def estimate(
         kv_dtype_source=dtype_source,
         engine=policy.name,
         engine_source=policy.source,
+        engine_version=policy.version,
+        scale_bytes=scale_bytes,
+        bookkeeping_bytes=bookkeeping,
+        k_bytes=k_bytes,
+        v_bytes=v_bytes,
         total_bytes=total,
         per_gpu_bytes=per_gpu,
         bytes_per_token=bytes_per_token,

@@ -44,7 +44,8 @@ KvDtypeOpt = Annotated[
                  "fp8 (= fp8_e4m3), fp8_e5m2, int8, int4, q8_0, q4_0, ..."),
 ]
 EngineOpt = Annotated[
-    str, typer.Option("--engine", "-e", help="Storage policy: neutral (default).")
+    str, typer.Option("--engine", "-e", help="Storage policy: neutral (default), hf (transformers "
+                      "DynamicCache), hf-static (StaticCache), vllm, sglang, llama.cpp.")
 ]
 UnitsOpt = Annotated[
     UnitsChoice, typer.Option("--units", help="iec: GiB/MiB (1024-based); si: GB/MB (1000-based).")
@@ -56,7 +57,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
     epilog="Examples:\n\n"
     "  kvcalc estimate llama-2-7b --seq-len 4096\n\n"
     "  kvcalc estimate llama-3-70b --seq-len 8192 --batch 8 --kv-dtype fp8 --json\n\n"
-    "  kvcalc estimate llama-3-70b --seq-len 4096 --kv-heads 64 --explain   # ignore GQA\n",
+    "  kvcalc estimate llama-3-70b --seq-len 4096 --kv-heads 64 --explain   # ignore GQA\n\n"
+    "  kvcalc estimate --config ./config.json --seq-len 4096 --engine llama.cpp --kv-dtype q8_0\n",
 )
 def estimate(
     model: ModelArg = None,
@@ -76,6 +78,14 @@ def estimate(
     pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1,
                                     help="Pipeline-parallel degree.")] = 1,
     block_size: Annotated[Optional[int], typer.Option(min=1, help="Paged engines: tokens per block.")] = None,
+    window: Annotated[Optional[int], typer.Option(
+        min=1, help="What-if: every full-attention layer keeps only the last N tokens.")] = None,
+    sink_tokens: Annotated[int, typer.Option(
+        min=0, help="What-if with --window: also keep the first S tokens (attention sinks).")] = 0,
+    kv_group_size: Annotated[Optional[int], typer.Option(
+        min=1, help="Quantized cache (quanto-/hqq-): values per scale group (default 64).")] = None,
+    residual_length: Annotated[Optional[int], typer.Option(
+        min=1, help="Quantized cache: residual length kept in full precision (default 128).")] = None,
 ) -> int:
     """How many bytes of KV cache a model holds for a sequence length and batch."""
     from kvcalc.cli.run_estimate import run
@@ -83,7 +93,8 @@ def estimate(
     return run(EstimateArgs(
         model=model, config=config, seq_len=seq_len, batch=batch, kv_dtype=kv_dtype, engine=engine,
         json=json, explain=explain, units=units.value, layers=layers, kv_heads=kv_heads,
-        head_dim=head_dim, tp=tp, pp=pp, block_size=block_size,
+        head_dim=head_dim, tp=tp, pp=pp, block_size=block_size, window=window, sink_tokens=sink_tokens,
+        kv_group_size=kv_group_size, residual_length=residual_length,
     ))
 
 

@@ -50,6 +50,27 @@ def render_estimate(est: Estimate, console: Console, units: Units = "iec", expla
         console.print(
             f"per GPU (largest rank): {est.per_gpu_bytes:,} B = {format_bytes(est.per_gpu_bytes, units)}"
         )
+    if est.k_bytes is not None and est.v_bytes is not None:
+        # As llama.cpp logs it: "K (q8_0):  544.00 MiB, V (q8_0):  544.00 MiB".
+        console.print(
+            f"K ({est.kv_dtype}): {format_bytes(est.k_bytes, units)} ({est.k_bytes:,} B), "
+            f"V ({est.kv_dtype}): {format_bytes(est.v_bytes, units)} ({est.v_bytes:,} B)",
+            markup=False, highlight=False,
+        )
+    if est.scale_bytes:
+        console.print(
+            f"scale overhead (in the total): {est.scale_bytes:,} B = {format_bytes(est.scale_bytes, units)}",
+            markup=False, highlight=False,
+        )
+    if est.bookkeeping_bytes:
+        console.print(
+            f"engine bookkeeping (not in the total): {est.bookkeeping_bytes:,} B",
+            markup=False, highlight=False,
+        )
+    for line in est.what_if:
+        console.print(line, markup=False, highlight=False)
+    if est.engine_version:
+        console.print(f"engine: {est.engine} ({est.engine_version})", markup=False, highlight=False)
     if explain:
         console.print("[bold]Formula[/bold] (bytes = layers x per-token bytes x tokens held x batch):")
         for line in est.formula:

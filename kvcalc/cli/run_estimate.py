@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from kvcalc.errors import InvalidRequestError
-from kvcalc.estimate import Estimate, apply_overrides, estimate
+from kvcalc.estimate import Estimate, apply_overrides, apply_window, estimate
 from kvcalc.models import ModelConfig
 from kvcalc.registry import load_model
 from kvcalc.units import Units
@@ -28,6 +29,10 @@ class EstimateArgs:
     tp: int = 1
     pp: int = 1
     block_size: int | None = None
+    window: int | None = None
+    sink_tokens: int = 0
+    kv_group_size: int | None = None
+    residual_length: int | None = None
 
 
 def resolve_model(model: str | None, config: str | None) -> ModelConfig:
@@ -43,10 +48,13 @@ def resolve_model(model: str | None, config: str | None) -> ModelConfig:
 def compute(args: EstimateArgs) -> tuple[ModelConfig, Estimate]:
     model = resolve_model(args.model, args.config)
     model = apply_overrides(model, layers=args.layers, kv_heads=args.kv_heads, head_dim=args.head_dim)
+    model, what_if = apply_window(model, args.window, args.sink_tokens)
     est = estimate(
         model, args.seq_len, args.batch, args.kv_dtype, engine=args.engine, tp=args.tp, pp=args.pp,
-        block_size=args.block_size,
+        block_size=args.block_size, kv_group_size=args.kv_group_size, residual_length=args.residual_length,
     )
+    if what_if is not None:
+        est = dataclasses.replace(est, what_if=[*est.what_if, what_if])
     return model, est
 
 

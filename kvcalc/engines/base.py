@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvcalc.dtypes import KVDtype
-from kvcalc.specs import Spec
+from kvcalc.specs import FullAttention, LatentAttention, Spec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +42,26 @@ class StoragePolicy:
     def fixed_layer_bytes(self, spec: Spec, dtype: KVDtype) -> int:
         """Per-layer bytes independent of batch (per-tensor scales)."""
         return spec.fixed_layer_bytes(dtype)
+
+    splits_kv = False
+    """Whether the engine reports K and V apart (llama.cpp logs ``K (q8_0): ... MiB, V ...``)."""
+
+    def bookkeeping_bytes(self, spec: Spec) -> int:
+        """Per-layer engine bookkeeping outside the K/V payload (transformers' int64 position
+        scalars); reported apart from ``total_bytes``."""
+        return 0
+
+    def kv_bytes_per_token(self, spec: Spec, dtype: KVDtype) -> tuple[int, int]:
+        """(K, V) bytes of one token in this layer; they sum to ``bytes_per_token``."""
+        total = self.bytes_per_token(spec, dtype)
+        if isinstance(spec, FullAttention):
+            heads = spec.num_kv_heads
+            k = dtype.row_bytes(heads * spec.head_dim) + heads * dtype.scale_bytes_per_token_head
+            return k, total - k
+        if isinstance(spec, LatentAttention):
+            # The latent is one K-like row; there is no separate V (llama.cpp MLA caches, recent builds).
+            return total, 0
+        return 0, 0
 
     def describe_tokens(self, spec: Spec, work: Workload) -> str:
         """How ``tokens_held`` was reached, for ``--explain``."""

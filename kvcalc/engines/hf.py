@@ -1,0 +1,87 @@
+"""transformers ``DynamicCache`` as ``generate`` builds it (transformers 5.23.0).
+
+Source: ``transformers/cache_utils.py`` @ 5.23.0. ``generate`` passes the model config to
+``DynamicCache(config=...)``; ``get_layer_types_and_kwargs`` maps each layer type through
+``DYNAMIC_LAYER_TYPE_MAPPING``:
+
+* ``full_attention`` -> ``DynamicLayer``: K and V concatenated for every token
+  (``[batch, heads, seq, head_dim]``);
+* ``sliding_attention`` and ``chunked_attention`` -> ``DynamicSlidingWindowLayer``: after each
+  update it keeps ``full_states[:, :, -sliding_window + 1:, :]``, i.e. the last ``window - 1``
+  tokens (the chunk size plays the window for chunked layers), plus one int64 scalar
+  ``_sliding_window_tensor``;
+* MLA (DeepSeek-V2/V3 ``DeepseekV3Attention.forward``): ``past_key_values.update(kv_nope, k_rot)``
+  caches the compressed latent (``kv_lora_rank``) as keys and the shared rope key
+  (``qk_rope_head_dim``) as values, one head each;
+* Falcon with ``new_decoder_architecture`` (``FalconAttention.forward``) broadcasts K/V to every
+  query head before ``update``, so the cache holds ``num_attention_heads`` heads
+  (``FullAttention.hf_cache_heads``); GQA heads are otherwise cached unexpanded;
+* KV-sharing consumer layers (Gemma-4 ``kv_sharing_modes`` "reuse") are ``DummyLayer``: nothing.
+
+``--seq-len`` is the number of cached positions: ``generate`` with P prompt tokens and G new
+tokens leaves P + G - 1 in the cache (the last token is sampled, never fed back).
+``total_bytes`` is the K/V payload; the int64 ``_sliding_window_tensor`` of each sliding layer
+(8 B) is reported apart, as bookkeeping.
+"""
+
+from __future__ import annotations
+
+from kvcalc.dtypes import KVDtype
+from kvcalc.engines.base import StoragePolicy, Workload
+from kvcalc.specs import ChunkedAttention, FullAttention, SlidingWindowAttention, Spec
+
+TRANSFORMERS_VERSION = "transformers 5.23.0"
+INT64_BYTES = 8
+"""A torch.long scalar (``torch.tensor(n, dtype=torch.long)``)."""
+
+
+def hf_bytes_per_token(spec: Spec, dtype: KVDtype) -> int:
+    """Bytes per token with the heads transformers really caches (Falcon broadcasts K/V)."""
+    if isinstance(spec, FullAttention) and spec.hf_cache_heads is not None:
+        return spec.bytes_per_token_with_heads(dtype, spec.hf_cache_heads)
+    return spec.bytes_per_token(dtype)
+
+
+def local_window(spec: Spec) -> int | None:
+    """The window a transformers sliding layer is built with (chunk size for chunked layers)."""
+    if isinstance(spec, SlidingWindowAttention):
+        return spec.window
+    if isinstance(spec, ChunkedAttention):
+        return spec.chunk_size
+    return None
+
+
+class HfDynamicPolicy(StoragePolicy):
+    name = "hf"
+    title = "transformers DynamicCache"
+    version = TRANSFORMERS_VERSION
+    source = (
+        "transformers 5.23.0 cache_utils.py DynamicCache(config=...): DynamicLayer keeps every token, "
+        "DynamicSlidingWindowLayer (sliding and chunked) keeps the last window - 1; MLA caches the latent; "
+        "Falcon new_decoder_architecture caches K/V broadcast to all query heads"
+    )
+
+    def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if not spec.grows:
+            return 0
+        window = local_window(spec)
+        if window is not None:
+            return min(work.seq_len, window - 1)
+        return work.seq_len
+
+    def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
+        return hf_bytes_per_token(spec, dtype)
+
+    def bookkeeping_bytes(self, spec: Spec) -> int:
+        # DynamicSlidingWindowLayer.__init__: self._sliding_window_tensor = torch.tensor(w, dtype=torch.long)
+        return INT64_BYTES if local_window(spec) is not None else 0
+
+    def describe_tokens(self, spec: Spec, work: Workload) -> str:
+        window = local_window(spec)
+        held = self.tokens_held(spec, work)
+        if window is not None:
+            return f"min({work.seq_len}, window {window} - 1) = {held} tokens"
+        return f"{held} tokens"
+
+
+POLICY = HfDynamicPolicy()

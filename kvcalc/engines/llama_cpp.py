@@ -1,0 +1,70 @@
+"""llama.cpp: ``n_ctx`` padded to 256 cells, SWA layers in their own smaller cache, GGUF cache types.
+
+Sources (ggml-org/llama.cpp, late-2025 upstream, after PR #17046):
+
+* ``src/llama-context.cpp``, ``llama_context`` constructor:
+  ``cparams.n_ctx = GGML_PAD(cparams.n_ctx, 256)``; with a non-unified cache
+  ``n_ctx_seq = GGML_PAD(n_ctx / n_seq_max, 256)`` cells per sequence stream.
+* ``src/llama-kv-cache-iswa.cpp``, ``llama_kv_cache_iswa`` constructor: non-SWA layers get
+  ``size_base = kv_size`` cells, SWA layers
+  ``size_swa = min(size_base, GGML_PAD(n_swa * (unified ? n_seq_max : 1) + n_ubatch, n_pad))``
+  (``n_ubatch`` defaults to 512, ``n_pad`` 256).
+* ``src/llama-kv-cache.cpp``: per layer K ``[n_embd_k_gqa, kv_size]`` of ``type_k`` and V of
+  ``type_v``, bytes per cell ``ggml_row_size(type, H x d)``; the log line reports
+  ``K (%s): %7.2f MiB, V (%s): %7.2f MiB`` apart, so kvcalc reports K and V apart too.
+* ``ggml/src/ggml-common.h``: block sizes (q8_0 34 B / 32 values, q4_0 18 B / 32, ...), in
+  ``kvcalc.dtypes``.
+* MLA GGUFs cache the latent (``kv_lora_rank + n_rot`` = 576 values for DeepSeek-V3) as K and no V.
+
+``--batch N`` is modelled as N parallel sequences (``-np N``) with a non-unified cache, each stream
+of ``--seq-len`` cells; at batch 1 unified and non-unified are the same. No head sharding: llama.cpp
+splits whole layers across devices, so ``--tp`` is not meaningful here.
+"""
+
+from __future__ import annotations
+
+from kvcalc.dtypes import cdiv
+from kvcalc.engines.base import StoragePolicy, Workload
+from kvcalc.specs import ChunkedAttention, SlidingWindowAttention, Spec
+
+LLAMA_CPP_VERSION = "llama.cpp late-2025 (after PR #17046: n_ctx padded to 256 in llama-context.cpp)"
+N_CTX_PAD = 256
+"""``GGML_PAD(cparams.n_ctx, 256)`` in ``llama_context::llama_context``."""
+N_UBATCH = 512
+"""Default ``n_ubatch`` (``common_params.n_ubatch = 512``)."""
+
+
+def pad(n: int, to: int) -> int:
+    """``GGML_PAD(x, n)``: round up to a multiple of ``to``."""
+    return cdiv(n, to) * to
+
+
+class LlamaCppPolicy(StoragePolicy):
+    name = "llama.cpp"
+    title = "llama.cpp (llama_kv_cache / llama_kv_cache_iswa)"
+    version = LLAMA_CPP_VERSION
+    source = (
+        "llama.cpp llama-context.cpp n_ctx = GGML_PAD(n_ctx, 256); llama-kv-cache-iswa.cpp SWA layers "
+        "min(n_ctx, GGML_PAD(n_swa + n_ubatch 512, 256)) cells; ggml-common.h block bytes"
+    )
+    splits_kv = True
+
+    def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if not spec.grows:
+            return 0
+        n_ctx = pad(work.seq_len, N_CTX_PAD)
+        if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)):
+            return min(n_ctx, pad(spec.window + N_UBATCH, N_CTX_PAD))
+        return n_ctx
+
+    def describe_tokens(self, spec: Spec, work: Workload) -> str:
+        n_ctx = pad(work.seq_len, N_CTX_PAD)
+        if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)):
+            return (
+                f"min(n_ctx {n_ctx}, PAD({spec.window} n_swa + {N_UBATCH} n_ubatch, 256)) = "
+                f"{self.tokens_held(spec, work)} cells"
+            )
+        return f"n_ctx PAD({work.seq_len}, 256) = {n_ctx} cells"
+
+
+POLICY = LlamaCppPolicy()
