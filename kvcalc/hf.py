@@ -182,6 +182,60 @@ def _standard(r: _Reader, family: str) -> tuple[list[Spec], dict[str, Any]]:
     return specs, {}
 
 
+def _gemma4(r: _Reader, family: str) -> tuple[list[Spec], dict[str, Any]]:
+    """Gemma-4 text (transformers 5.23 ``Gemma4TextConfig.__post_init__`` / ``kv_sharing_modes``).
+
+    * ``layer_types`` default: sliding unless ``(i + 1) % 6 == 0``; the last layer is forced to
+      ``full_attention``.
+    * ``per_layer_config`` ({layer index: {head_dim, num_key_value_heads}}) overrides per layer;
+      when absent, full layers get ``head_dim = global_head_dim`` (default 512) and, when
+      ``attention_k_eq_v``, ``num_key_value_heads = num_global_key_value_heads``.
+    * The last ``num_kv_shared_layers`` layers reuse an earlier layer's KV ("reuse" ->
+      ``DummyLayer`` in ``get_layer_types_and_kwargs``): they cache nothing.
+    * ``attention_k_eq_v`` shares the projection weights, but K and V are both still cached.
+    """
+    n = r.get_int("num_hidden_layers")
+    r.get_int("num_attention_heads")  # required (model_from_hf reads it too)
+    kv = r.get_int("num_key_value_heads", default=4, why="Gemma4TextConfig default")
+    d = r.get_int("head_dim", default=256, why="Gemma4TextConfig default")
+    window = r.get_int("sliding_window", default=512, why="Gemma4TextConfig default")
+    types = _layer_types(r, n, lambda i: "full_attention" if (i + 1) % 6 == 0 else "sliding_attention")
+    if types[-1] != "full_attention":
+        r.assumptions.append("the last layer is forced to full_attention (Gemma4TextConfig)")
+        types = [*types[:-1], "full_attention"]
+    per_layer = r.data.get("per_layer_config")
+    overrides: dict[int, dict[str, Any]] = {}
+    if per_layer is not None:
+        if not isinstance(per_layer, dict):
+            raise InvalidConfigError(r.source, "field 'per_layer_config' must map layer indices to settings")
+        for key, value in per_layer.items():
+            if not str(key).isdigit() or int(key) >= n or not isinstance(value, dict):
+                raise InvalidConfigError(r.source, f"per_layer_config entry {key!r}: expected a layer index < {n}")
+            overrides[int(key)] = value
+    else:
+        global_d = r.get_int("global_head_dim", default=512, why="Gemma4TextConfig default")
+        full: dict[str, Any] = {"head_dim": global_d}
+        global_kv = r.opt_int("num_global_key_value_heads")
+        if r.get_bool("attention_k_eq_v", False) and global_kv is not None:
+            full["num_key_value_heads"] = global_kv
+        overrides = {i: full for i, t in enumerate(types) if t == "full_attention"}
+    shared = r.data.get("num_kv_shared_layers") or 0
+    if isinstance(shared, bool) or not isinstance(shared, int) or not 0 <= shared < n:
+        raise InvalidConfigError(r.source, f"field 'num_kv_shared_layers' = {shared!r}: expected 0 to {n - 1}")
+    specs: list[Spec] = []
+    for i, t in enumerate(types):
+        if i >= n - shared:
+            specs.append(NoCache(reason="reuses an earlier layer's KV"))
+            continue
+        o = overrides.get(i, {})
+        sub = _Reader(o, r.source)
+        specs.append(_attention(t, sub.opt_int("num_key_value_heads") or kv, sub.opt_int("head_dim") or d,
+                                window, None))
+    if shared:
+        r.notes.append(f"the last {shared} layers (num_kv_shared_layers) reuse earlier layers' KV")
+    return specs, {}
+
+
 def _deepseek(r: _Reader, family: str) -> tuple[list[Spec], dict[str, Any]]:
     n = r.get_int("num_hidden_layers")
     rank = r.opt_int("kv_lora_rank")
@@ -293,6 +347,8 @@ _STANDARD_FAMILIES = (
 
 _FAMILIES: dict[str, Callable[[_Reader, str], tuple[list[Spec], dict[str, Any]]]] = {
     **dict.fromkeys(_STANDARD_FAMILIES, _standard),
+    "gemma4_text": _gemma4,
+    "gemma4": _gemma4,
     "deepseek_v2": _deepseek,
     "deepseek_v3": _deepseek,
     "gpt2": _gpt2,
