@@ -236,7 +236,8 @@ def run_bench(cfg: BenchConfig, progress: ProgressFn | None = None) -> BenchResu
                     cached_ms_per_token=timings[True] * 1000 / n, uncached_ms_per_token=timings[False] * 1000 / n,
                     speedup=timings[False] / timings[True], tokens_match=tokens[True] == tokens[False],
                 ))
-        device_name = torch.cuda.get_device_name() if cfg.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        device_name = torch.cuda.get_device_name() if cfg.device == "cuda" else f"cpu ({threads} threads)"
         notes = [
             "K/V projections are counted per layer by the model itself: N with the cache, N(N+1)/2 without; "
             "ratio (N+1)/2 (500.5 at N = 1,000).",
