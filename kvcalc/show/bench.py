@@ -114,7 +114,7 @@ def _build(torch: Any, cfg: BenchConfig) -> Any:
     nn = torch.nn
     F = torch.nn.functional
 
-    class Block(nn.Module):  # type: ignore[misc]
+    class Block(nn.Module):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             super().__init__()
             d = cfg.d_model
@@ -138,7 +138,7 @@ def _build(torch: Any, cfg: BenchConfig) -> Any:
             x = x + self.down(F.gelu(self.up(self.ln2(x))))
             return x, (k, v)
 
-    class Decoder(nn.Module):  # type: ignore[misc]
+    class Decoder(nn.Module):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.emb = nn.Embedding(cfg.vocab, cfg.d_model)
@@ -202,7 +202,7 @@ def run_bench(cfg: BenchConfig, progress: ProgressFn | None = None) -> BenchResu
             torch.set_num_threads(cfg.threads)
         model = _build(torch, cfg)
         parameters = sum(p.numel() for p in model.parameters())
-        sync = torch.cuda.synchronize if cfg.device == "cuda" else (lambda: None)
+        sync: Callable[[], None] = torch.cuda.synchronize if cfg.device == "cuda" else (lambda: None)
         total_steps = sum(cfg.n_values) * 2 * cfg.repeats + 2
         done = 0
         rows: list[BenchRow] = []
