@@ -44,17 +44,22 @@ def register(app: typer.Typer) -> None:
         cfg = BenchConfig(layers=layers, d_model=d_model, heads=heads, vocab=vocab,
                           n_values=tuple(parse_int_list(n, "--n", maximum=1 << 16)), device=device,
                           repeats=repeats, seed=seed, threads=threads)
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        cfg.validate()
+        if not sys.stderr.isatty():
+            # No bar when stderr is a pipe or a file: it would only leave control characters there.
+            result = run_bench(cfg)
+        else:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                      console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("bench", total=None)
+            with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                          console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task("bench", total=None)
 
-            def progress(done: int, total: int, label: str) -> None:
-                bar.update(task, completed=done, total=total, description=label)
+                def progress(done: int, total: int, label: str) -> None:
+                    bar.update(task, completed=done, total=total, description=label)
 
-            result = run_bench(cfg, progress)
+                result = run_bench(cfg, progress)
         written = plot_bench(result, plot) if plot else None
         if json:
             print_json(result.to_dict())

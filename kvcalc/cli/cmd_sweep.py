@@ -101,8 +101,6 @@ def render_sweep(result: SweepResult, console: Console) -> None:
 
     per = " per GPU" if result.tp > 1 else ""
     title = f"KV cache{per} ({result.engine} engine)"
-    if result.capacity_label:
-        title += f"; ! = over {result.capacity_label}"
     table = Table(title=title, title_justify="left")
     table.add_column("Model")
     table.add_column("KV dtype")
@@ -113,6 +111,8 @@ def render_sweep(result: SweepResult, console: Console) -> None:
         row = [format_bytes(c.per_gpu_bytes) + ("!" if c.exceeds else "") for c in cells]
         table.add_row(model, dtype, str(batch), *row)
     console.print(table)
+    if result.capacity_label:
+        console.print(f"! = over {result.capacity_label} (KV cache only; weights not subtracted)", markup=False)
     for note in result.notes:
         console.print(f"Note: {note}", markup=False)
 
