@@ -97,19 +97,29 @@ def render_sweep(result: SweepResult, console: Console) -> None:
     """One row per (model, dtype, batch), one column per context length; '!' marks cells over capacity."""
     from rich.table import Table
 
-    from kvcalc.units import format_bytes
+    from kvcalc.units import KiB, format_bytes
 
     per = " per GPU" if result.tp > 1 else ""
     title = f"KV cache{per} ({result.engine} engine)"
+    headers = ["Model", "KV dtype", "Batch"] + [
+        # 1k = 1,024 tokens, the same k the --seq-len flag reads
+        f"{s >> 10}k" if s % KiB == 0 else f"{s:,}" for s in result.seq_lens
+    ]
+    rows = [
+        [model, dtype, str(batch)] + [format_bytes(c.per_gpu_bytes) + ("!" if c.exceeds else "")
+                                      for c in cells]
+        for (model, dtype, batch), cells in result.series().items()
+    ]
     table = Table(title=title, title_justify="left")
-    table.add_column("Model")
-    table.add_column("KV dtype")
-    table.add_column("Batch", justify="right")
-    for s in result.seq_lens:
-        table.add_column(f"{s:,}", justify="right", no_wrap=True)
-    for (model, dtype, batch), cells in result.series().items():
-        row = [format_bytes(c.per_gpu_bytes) + ("!" if c.exceeds else "") for c in cells]
-        table.add_row(model, dtype, str(batch), *row)
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    # A crushed table is unreadable: let a wide grid run past the terminal width instead
+    # (each column: its widest cell + 2 padding + 1 border; plus the closing border).
+    needed = sum(max(len(h), *(len(r[i]) for r in rows)) + 3 for i, h in enumerate(headers)) + 1
+    if needed > console.width:
+        console.width = needed
     console.print(table)
     if result.capacity_label:
         console.print(f"! = over {result.capacity_label} (KV cache only; weights not subtracted)", markup=False)

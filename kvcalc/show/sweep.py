@@ -185,8 +185,7 @@ def plot_sweep(result: SweepResult, path: str) -> Any:
         series[label] = [(float(c.seq_len), c.per_gpu_bytes / size) for c in cells]
     hlines = None
     if result.capacity_bytes_per_gpu is not None:
-        hlines = {f"{result.capacity_label} ({result.capacity_bytes_per_gpu / size:.1f} {units_label})":
-                  result.capacity_bytes_per_gpu / size}
+        hlines = {result.capacity_label or "capacity": result.capacity_bytes_per_gpu / size}
     batch_note = f", batch {result.batches[0]}" if not multi_batch else ""
     per = " per GPU" if result.tp > 1 else ""
     return plot_series(path, title=f"KV cache vs context ({result.engine} engine{batch_note})",
