@@ -33,6 +33,10 @@ from kvcalc.models import ModelConfig
 from kvcalc.specs import Spec
 from kvcalc.units import format_bytes
 
+MAX_TENSORS = 4096
+"""At most this many tensors are allocated at once (each is its own mapping on CPU, and Linux caps a
+process at ~65,530 mappings); beyond it, layers are sampled as when memory is short."""
+
 ProgressFn = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)`` while allocating and writing."""
 
@@ -258,6 +262,12 @@ def _choose_sample(groups: list[_Group], dev: Any, budget: int, budget_rule: str
         sizes = [n for g in groups for n in g.sizes(g.layers if k is None else min(k, g.layers))]
         return int(max(dev.expected(sizes).values()))
 
+    def count(k: int | None) -> int:
+        return sum(len(g.sizes(1)) * (g.layers if k is None else min(k, g.layers)) for g in groups)
+
+    def fits(k: int | None) -> bool:
+        return need(k) <= budget and count(k) <= MAX_TENSORS
+
     def refuse(what: str, needed: int, hint: str) -> DoesNotFitError:
         return DoesNotFitError(
             f"{what} needs {format_bytes(needed)} ({needed:,} B) on {dev.name} but only {format_bytes(budget)} "
@@ -269,23 +279,30 @@ def _choose_sample(groups: list[_Group], dev: Any, budget: int, budget_rule: str
     max_layers = max(g.layers for g in groups)
     sample = layers_sample if layers_sample is not None and layers_sample < max_layers else None
     if sample is not None:
-        if need(sample) > budget:
+        if count(sample) > MAX_TENSORS:
+            raise InvalidRequestError("--layers-sample", sample,
+                                      f"at most {MAX_TENSORS:,} tensors at once ({count(1):,} per sampled layer set)")
+        if not fits(sample):
             raise refuse(f"--layers-sample {sample}", need(sample), "lower --layers-sample")
         notes.append(f"--layers-sample {sample}: allocated {sample} layer(s) of each kind and extrapolated")
         return sample
     whole = need(None)
-    if whole <= budget:
+    if fits(None):
         return None
-    if need(1) > budget:
+    if not fits(1):
         raise refuse("one layer of each kind", need(1), "lower --seq-len or --batch")
     # need(k) grows with k: bisect for the largest k that fits.
     lo, hi = 1, max_layers - 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if need(mid) <= budget else (lo, mid - 1)
-    notes.append(
-        f"the whole cache needs {format_bytes(whole)} ({whole:,} B) but {format_bytes(budget)} ({budget:,} B) "
-        f"may be allocated ({budget_rule}): sampled {lo} layer(s) of each kind automatically and extrapolated")
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    if whole > budget:
+        notes.append(
+            f"the whole cache needs {format_bytes(whole)} ({whole:,} B) but {format_bytes(budget)} ({budget:,} B) "
+            f"may be allocated ({budget_rule}): sampled {lo} layer(s) of each kind automatically and extrapolated")
+    else:
+        notes.append(f"the whole cache is {count(None):,} tensors, more than {MAX_TENSORS:,} at once: sampled {lo} "
+                     "layer(s) of each kind automatically and extrapolated")
     return lo
 
 
@@ -300,16 +317,21 @@ def _measure(groups: list[_Group], sampled: dict[int, int], dev: Any, primary: s
         expectations = dev.expected_sequence([g.sizes(sampled[id(g)]) for g in groups])
         for g, expected_sampled in zip(groups, expectations, strict=True):
             k = sampled[id(g)]
+            layouts = [t for _ in range(k) for t in g.tensors if t.nbytes]
+            allocs: list[Any] = []
+            if dev.commits_on_write:
+                allocs = [dev.allocate(t) for t in layouts]
             before = dev.snapshot()
-            allocated_tensor = 0
-            for _ in range(k):
-                for layout in g.tensors:
-                    if not layout.nbytes:
-                        continue
-                    alloc = dev.allocate(layout)
-                    allocated_tensor += int(alloc.tensor.numel()) * int(alloc.tensor.element_size())
+            if not dev.commits_on_write:
+                for t in layouts:
+                    allocs.append(dev.allocate(t))
+                    dev.write(allocs[-1], step)
+            else:
+                for alloc in allocs:
                     dev.write(alloc, step)
             after = dev.snapshot()
+            allocated_tensor = sum(int(a.tensor.numel()) * int(a.tensor.element_size()) for a in allocs)
+            allocs.clear()
             measured_sampled = {c: after[c] - before[c] for c in dev.counters}
             kinds.append(_kind_result(g, k, allocated_tensor, expected_sampled, measured_sampled, dev, primary))
     finally:
