@@ -97,3 +97,18 @@ def test_ctrl_c_exits_130(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     res = cli("bench", *TINY, "--n", "4")
     assert res.exit_code == 130 and res.stdout == ""
     assert torch.get_num_threads() == before  # the finally block restored the thread count
+
+
+def test_tokens_flag_and_free_memory_refusal(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kvcalc.show.bench as bench
+    from kvcalc.show.bench import doubling_to
+
+    assert doubling_to(1000) == [32, 64, 128, 256, 512, 1000]
+    res = cli("bench", *TINY, "--tokens", "3", "--json")
+    assert [r["n_tokens"] for r in res.json()["rows"]] == [3]
+    # N = 65,536 without the cache: scores alone are 4 heads x 65,536^2 x 2 x 4 B = 128 GiB; say 64 GiB are free.
+    monkeypatch.setattr(bench, "_free_bytes", lambda torch, device: 64 << 30)
+    huge = cli("bench", "--tokens", "65536")
+    assert huge.exit_code == 1 and huge.stdout == "" and huge.stderr.startswith("Error:")
+    assert "only 64.00 GiB is free" in huge.stderr
+    assert cli("bench", "--tokens", "0").exit_code == 2

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command(
         "bench",
         epilog="Examples:\n\n"
-        "  kvcalc bench\n\n"
+        "  kvcalc bench\n\n  kvcalc bench --tokens 1000 --layers 2 --d-model 128\n\n"
         "  kvcalc bench --n 64..1k --layers 2 --d-model 128 --plot docs/gallery/bench_speedup.png\n\n"
         "  kvcalc bench --device cuda --n 128..2k --json\n",
     )
@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
         n: Annotated[str, typer.Option("--n", help="Tokens to generate: comma list or A..B (doubling), k = x1024.")]
         = "32..256",
+        tokens: Annotated[Optional[int], typer.Option(help="Instead of --n: N doubling from 32 up to TOKENS, "
+                                                      "TOKENS included (e.g. 1000 for the articles' 500x).")]
+        = None,
         layers: Annotated[int, typer.Option(min=1, help="Decoder layers.")] = 4,
         d_model: Annotated[int, typer.Option(min=1, help="Hidden size.")] = 256,
         heads: Annotated[int, typer.Option(min=1, help="Attention heads (must divide d-model).")] = 4,
@@ -38,11 +41,12 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from kvcalc.cli.output import print_json, stdout_console
-        from kvcalc.show.bench import BenchConfig, run_bench
+        from kvcalc.show.bench import MAX_TOKENS, BenchConfig, doubling_to, run_bench
         from kvcalc.show.sweep import parse_int_list
 
+        n_values = doubling_to(tokens) if tokens is not None else parse_int_list(n, "--n", maximum=MAX_TOKENS)
         cfg = BenchConfig(layers=layers, d_model=d_model, heads=heads, vocab=vocab,
-                          n_values=tuple(parse_int_list(n, "--n", maximum=1 << 16)), device=device,
+                          n_values=tuple(n_values), device=device,
                           repeats=repeats, seed=seed, threads=threads)
         cfg.validate()
         if not sys.stderr.isatty():

@@ -21,6 +21,9 @@ from typing import Any
 
 from kvcalc.errors import DoesNotFitError, InvalidRequestError, MissingDependencyError
 
+MAX_TOKENS = 1 << 16
+"""Largest N accepted; the free-memory check usually refuses well before (no-cache scores grow as N^2)."""
+
 ProgressFn = Callable[[int, int, str], None]
 """progress(done_steps, total_steps, label)."""
 
@@ -46,8 +49,8 @@ class BenchConfig:
                 raise InvalidRequestError(name, value, "an integer from 1 to 65,536")
         if self.d_model % self.heads:
             raise InvalidRequestError("heads", self.heads, f"a divisor of d_model ({self.d_model})")
-        if not self.n_values or any(not 1 <= n <= 1 << 16 for n in self.n_values):
-            raise InvalidRequestError("n", list(self.n_values), "token counts from 1 to 65,536")
+        if not self.n_values or any(not 1 <= n <= MAX_TOKENS for n in self.n_values):
+            raise InvalidRequestError("n", list(self.n_values), f"token counts from 1 to {MAX_TOKENS:,}")
         if self.device not in ("cpu", "cuda"):
             raise InvalidRequestError("device", self.device, "cpu or cuda")
 
@@ -83,6 +86,18 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def doubling_to(tokens: int, start: int = 32) -> list[int]:
+    """``[start, 2 start, 4 start, ..., tokens]`` (below ``tokens``, then ``tokens`` itself)."""
+    if isinstance(tokens, bool) or not 1 <= tokens <= MAX_TOKENS:
+        raise InvalidRequestError("tokens", tokens, f"from 1 to {MAX_TOKENS:,}")
+    out: list[int] = []
+    n = start
+    while n < tokens:
+        out.append(n)
+        n *= 2
+    return [*out, tokens]
 
 
 def projection_counts(n_tokens: int) -> tuple[int, int]:
