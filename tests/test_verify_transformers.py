@@ -94,3 +94,11 @@ def test_shrink_keeps_head_geometry() -> None:
 def test_built_in_name_needs_a_config(cli: Callable[..., Any]) -> None:
     r = cli("verify", "llama-2-7b", "--seq-len", "64", "--source", "transformers")
     assert r.exit_code == 2 and r.stdout == "" and "built-in models carry no config.json" in r.stderr
+
+
+def test_unsupported_family_is_refused_before_building(cli: Callable[..., Any]) -> None:
+    # Nemotron-H carries Mamba blocks at full width: refused with the supported families named.
+    r = cli("verify", "--config", str(hf_fixture("nvidia--Nemotron-H-56B-Base-8K")), "--seq-len", "16",
+            "--source", "transformers")
+    assert r.exit_code == 2 and r.stdout == "" and "'nemotron_h' is not allowed" in r.stderr
+    assert "gemma2" in r.stderr and "llama" in r.stderr

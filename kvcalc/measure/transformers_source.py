@@ -133,7 +133,7 @@ def shrink_config(data: dict[str, Any], layers: int) -> dict[str, Any]:
     """The config with ``layers`` layers and tiny hidden/MLP/vocab sizes, same attention geometry."""
     d = {k: v for k, v in data.items() if k not in ("quantization_config", "auto_map", "architectures")}
     heads = int(d["num_attention_heads"])
-    if d["model_type"] in _SHRINKABLE:
+    if d.get("model_type") in _SHRINKABLE:
         if d.get("head_dim") is None:
             d["head_dim"] = int(d["hidden_size"]) // heads  # the model's own default (hidden / heads)
         d["hidden_size"] = _TINY_HIDDEN
@@ -175,6 +175,12 @@ def verify_transformers(
     check_int("batch", batch, maximum=1 << 16)
     per_kind = 1 if layers_sample is None else check_int("layers_sample", layers_sample, maximum=MAX_LAYERS)
     data, path = read_hf_config(ref)
+    if data["model_type"] not in _SHRINKABLE:
+        # Other families tie attention width to hidden_size (or carry Mamba/MoE blocks whose random
+        # initialisation at full width costs gigabytes): they are not built here.
+        raise InvalidRequestError("--source transformers", data["model_type"],
+                                  f"a model type whose head size is independent of hidden_size: "
+                                  f"{', '.join(sorted(_SHRINKABLE))}")
     model = load_model(path)
     engine = "hf-static" if mode == "static" else "hf"
     try:
