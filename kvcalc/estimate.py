@@ -292,7 +292,9 @@ def estimate(
     total = rank_total * tp
     per_gpu = max(per_stage)
     rank_specs = [s.shard(tp) for s in specs]
-    scale_bytes = total - sum(layer_bytes(s, values_dtype) for s in rank_specs) * tp
+    scale_bytes = 0
+    if dtype.has_scales:
+        scale_bytes = total - sum(layer_bytes(s, values_dtype) for s in rank_specs) * tp
     bookkeeping = sum(policy.bookkeeping_bytes(s) for s in rank_specs) * tp
     k_bytes: int | None = None
     v_bytes: int | None = None
