@@ -150,11 +150,14 @@ def render_verify(r: VerifyResult, console: Console) -> None:
         table.add_row(
             k.description, f"{k.sampled_layers}/{k.layers}" if r.sampled else f"{k.layers}",
             f"{k.predicted_bytes:,}", f"{k.tensor_bytes:,}", f"{k.expected_bytes[r.counter]:,}",
-            f"{k.measured_bytes:,}", f"{k.ratio:.4f}", k.verdict)
+            f"{k.measured_bytes:,}", f"{k.ratio:.4f}", "OK" if k.ok else "FAIL")
     table.add_row("total", f"{r.sampled_layers}/{r.num_layers}" if r.sampled else f"{r.num_layers}",
                   f"{r.predicted_bytes:,}", f"{r.tensor_bytes:,}", f"{r.expected_bytes:,}", f"{r.measured_bytes:,}",
                   f"{r.ratio:.4f}", "OK" if r.ok else "FAIL", style="bold")
     console.print(table)
+    for k in r.kinds:
+        if not k.ok:
+            console.print(f"{k.description}: {k.verdict}", markup=False)
     for counter in r.measured_counters:
         if counter != r.counter:
             console.print(f"{counter}: measured {r.measured_counters[counter]:,} B, expected "
@@ -176,7 +179,7 @@ def render_transformers(r: Any, console: Console) -> None:
         table.add_column(col, justify="left" if col in ("kind", "verdict") else "right")
     for k in r.kinds:
         table.add_row(k.description, f"{k.layers}", f"{k.built_layers}", f"{k.predicted_bytes:,}",
-                      f"{k.measured_bytes:,}", f"{k.ratio:.4f}", k.verdict)
+                      f"{k.measured_bytes:,}", f"{k.ratio:.4f}", "OK" if k.ok else "FAIL")
     table.add_row("total", f"{r.num_layers}", f"{r.built_layers}", f"{r.predicted_bytes:,}",
                   f"{r.measured_bytes:,}", f"{r.ratio:.4f}", "OK" if r.ok else "FAIL", style="bold")
     console.print(table)
