@@ -76,15 +76,31 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                          "q_lora_rank": 32,
                          "moe_intermediate_size": 16, "n_routed_experts": 4, "num_experts_per_tok": 2,
                          "n_group": 1, "topk_group": 1, "first_k_dense_replace": 1, "n_shared_experts": 1}),
+    # Not from a fixture (none ships): Gemma-3 text with sliding_window_pattern (no layer_types),
+    # Gemma-4 text with per-layer head_dim / KV heads and KV-sharing layers, Llama-4 text chunked.
+    "gemma3-pattern": ("", {"model_type": "gemma3_text", "num_hidden_layers": 6, "hidden_size": 64,
+                            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+                            "sliding_window": 8, "sliding_window_pattern": 3, "max_position_embeddings": 512}),
+    "gemma4-shared": ("", {"model_type": "gemma4_text", "num_hidden_layers": 6, "hidden_size": 64,
+                           "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+                           "global_head_dim": 64, "num_global_key_value_heads": 1, "attention_k_eq_v": True,
+                           "sliding_window": 8, "num_kv_shared_layers": 2, "hidden_size_per_layer_input": 8,
+                           "vocab_size_per_layer_input": 97, "max_position_embeddings": 512,
+                           "layer_types": ["sliding_attention", "full_attention"] * 3}),
+    "llama4-chunked": ("", {"model_type": "llama4_text", "num_hidden_layers": 4, "hidden_size": 64,
+                            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+                            "attention_chunk_size": 8, "intermediate_size_mlp": 32, "num_local_experts": 2,
+                            "max_position_embeddings": 512}),
 }
 
 
-SLIDING = {"mistral-sliding", "qwen2-sliding", "gemma2-hybrid", "phi3-sliding"}
+SLIDING = {"mistral-sliding", "qwen2-sliding", "gemma2-hybrid", "phi3-sliding", "gemma3-pattern",
+           "gemma4-shared", "llama4-chunked"}
 
 
 def _folder(tmp_path: Path, case: str) -> Path:
     fixture, changes = CASES[case]
-    data = _shrink(_fixture(fixture), **changes)
+    data = _shrink(_fixture(fixture) if fixture else {}, **changes)
     folder = tmp_path / case
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(data))
