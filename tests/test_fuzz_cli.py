@@ -218,6 +218,11 @@ def config_text(draw: st.DrawFn) -> bytes:
 
 NAMES = known_names()
 SMALL_INTS = ["0", "-1", "1", "2", "16", "abc", "\u0663", "nan", "", str(10**30)]
+TINY = {"max_memory": "64MiB", "n": "4", "layers": "1", "d_model": "8", "heads": "1", "vocab": "8",
+        "repeats": "1", "layers_sample": "1"}
+"""Added to verify/bench runs unless drawn, so each stays a fraction of a second."""
+SMALL_TEXT = [*["0", "-1", "1", "2", "16", "abc", "\u0663", "nan", "", str(10**30)], "1,2", "4..8", "1k", "8..2",
+              "a..b", "1..1000000000000", ",,", ".."]
 SMALL_SIZES = ["1MiB", "0", "-1GiB", "abc", "", "nan", "16KiB"]
 OUT_PATHS = ["out.file", "no_such_dir/out.file", "inputs", "inputs/a_directory", "", "/proc/kvcalc-nope",
              "\u0663.out", "x" * 300]
@@ -246,8 +251,9 @@ def value_strategy(param: Param, cmd: Command, paths: list[str]) -> st.SearchStr
     text = st.text(st.characters(blacklist_characters="\x00"), max_size=40)
     path_st = st.sampled_from(paths) if paths else garbage
     if param.kind == "int":
-        pool = SMALL_INTS if cmd.allocates else INT_VALUES
-        return st.sampled_from(pool) | st.integers(-5, 5000).map(str)
+        if cmd.allocates:
+            return st.sampled_from(SMALL_INTS)
+        return st.sampled_from(INT_VALUES) | st.integers(-5, 5000).map(str)
     if param.kind == "float":
         return st.sampled_from(FLOAT_VALUES) | st.floats().map(repr)
     if param.kind == "enum":
@@ -257,6 +263,8 @@ def value_strategy(param: Param, cmd: Command, paths: list[str]) -> st.SearchStr
         hint = "path"
     if hint == "size" and cmd.allocates:
         return st.sampled_from(SMALL_SIZES)
+    if hint == "any" and cmd.allocates:
+        return st.sampled_from(SMALL_TEXT)
     pools: dict[str, st.SearchStrategy[str]] = {
         "path": path_st,
         "outpath": st.sampled_from(OUT_PATHS),
@@ -291,6 +299,11 @@ def argv_for(draw: st.DrawFn, cmd: Command, paths: list[str]) -> tuple[list[str]
         else:
             opt = draw(st.sampled_from(p.opts))
             options.append([f"{opt}={value}"] if opt.startswith("--") and draw(st.booleans()) else [opt, value])
+    drawn = {a.partition("=")[0] for group in options for a in group[:1]}
+    for p in cmd.params:
+        if cmd.allocates and p.name in TINY and not drawn & set(p.opts) and not (p.name == "n" and "--tokens" in drawn):
+            # Keep real work tiny: the fuzz is about parsing; test_fuzz_alloc is about size.
+            options.append([p.opts[0], TINY[p.name]])
     extra = draw(st.sampled_from([[], [], [], [], ["--bogus-flag"], ["extra-positional"], ["--help"]]))
     order = draw(st.permutations(options)) if options else []
     argv = [*cmd.path, *positional, *[a for group in order for a in group], *extra]
@@ -362,36 +375,46 @@ def test_fuzz_every_command(files: dict[str, Path], workdir: Path) -> None:
 def _base_value(p: Param, names: dict[str, list[str]], files: list[Path]) -> str | None:
     """A plausible valid value, so that a sweep over one parameter reaches deep code."""
     hint = _hint(p.name)
+    if p.kind == "flag":
+        return None
     if p.kind == "int":
         return "64" if p.name not in ("tp", "pp") else "1"
     if p.kind == "enum":
         return p.choices[0]
-    if p.kind == "flag" or not p.required:
-        return None
     if p.name in ("file", "log"):
         logs = [f for f in files if f.suffix == ".log"]
         return str(logs[0]) if logs else str(files[0])
-    if hint == "path":
-        return str(files[0])
+    if hint == "model" and p.positional:
+        return "llama-2-7b" if "llama-2-7b" in names["model"] else names["model"][0]
     if hint == "gpu":
         return "h100"
-    return names["model"][0] if hint in ("model", "any") else None
+    if p.required and hint == "path":
+        return str(files[0])
+    if p.required:
+        return names["model"][0]
+    return None
+
+
+SWEEP_INTS = ["0", "-1", "1", "1000000000001", str(10**30), "abc", "\u0663", "nan", "", "9" * 5000]
+SWEEP_FLOATS = ["0", "0.9", "1.0000001", "-0.1", "nan", "inf", "1e309", "", "abc", "\u0663"]
+SWEEP_SIZES = ["80GiB", "0", "-5GiB", str(10**30) + "GiB", "nan", "", "80XB", "\u0663GiB"]
+"""The sweep's values: one of each kind of trouble (the random fuzz draws from the full lists)."""
 
 
 def _sweep_values(target: Param, cmd: Command, paths: list[str]) -> list[str]:
     if target.kind == "flag":
         return [""]
     if target.kind == "int":
-        return SMALL_INTS if cmd.allocates else INT_VALUES
+        return SMALL_INTS if cmd.allocates else SWEEP_INTS
     if target.kind == "float":
-        return FLOAT_VALUES
+        return SWEEP_FLOATS
     if target.kind == "enum":
         return [*target.choices, "bogus", ""]
     hint = _hint(target.name)
     if target.kind == "path" and hint != "outpath":
         hint = "path"
-    return {"path": paths, "outpath": OUT_PATHS, "size": SMALL_SIZES if cmd.allocates else SIZE_VALUES,
-            "float": FLOAT_VALUES}.get(hint, GARBAGE_STRINGS[:12])
+    return {"path": paths, "outpath": OUT_PATHS, "size": SMALL_SIZES if cmd.allocates else SWEEP_SIZES,
+            "float": SWEEP_FLOATS}.get(hint, GARBAGE_STRINGS[:8])
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: "-".join(c.path))
@@ -404,9 +427,15 @@ def test_sweep_each_parameter(cmd: Command, files: dict[str, Path]) -> None:
         v = _base_value(p, NAMES, good)
         if v is not None and (p.required or p.positional or p.name in ("seq_len", "gpu")):
             base[p.name] = v
+        if cmd.allocates and p.name in TINY:
+            base[p.name] = TINY[p.name]  # real work stays tiny
     paths = [str(f) for f in files.values()]
-    for target in cmd.params:
+    for index, target in enumerate(cmd.params):
         values = _sweep_values(target, cmd, paths)
+        if not FUZZ_EXAMPLES and target.kind != "path" and _hint(target.name) != "path" and len(values) > 4:
+            # Quick profile: 4 values per parameter, rotating so that the parameters of a
+            # command share out the whole list; the long profile sweeps every value.
+            values = [values[(index * 4 + j) % len(values)] for j in range(4)]
         for value in values:
             positional: list[str] = []
             options: list[str] = []
