@@ -199,6 +199,10 @@ def _gemma4(r: _Reader, family: str) -> tuple[list[Spec], dict[str, Any]]:
     kv = r.get_int("num_key_value_heads", default=4, why="Gemma4TextConfig default")
     d = r.get_int("head_dim", default=256, why="Gemma4TextConfig default")
     window = r.get_int("sliding_window", default=512, why="Gemma4TextConfig default")
+    if r.data.get("use_bidirectional_attention") == "all":
+        # Gemma4TextConfig.__post_init__: "due to fa we set exclusive bounds".
+        window = window // 2 + 1
+        r.notes.append(f"use_bidirectional_attention 'all': sliding window becomes {window}")
     types = _layer_types(r, n, lambda i: "full_attention" if (i + 1) % 6 == 0 else "sliding_attention")
     if types[-1] != "full_attention":
         r.assumptions.append("the last layer is forced to full_attention (Gemma4TextConfig)")

@@ -184,3 +184,19 @@ def test_output_names_engine(cli: Callable[..., CliResult], engine: str) -> None
     assert res.exit_code == 0
     data = res.json()
     assert data["engine"] in ("hf", "hf-static", "llama.cpp") and data["engine_version"]
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(seq=st.integers(1, 20000), window=st.integers(1, 9000), heads=st.integers(1, 16))
+def test_hf_never_above_static_or_neutral(seq: int, window: int, heads: int) -> None:
+    model = make_model(layers=2, heads=heads,
+                       specs=[SlidingWindowAttention(num_kv_heads=heads, head_dim=8, window=window)])
+    hf = estimate(model, seq, engine="hf").total_bytes
+    static = estimate(model, seq, engine="hf-static").total_bytes
+    neutral = estimate(model, seq).total_bytes
+    # DynamicCache keeps window - 1, StaticCache min(window, max_cache_len) = the neutral holding.
+    assert hf <= static == neutral
+    assert estimate(model, seq, engine="llama.cpp").total_bytes >= neutral

@@ -41,7 +41,8 @@ BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Concurrent 
 KvDtypeOpt = Annotated[
     str,
     typer.Option("--kv-dtype", "--kv-cache-dtype", help="auto (the model's dtype), fp32, fp16, bf16, "
-                 "fp8 (= fp8_e4m3), fp8_e5m2, int8, int4, q8_0, q4_0, ..."),
+                 "fp8 (= fp8_e4m3), fp8_e5m2, fp8_per_tensor, fp8_per_token_head, int8, int4, GGUF q8_0, "
+                 "q4_0, q4_1, q5_0, q5_1, iq4_nl, transformers quantized caches quanto-int2/4, hqq-int1..8."),
 ]
 EngineOpt = Annotated[
     str, typer.Option("--engine", "-e", help="Storage policy: neutral (default), hf (transformers "
