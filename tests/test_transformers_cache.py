@@ -186,3 +186,26 @@ def test_static_cache_bytes_equal_hf_static_estimate(built: Any, case: str) -> N
     est = estimate(load_model(str(folder)), max_cache_len, engine="hf-static")
     assert est.total_bytes == payload
     assert est.bookkeeping_bytes == scalars
+
+
+def _fp8_bytes(cache: Any) -> int:
+    total = 0
+    for layer in cache.layers:
+        for name in ("_quantized_keys", "_quantized_values"):
+            values, scale = getattr(layer, name)
+            total += values.numel() * values.element_size() + scale.numel() * scale.element_size()
+        for name in ("keys", "values"):
+            t = getattr(layer, name, None)
+            if t is not None:
+                total += t.numel() * t.element_size()
+    return total
+
+
+def test_fp8_quantized_cache_equals_fp8_per_tensor(built: Any) -> None:
+    # transformers Fp8QuantizedLayer: fp8 E4M3 values (1 B) and one float32 scale for K and one for V
+    # per layer, frozen after the first update = kvcalc's fp8_per_tensor (8 B of scales per layer).
+    folder, model = built("llama-gqa")
+    cache = _generate(model, transformers.QuantizedCache(backend="fp8", config=model.config))
+    est = estimate(load_model(str(folder)), CACHED, kv_dtype="fp8_per_tensor", engine="hf")
+    assert est.total_bytes == _fp8_bytes(cache)
+    assert est.scale_bytes == 3 * 8
