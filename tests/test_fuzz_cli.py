@@ -343,6 +343,7 @@ def test_fuzz_every_command(files: dict[str, Path], workdir: Path) -> None:
     KVCALC_FUZZ_REPORT)."""
     cases = 0
     failures: list[str] = []
+    report = os.environ.get("KVCALC_FUZZ_REPORT")
 
     @settings(
         max_examples=FUZZ_EXAMPLES or QUICK_EXAMPLES,
@@ -355,6 +356,8 @@ def test_fuzz_every_command(files: dict[str, Path], workdir: Path) -> None:
     def fuzz(data: st.DataObject) -> None:
         nonlocal cases
         cases += 1
+        if report and cases % 250 == 0:
+            Path(report).write_text(f"progress: {cases} cases, {len(failures)} failures\n")
         if not FUZZ_EXAMPLES:
             _fuzz_case(data, files, workdir)
             return
@@ -366,7 +369,6 @@ def test_fuzz_every_command(files: dict[str, Path], workdir: Path) -> None:
     fuzz()
     summary = f"fuzz: {cases} cases, {len(failures)} failures"
     print(summary)
-    report = os.environ.get("KVCALC_FUZZ_REPORT")
     if report:
         Path(report).write_text(summary + "\n" + "\n".join(failures) + "\n")
     assert not failures, summary + "\n" + "\n".join(sorted(set(failures))[:40])
