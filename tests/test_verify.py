@@ -194,3 +194,39 @@ def test_many_tiny_layers_are_sampled_not_mapped_one_by_one(cli: Callable[..., A
     data = r.json()
     assert data["sampled_layers"] == 2048 and "more than 4,096 at once" in r.stderr
     assert data["predicted_bytes"] == data["tensor_bytes"] == 5000 * 2 * 131_072
+
+
+def test_a_layout_that_differs_from_the_prediction_fails_the_run(cli: Callable[..., Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from kvcalc.measure import layout
+    from kvcalc.measure import verify as verify_mod
+
+    real = layout.layer_tensors
+
+    def one_token_short(spec: Any, policy: Any, dtype: Any, work: Any) -> list[Any]:
+        tensors = real(spec, policy, dtype, work)
+        k = tensors[0]
+        return [layout.TensorLayout(name=k.name, shape=(k.shape[0], k.shape[1] - 1, *k.shape[2:]),
+                                    torch_dtype=k.torch_dtype), *tensors[1:]]
+
+    monkeypatch.setattr(verify_mod, "layer_tensors", one_token_short)
+    r = cli("verify", "llama-2-7b", "--seq-len", "64", "--json")
+    # K of every layer one token short: 32 x 32 x 128 x 2 B = 262,144 B less than 33,554,432 B.
+    assert r.exit_code == 1
+    data = r.json()
+    assert data["exact"] is False and data["ok"] is False
+    assert data["tensor_bytes"] == 33_554_432 - 262_144 and data["predicted_bytes"] == 33_554_432
+    assert "Error: verification failed: full, 32 KV heads x 128: FAIL: tensors 33,292,288 B" in r.stderr
+
+
+def test_progress_reaches_the_total() -> None:
+    seen: list[tuple[int, int]] = []
+    verify(get_builtin("llama-2-7b"), 64, progress=lambda done, total: seen.append((done, total)))
+    # 64 tensors of 524,288 B: the bar starts at 0 and ends at 33,554,432 B, never going back.
+    assert seen[0] == (0, 33_554_432) and seen[-1] == (33_554_432, 33_554_432)
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
+
+
+def test_transformers_source_rejects_formula_flags(cli: Callable[..., Any]) -> None:
+    r = cli("verify", "--config", "x.json", "--seq-len", "8", "--source", "transformers", "--kv-dtype", "fp8")
+    assert r.exit_code == 2 and r.stdout == "" and "--kv-dtype='fp8' is not allowed" in r.stderr

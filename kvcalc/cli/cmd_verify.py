@@ -68,6 +68,12 @@ def register(app: typer.Typer) -> None:
         if src not in ("formula", "transformers"):
             raise InvalidRequestError("--source", source, "formula or transformers")
         limit = parse_size(max_memory, "--max-memory") if max_memory else None
+        if src == "transformers":
+            # transformers decides the dtype (the config's) and the cache class (--cache) itself.
+            for flag, value, default in (("--kv-dtype", kv_dtype, "auto"), ("--engine", engine, "neutral"),
+                                         ("--tp", tp, 1), ("--max-memory", max_memory, None)):
+                if value != default:
+                    raise InvalidRequestError(flag, value, "left out with --source transformers")
         try:
             with _progress_bar(json) as progress:
                 if src == "transformers":
@@ -101,7 +107,11 @@ def register(app: typer.Typer) -> None:
             render_transformers(result, stdout_console())
         else:
             render_verify(result, stdout_console())
-        return 0 if result.ok else 1
+        if not result.ok:
+            failed = [f"{k.description}: {k.verdict}" for k in result.kinds if not k.ok]
+            error_line("verification failed: " + ("; ".join(failed) or "the totals differ"))
+            return 1
+        return 0
 
 
 class _progress_bar:  # noqa: N801 - used as a context manager
