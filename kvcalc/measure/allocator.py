@@ -15,7 +15,11 @@ as summarised in the kvcalc reference §6.1:
 Defaults only: no ``PYTORCH_CUDA_ALLOC_CONF`` (no ``roundup_power2_divisions``, no
 ``max_split_size_mb``, no expandable segments). The model starts from an empty cache
 (``torch.cuda.empty_cache()`` before measuring) and serves requests best-fit from free blocks
-of the right pool, as ``get_free_block`` does (smallest free block that is large enough).
+of the right pool, as ``get_free_block`` does (``pool.blocks.lower_bound(search_key)``: the smallest
+free block that is large enough). Read in ``DeviceCachingAllocator`` (``round_size``,
+``get_allocation_size``, ``should_split``: ``remaining >= kMinBlockSize`` for the small pool,
+``size < max_split_size() && remaining > kSmallSize`` for the large one; ``max_split_size`` is
+unlimited by default).
 """
 
 from __future__ import annotations
