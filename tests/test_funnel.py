@@ -149,3 +149,69 @@ def test_real_process_has_no_traceback(tmp_path: Any) -> None:
                           capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.startswith("Error: ") and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def _fake_app(monkeypatch: pytest.MonkeyPatch, body: Callable[[], int | None]) -> None:
+    """Swap in a one-command typer app, so the real typer path (not a stub) runs ``body``."""
+    import typer
+
+    import kvcalc.cli.app as app_module
+    import kvcalc.cli.fast as fast
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.command()
+    def work() -> int | None:
+        return body()
+
+    @app.command()
+    def other() -> None:  # two commands, so typer keeps the sub-command name
+        pass
+
+    monkeypatch.setattr(app_module, "app", app)
+    monkeypatch.setattr(fast, "try_fast", lambda args: None)
+
+
+def test_ctrl_c_inside_a_typer_command(cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch) -> None:
+    """typer turns KeyboardInterrupt inside a command into a silent Exit(130); the funnel adds
+    the one Error: line."""
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    _fake_app(monkeypatch, interrupted)
+    res = cli("work")
+    assert (res.exit_code, res.stdout, res.stderr) == (130, "", "Error: interrupted\n")
+
+
+def test_silent_nonzero_return_gets_an_error_line(cli: Callable[..., CliResult],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_app(monkeypatch, lambda: 3)
+    res = cli("work")
+    assert (res.exit_code, res.stderr) == (3, "Error: failed with exit code 3\n")
+
+
+def test_command_that_says_why_is_not_doubled(cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch) -> None:
+    def says_why() -> int:
+        error_line("interrupted: freed every tensor")
+        return 130
+
+    _fake_app(monkeypatch, says_why)
+    res = cli("work")
+    assert (res.exit_code, res.stderr) == (130, "Error: interrupted: freed every tensor\n")
+
+
+def test_sigint_in_a_real_process() -> None:
+    """A real SIGINT to a running ``kvcalc``: exit 130 and one Error: line, no traceback."""
+    import signal
+    import time
+
+    code = ("import time, kvcalc.cli as c\n"
+            "c._run_typer = lambda args: (print('ready', flush=True), time.sleep(30))[1] or 0\n"
+            "raise SystemExit(c.main(['x']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err == "Error: interrupted\n"

@@ -17,16 +17,15 @@ def _debug() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    from kvcalc.cli.output import error_line
+    from kvcalc.cli.output import error_line, errors_written
     from kvcalc.errors import KvcalcError
 
+    before = errors_written()
     try:
         from kvcalc.cli.fast import try_fast
 
         code = try_fast(args)
-        if code is not None:
-            return code
-        return _run_typer(args)
+        return _said_why(_run_typer(args) if code is None else code, before)
     except KvcalcError as exc:
         if _debug():
             raise
@@ -61,6 +60,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         error_line(f"internal error: {type(exc).__name__}: {exc} (set KVCALC_DEBUG=1 for the traceback)")
         return 1
+
+
+def _said_why(code: int, errors_before: int) -> int:
+    """typer turns Ctrl-C inside a command into a silent exit 130, and a command may return a
+    code without a message: a non-zero exit always comes with one ``Error:`` line."""
+    from kvcalc.cli.output import error_line, errors_written
+
+    if code != 0 and errors_written() == errors_before:
+        error_line("interrupted" if code == 130 else f"failed with exit code {code}")
+    return code
 
 
 def _os_error_message(exc: OSError) -> str:

@@ -28,6 +28,18 @@ def warn(message: str) -> None:
     sys.stderr.write(f"Warning: {message}\n")
 
 
+_errors_written = 0
+
+
 def error_line(message: str) -> None:
+    """The one ``Error:`` line (whitespace, newlines included, collapsed to single spaces)."""
+    global _errors_written
+    _errors_written += 1
     first = " ".join(str(message).split())
     sys.stderr.write(f"Error: {first}\n")
+
+
+def errors_written() -> int:
+    """How many ``Error:`` lines this process has written (the funnel adds one if a command
+    exits non-zero without saying why)."""
+    return _errors_written
