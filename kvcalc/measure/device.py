@@ -124,7 +124,12 @@ class Device:
             alloc.tensor = None
             alloc.raw = None
             if mapping is not None:
-                mapping.close()
+                try:
+                    mapping.close()
+                except BufferError:
+                    # A frame of an interrupted write (Ctrl-C inside fill_) still views the buffer;
+                    # the mapping is unmapped when that last view is collected.
+                    pass
         self.release()
 
     def release(self) -> None:
@@ -211,7 +216,10 @@ class CpuDevice(Device):
 
     def allocate(self, layout: TensorLayout) -> Allocation:
         torch = self.torch
-        mapping = mmap.mmap(-1, layout.nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MAP_PRIVATE"):
+            mapping = mmap.mmap(-1, layout.nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        else:  # Windows: -1 is an anonymous mapping backed by the paging file
+            mapping = mmap.mmap(-1, layout.nbytes)
         raw = torch.frombuffer(mapping, dtype=torch.uint8)
         alloc = Allocation(layout=layout, tensor=self._view(raw, layout), raw=raw, mapping=mapping)
         self.live.append(alloc)
