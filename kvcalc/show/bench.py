@@ -47,6 +47,9 @@ class BenchConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
                 raise InvalidRequestError(name, value, "an integer from 1 to 65,536")
+        if isinstance(self.seed, bool) or not 0 <= self.seed < 1 << 63:
+            # torch.manual_seed takes a 64-bit integer
+            raise InvalidRequestError("seed", self.seed, "an integer from 0 to 2**63 - 1")
         if self.d_model % self.heads:
             raise InvalidRequestError("heads", self.heads, f"a divisor of d_model ({self.d_model})")
         if not self.n_values or any(not 1 <= n <= MAX_TOKENS for n in self.n_values):
@@ -252,7 +255,8 @@ def run_bench(cfg: BenchConfig, progress: ProgressFn | None = None) -> BenchResu
                     speedup=timings[False] / timings[True], tokens_match=tokens[True] == tokens[False],
                 ))
         threads = torch.get_num_threads()
-        device_name = torch.cuda.get_device_name() if cfg.device == "cuda" else f"cpu ({threads} threads)"
+        cpu_name = f"cpu ({threads} thread{'' if threads == 1 else 's'})"
+        device_name = torch.cuda.get_device_name() if cfg.device == "cuda" else cpu_name
         notes = [
             "K/V projections are counted per layer by the model itself: N with the cache, N(N+1)/2 without; "
             "ratio (N+1)/2 (500.5 at N = 1,000).",
