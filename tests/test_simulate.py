@@ -150,3 +150,10 @@ def test_cli_gpu_budget(cli: Any) -> None:
     assert data["budget_bytes"] == g.usable_bytes
     # contiguous: floor(usable / (4096 x 0.5 MiB = 2 GiB))
     assert data["policies"][1]["fits_at_once"] == min(500, g.usable_bytes // (2 << 30))
+
+
+def test_request_count_is_bounded(cli: Any) -> None:
+    from kvcalc.show.simulate import MAX_REQUESTS
+
+    res = cli("simulate", "llama-2-7b", "--requests", str(MAX_REQUESTS + 1))
+    assert MAX_REQUESTS == 100_000 and res.exit_code == 2 and res.stdout == "" and res.stderr.startswith("Error:")

@@ -98,3 +98,11 @@ def test_sweep_plot_svg_series_and_labels(cli: Any, tmp_path: Path) -> None:
     assert re.findall(r'id="hline: ([^"]*)"', svg) == ["--gpu-memory 24.00 GiB"]
     for label in ("context length (tokens)", "KV cache (GiB)", "KV cache vs context"):
         assert label in svg
+
+
+def test_grid_size_is_bounded(cli: Any) -> None:
+    from kvcalc.show.sweep import MAX_GRID_CELLS
+
+    # 2 models x 2,049 lengths = 4,098 cells > 4,096
+    res = cli("sweep", "llama-2-7b", "llama-3-8b", "--seq-len", "1..2049:1", "--csv")
+    assert MAX_GRID_CELLS == 4096 and res.exit_code == 2 and res.stdout == "" and "4,096" in res.stderr

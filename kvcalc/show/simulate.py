@@ -28,7 +28,8 @@ from kvcalc.errors import InvalidRequestError
 from kvcalc.estimate import estimate
 from kvcalc.models import ModelConfig
 
-MAX_REQUESTS = 1_000_000
+MAX_REQUESTS = 100_000
+"""Enough for any waste estimate; keeps a run to about a second."""
 DIST_HELP = ("fixed:N, uniform:LO,HI (inclusive), normal:MEAN,STD, lognormal:MU,SIGMA (of ln length), "
              "or csv:PATH (first column, one length per row; cycled if shorter than --requests)")
 POLICIES = ("padded", "contiguous", "paged", "ideal")
@@ -247,12 +248,19 @@ def simulate(
     # padded static batch: batch x longest slots (the whole batch is one allocation).
     padded_fit = None
     if budget_bytes is not None:
-        padded_fit, run_max = 0, 0
-        for k, n in enumerate(lengths, start=1):
-            run_max = max(run_max, n)
-            if kv(run_max, k) > budget_bytes:
-                break
-            padded_fit = k
+        # The first k requests as one padded batch cost estimate(max length of the k, batch=k), which never
+        # decreases with k: binary search for the largest k within the budget (k fits, k + 1 does not).
+        run_max: list[int] = []
+        for n in lengths:
+            run_max.append(max(n, run_max[-1]) if run_max else n)
+        lo, hi = 0, requests
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if kv(run_max[mid - 1], mid) <= budget_bytes:
+                lo = mid
+            else:
+                hi = mid - 1
+        padded_fit = lo
     results.append(_make("padded", requests * longest, used_t, kv(longest, requests), used_total, padded_fit,
                          "static batch padded to the longest sequence (batched generate)"))
     # contiguous: every request reserves max_len up front.

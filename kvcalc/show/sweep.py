@@ -14,8 +14,9 @@ from kvcalc.errors import InvalidRequestError
 from kvcalc.estimate import MAX_BATCH, MAX_TOKENS, estimate
 from kvcalc.models import ModelConfig
 
-MAX_GRID_CELLS = 100_000
-"""A sweep larger than this is a typo (e.g. a range with step 1 over 128k), not a question."""
+MAX_GRID_CELLS = 4_096
+"""A sweep larger than this is a typo (e.g. a range with step 1 over 128k), not a question; at about
+1 ms per estimate it keeps a sweep to a few seconds."""
 _LIST_HELP = "comma-separated integers with optional k suffix (x1024), e.g. 1k,2k,128k, or a range " \
     "A..B (doubling from A to B) or A..B:STEP (arithmetic)"
 
