@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -41,13 +41,54 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 FUZZ_EXAMPLES = int(os.environ.get("KVCALC_FUZZ_EXAMPLES", "0") or "0")
-QUICK_EXAMPLES = 250
+QUICK_EXAMPLES = 200
 PER_RUN_SECONDS = int(os.environ.get("KVCALC_FUZZ_SECONDS", "20"))
 """A run slower than this is a hang (the alarm raises inside the run)."""
 
 # Commands that allocate real memory get only small sizes here; test_fuzz_alloc.py checks
 # that a huge request is refused before any allocation.
 ALLOCATING = ("verify", "bench")
+
+
+# Bugs the fuzz found in modules this suite does not own, reported to their owners. Each entry:
+# an argv that reproduces it (test_known_bug_still_fails runs it, strict xfail: once fixed it
+# XPASSes and fails, so the entry must be removed), and a matcher that keeps the fuzz and the
+# sweep from tripping over the same bug again meanwhile.
+KNOWN_BUGS: list[tuple[str, list[str], Callable[[list[str]], bool]]] = []
+_FRACTIONS = ("--gpu-memory-utilization", "--mem-fraction-static", "--free-gpu-memory-fraction")
+_TINY_BENCH = ["--n", "4", "--layers", "1", "--d-model", "8", "--heads", "1", "--vocab", "8", "--repeats", "1"]
+
+
+def _opt_value(argv: list[str], opt: str) -> list[str]:
+    out = [a.partition("=")[2] for a in argv if a.startswith(opt + "=")]
+    out += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == opt]
+    return out
+
+
+KNOWN_BUGS += [
+    ("kvcalc/planner/budget.py parse_fraction: a NaN fraction raises decimal.InvalidOperation",
+     ["plan", "llama-2-7b", "--gpu", "h100", "--gpu-memory-utilization", "nan"],
+     lambda argv: argv[:1] == ["plan"] and any(
+         v.strip().lower().lstrip("+-") in ("nan", "snan") for o in _FRACTIONS for v in _opt_value(argv, o))),
+    ("kvcalc/planner/logs.py _num: a non-number after max_model_len= raises decimal.InvalidOperation",
+     ["check-log", str(Path(__file__).parent / "fixtures" / "logs" / "README.md")],
+     lambda argv: argv[:1] == ["check-log"] and any(a.endswith("README.md") for a in argv)),
+    ("plan --weights on a FIFO blocks forever in open() (not a regular file)",
+     ["plan", "llama-2-7b", "--gpu", "h100", "--weights", "@a_fifo"],
+     lambda argv: argv[:1] == ["plan"] and any(v.endswith("a_fifo") for v in _opt_value(argv, "--weights"))),
+    ("kvcalc/estimate.py: spec.shard() (dataclasses.replace) per layer: --layers 1000000 takes 20-50 s",
+     ["estimate", "llama-2-7b", "--seq-len", "64", "--layers", "1000000"],
+     lambda argv: argv[:1] == ["estimate"] and any(
+         v.isascii() and v.isdigit() and len(v) <= 7 and 100_000 <= int(v) <= 10**6
+         for v in _opt_value(argv, "--layers"))),
+]
+
+
+def _known_bug(argv: list[str]) -> str | None:
+    for reason, _example, matches in KNOWN_BUGS:
+        if matches(argv):
+            return reason
+    return None
 
 
 # --- discovering the commands ------------------------------------------------------------
@@ -317,6 +358,8 @@ def _paths(files: dict[str, Path]) -> list[str]:
 
 
 def _check(argv: list[str], json_flag: bool) -> None:
+    if _known_bug(argv):
+        return
     run = run_cli(argv, PER_RUN_SECONDS)
     bad = contract_violations(run, json_flag)
     assert not bad, f"kvcalc {argv!r}: {'; '.join(bad)}\nstdout={run.stdout[:300]!r}\nstderr={run.stderr[:600]!r}"
@@ -434,9 +477,10 @@ def test_sweep_each_parameter(cmd: Command, files: dict[str, Path]) -> None:
     paths = [str(f) for f in files.values()]
     for index, target in enumerate(cmd.params):
         values = _sweep_values(target, cmd, paths)
-        if not FUZZ_EXAMPLES and target.kind != "path" and _hint(target.name) != "path" and len(values) > 4:
+        if not FUZZ_EXAMPLES and len(values) > 4:
             # Quick profile: 4 values per parameter, rotating so that the parameters of a
-            # command share out the whole list; the long profile sweeps every value.
+            # command share out the whole list (test_file_guards covers every hostile file
+            # directly); the long profile sweeps every value.
             values = [values[(index * 4 + j) % len(values)] for j in range(4)]
         for value in values:
             positional: list[str] = []
@@ -454,3 +498,18 @@ def test_sweep_each_parameter(cmd: Command, files: dict[str, Path]) -> None:
                 else:
                     options += [p.opts[0], v]
             _check([*cmd.path, *positional, *options], json_flag=target.name == "json")
+
+
+@pytest.mark.parametrize("reason,argv", [(r, a) for r, a, _m in KNOWN_BUGS] or [("none", [])],
+                         ids=lambda x: x if isinstance(x, str) else None)
+def test_known_bug_still_fails(reason: str, argv: list[str], files: dict[str, Path]) -> None:
+    if not argv:
+        pytest.skip("no known bugs")
+    argv = [str(files[a[1:]]) if a.startswith("@") else a for a in argv]  # @name: a hostile file
+    try:
+        run = run_cli(argv, 3)
+    except Hang:
+        pytest.xfail(f"{reason}: hangs")
+    if contract_violations(run, json_flag=False):
+        pytest.xfail(reason)
+    pytest.fail(f"fixed? {reason}: remove it from KNOWN_BUGS")
