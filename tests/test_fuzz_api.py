@@ -84,10 +84,10 @@ def test_limits_name_themselves(cli: Callable[..., CliResult]) -> None:
     limit in the message; MAX_LAYERS = 10**6 likewise for the --layers what-if."""
     model = get_builtin("llama-2-7b")
     assert estimate(model, MAX_TOKENS).total_bytes == LLAMA2_7B_BYTES_PER_TOKEN * 10**12
-    for kwargs, needle in (({"seq_len": MAX_TOKENS + 1}, "1,000,000,000,000"),
-                           ({"seq_len": 8, "batch": MAX_BATCH + 1}, "1,000,000,000")):
+    for seq_len, batch, needle in ((MAX_TOKENS + 1, 1, "1,000,000,000,000"),
+                                   (8, MAX_BATCH + 1, "1,000,000,000")):
         with pytest.raises(kvcalc.InvalidRequestError, match=needle):
-            estimate(model, **kwargs)
+            estimate(model, seq_len, batch)
     with pytest.raises(kvcalc.InvalidRequestError, match="1,000,000"):
         apply_overrides(model, layers=MAX_LAYERS + 1)
     res = cli("estimate", "llama-2-7b", "--seq-len", str(10**12 + 1))
@@ -151,7 +151,7 @@ VALUES = st.recursive(
 
 @st.composite
 def mutated(draw: st.DrawFn) -> dict[str, Any]:
-    data = json.loads(json.dumps(draw(st.sampled_from(BASES))))
+    data: dict[str, Any] = json.loads(json.dumps(draw(st.sampled_from(BASES))))
     for _ in range(draw(st.integers(1, 3))):
         target = data
         if draw(st.booleans()) and isinstance(data.get("layers"), list) and data["layers"]:
