@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         "bench",
         epilog="Examples:\n\n"
         "  kvcalc bench\n\n  kvcalc bench --tokens 1000 --layers 2 --d-model 128\n\n"
-        "  kvcalc bench --n 64..1k --layers 2 --d-model 128 --plot docs/gallery/bench_speedup.png\n\n"
+        "  kvcalc bench --n 64..1k --layers 2 --d-model 128 --plot speedup.png\n\n"
         "  kvcalc bench --device cuda --n 128..2k --json\n",
     )
     def bench_cmd(
