@@ -48,3 +48,38 @@ def test_sweep_commands_run_and_draw_their_series(args: list[str], cli: Any, tmp
     models = list(args[1:args.index("--seq-len")])
     dtypes = args[args.index("--kv-dtype") + 1].replace("fp8", "fp8_e4m3").split(",")
     assert series == [f"{m} {d}" for m in models for d in dtypes]
+
+
+# The README section "Why your number differs from another calculator": each command, and its figure by hand.
+WHY_DIFFERS = [
+    # GQA: llama-3-70b 80 layers x 8 KV heads x 128 x 2 (K,V) x 2 B x 4096 = 1,342,177,280 B (1.25 GiB)
+    (["estimate", "llama-3-70b", "--seq-len", "4096"], 80 * 8 * 128 * 2 * 2 * 4096),
+    # ... and with all 64 heads cached (what a GQA-blind calculator does): 8x = 10 GiB
+    (["estimate", "llama-3-70b", "--seq-len", "4096", "--kv-heads", "64"], 80 * 64 * 128 * 2 * 2 * 4096),
+    # explicit head_dim: gemma-2-9b has head_dim 256, not hidden 3584 / 16 heads = 224; 42 layers x 8 KV heads,
+    # 21 layers windowed at 4,096: (21 x 8192 + 21 x 4096) x 8 x 256 x 2 x 2 B
+    (["estimate", "gemma-2-9b", "--seq-len", "8192", "--kv-dtype", "bf16"], (21 * 8192 + 21 * 4096) * 8 * 256 * 4),
+    (["estimate", "gemma-2-9b", "--seq-len", "8192", "--kv-dtype", "bf16", "--head-dim", "224"],
+     (21 * 8192 + 21 * 4096) * 8 * 224 * 4),
+    # MLA: deepseek-v3 caches one 512-dim latent + 64-dim rope key per layer: 61 x 576 x 2 B = 70,272 B/token
+    (["estimate", "deepseek-v3", "--seq-len", "32768"], 61 * 576 * 2 * 32768),
+    # sliding window: mistral-7b-v0.1 holds 4,096 tokens (neutral) or 4,095 (transformers' sliding cache)
+    (["estimate", "mistral-7b-v0.1", "--seq-len", "32768"], 4096 * 32 * 8 * 128 * 4),
+    (["estimate", "mistral-7b-v0.1", "--seq-len", "32768", "--engine", "hf"], 4095 * 32 * 8 * 128 * 4),
+    # engines: vLLM rounds to 16-token blocks: cdiv(1000, 16) x 16 = 1,008 tokens x 131,072 B
+    (["estimate", "llama-3-8b", "--seq-len", "1000", "--engine", "vllm"], 1008 * 131_072),
+    (["estimate", "llama-3-8b", "--seq-len", "1000"], 1000 * 131_072),
+]
+
+
+@pytest.mark.parametrize(("args", "want"), WHY_DIFFERS, ids=lambda x: " ".join(x) if isinstance(x, list) else "")
+def test_why_numbers_differ_commands(args: list[str], want: int, cli: Any) -> None:
+    res = cli(*args, "--json")
+    assert res.exit_code == 0, res.stderr
+    assert res.json()["total_bytes"] == want
+
+
+def test_gib_vs_gb(cli: Any) -> None:
+    # 1,342,177,280 B = 1.25 GiB (2^30) = 1.34 GB (10^9): seed 002 prints "1.34 GB" for this cache.
+    assert "1.25 GiB" in cli("estimate", "llama-3-70b", "--seq-len", "4096").stdout
+    assert "1.34 GB" in cli("estimate", "llama-3-70b", "--seq-len", "4096", "--units", "si").stdout
