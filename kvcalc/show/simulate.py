@@ -7,7 +7,8 @@ For ``requests`` sequences of ``prompt + output`` tokens drawn from length distr
 - **contiguous**: each request preallocates ``max_len`` tokens up front (the "existing systems"
   of the vLLM paper, Kwon et al. 2023, section 3: FasterTransformer/Orca reserve the maximum);
 - **paged**: each request holds ``cdiv(length, block_size)`` blocks of ``block_size`` tokens
-  (PagedAttention; vLLM ``cdiv`` in ``vllm/utils``), so it wastes at most ``block_size - 1`` tokens;
+  (PagedAttention; ``cdiv`` as in vLLM ``vllm/utils/math_utils.py`` @df59a8ed, ``-(a // -b)``), so it
+  wastes at most ``block_size - 1`` tokens;
 - **ideal**: exactly the tokens present.
 
 Every byte figure is ``kvcalc.estimate.estimate`` on the tokens a request holds (engine-neutral
@@ -119,8 +120,8 @@ def _read_lengths(path: str, field_name: str) -> list[int]:
 
 
 def cdiv(a: int, b: int) -> int:
-    """Ceiling division, as vLLM's ``cdiv``: blocks needed for ``a`` tokens."""
-    return -(-a // b)
+    """Ceiling division, as vLLM's ``cdiv`` (vllm/utils/math_utils.py): blocks needed for ``a`` tokens."""
+    return -(a // -b)
 
 
 @dataclass(frozen=True, kw_only=True)
