@@ -9,6 +9,7 @@ for the breakdown. All arithmetic is on ``int``; there is no true division anywh
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,10 +242,19 @@ def estimate(
     if pp > len(specs):
         raise InvalidRequestError("pp", pp, f"at most the number of layers ({len(specs)})")
 
-    groups: dict[Spec, list[int]] = {}
-    for spec in specs:
-        rank_spec = spec.shard(tp)
-        groups.setdefault(rank_spec, []).append(0)
+    # Work per distinct spec, not per layer: a model repeats a few spec objects many times
+    # (10**6 layers must stay fast), so count layers by object identity, shard each distinct
+    # object once, then merge the ones that are equal after sharding.
+    layer_ids = [id(s) for s in specs]
+    count_by_id = Counter(layer_ids)
+    rank_by_id: dict[int, Spec] = {}
+    for s in specs:
+        if id(s) not in rank_by_id:
+            rank_by_id[id(s)] = s.shard(tp)
+    groups: dict[Spec, int] = {}
+    for sid, n in count_by_id.items():
+        rank = rank_by_id[sid]
+        groups[rank] = groups.get(rank, 0) + n
 
     def layer_bytes(rank_spec: Spec, d: KVDtype = dtype) -> int:
         held = policy.tokens_held(rank_spec, work)
@@ -262,51 +272,35 @@ def estimate(
             + policy.fixed_layer_bytes(rank_spec, d)
         )
 
-    breakdown: list[GroupEstimate] = []
-    rank_total = 0
-    for rank_spec in groups:
-        n = sum(1 for s in specs if s.shard(tp) == rank_spec)
-        per_layer = layer_bytes(rank_spec)
-        rank_total += per_layer * n
-        breakdown.append(
-            GroupEstimate(
-                kind=rank_spec.kind,
-                description=rank_spec.describe(),
-                layers=n,
-                tokens_held=policy.tokens_held(rank_spec, work),
-                bytes_per_token=policy.bytes_per_token(rank_spec, dtype),
-                fixed_bytes_per_sequence=policy.fixed_bytes(rank_spec, dtype),
-                fixed_layer_bytes=policy.fixed_layer_bytes(rank_spec, dtype),
-                total_bytes=per_layer * n * tp,
-                formula=_group_formula(rank_spec, n, policy, work, dtype, per_layer, tp),
-            )
-        )
+    bytes_of = {rank_spec: layer_bytes(rank_spec) for rank_spec in groups}
+    rank_total = sum(bytes_of[r] * n for r, n in groups.items())
+    breakdown = [_group_estimate(r, n, policy, work, dtype, bytes_of[r], tp) for r, n in groups.items()]
     # TP ranks each hold every layer's (sharded or replicated) cache; PP stages hold a share
     # of the layers. The largest rank is the first stage with the most layers.
+    bytes_by_id = {sid: bytes_of[rank] for sid, rank in rank_by_id.items()}
     stage_sizes = pp_partition(len(specs), pp)
     per_stage: list[int] = []
     start = 0
     for size in stage_sizes:
-        per_stage.append(sum(layer_bytes(s.shard(tp)) for s in specs[start : start + size]))
+        per_stage.append(sum(bytes_by_id[sid] for sid in layer_ids[start : start + size]))
         start += size
     total = rank_total * tp
     per_gpu = max(per_stage)
-    rank_specs = [s.shard(tp) for s in specs]
     scale_bytes = 0
     if dtype.has_scales:
-        scale_bytes = total - sum(layer_bytes(s, values_dtype) for s in rank_specs) * tp
-    bookkeeping = sum(policy.bookkeeping_bytes(s) for s in rank_specs) * tp
+        scale_bytes = total - sum(layer_bytes(r, values_dtype) * n for r, n in groups.items()) * tp
+    bookkeeping = sum(policy.bookkeeping_bytes(r) * n for r, n in groups.items()) * tp
     k_bytes: int | None = None
     v_bytes: int | None = None
     if policy.splits_kv:
         k_bytes = v_bytes = 0
-        for s in rank_specs:
-            k, v = policy.kv_bytes_per_token(s, dtype)
-            held = policy.tokens_held(s, work) * batch
-            k_bytes += k * held * tp
-            v_bytes += v * held * tp
+        for r, n in groups.items():
+            k, v = policy.kv_bytes_per_token(r, dtype)
+            held = policy.tokens_held(r, work) * batch
+            k_bytes += k * held * n * tp
+            v_bytes += v * held * n * tp
     bytes_per_token = sum(
-        policy.bytes_per_token(s.shard(tp), dtype) for s in specs if s.grows
+        policy.bytes_per_token(r, dtype) * n for r, n in groups.items() if r.grows
     ) * tp
 
     warnings: list[str] = []
@@ -339,6 +333,22 @@ def estimate(
         pp=pp,
         formula=lines,
         warnings=warnings,
+    )
+
+
+def _group_estimate(
+    rank_spec: Spec, n: int, policy: StoragePolicy, work: Workload, dtype: KVDtype, per_layer: int, tp: int
+) -> GroupEstimate:
+    return GroupEstimate(
+        kind=rank_spec.kind,
+        description=rank_spec.describe(),
+        layers=n,
+        tokens_held=policy.tokens_held(rank_spec, work),
+        bytes_per_token=policy.bytes_per_token(rank_spec, dtype),
+        fixed_bytes_per_sequence=policy.fixed_bytes(rank_spec, dtype),
+        fixed_layer_bytes=policy.fixed_layer_bytes(rank_spec, dtype),
+        total_bytes=per_layer * n * tp,
+        formula=_group_formula(rank_spec, n, policy, work, dtype, per_layer, tp),
     )
 
 

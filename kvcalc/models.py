@@ -116,7 +116,12 @@ class ModelConfig:
             raise ValueError("'legend' is only used with 'layout'")
         if not self.layer_specs:
             raise ValueError("a model needs at least one layer")
+        checked: set[int] = set()
         for i, spec in enumerate(self.layer_specs):
+            # A model repeats a few spec objects many times: check each object once.
+            if id(spec) in checked:
+                continue
+            checked.add(id(spec))
             if isinstance(spec, FullAttention):
                 if self.num_attention_heads % spec.num_kv_heads:
                     raise ValueError(
@@ -173,12 +178,13 @@ class ModelConfig:
 
     def with_layer_specs(self, specs: list[Spec] | tuple[Spec, ...]) -> ModelConfig:
         """A copy with an explicit layer list, stored as runs of equal specs (re-validated)."""
-        groups: list[LayerGroup] = []
+        runs: list[list[Any]] = []  # [spec, count]: one object per run, however long
         for spec in specs:
-            if groups and groups[-1].pattern[0] == spec:
-                groups[-1] = LayerGroup(pattern=groups[-1].pattern, repeat=groups[-1].repeat + 1)
+            if runs and (runs[-1][0] is spec or runs[-1][0] == spec):
+                runs[-1][1] += 1
             else:
-                groups.append(LayerGroup(pattern=[spec]))
+                runs.append([spec, 1])
+        groups = [LayerGroup(pattern=[spec], repeat=n) for spec, n in runs]
         return dataclasses.replace(self, layers=groups, layout=None, legend=None)
 
     def to_dict(self) -> dict[str, Any]:

@@ -77,7 +77,11 @@ def load_model(name_or_path: str | Path) -> ModelConfig:
     if isinstance(name_or_path, str) and resolve_name(text) is not None:
         return get_builtin(text)
     path = Path(text)
-    if path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a name too long for a path, or with a NUL byte
+        exists = False
+    if exists:
         from kvcalc.loader import load_model_file
 
         return load_model_file(path)

@@ -60,7 +60,7 @@ def parse_fraction(value: str | float | Decimal, flag: str) -> Decimal:
         frac = Decimal(str(value))
     except InvalidOperation:
         raise InvalidRequestError(flag, value, "a fraction between 0 and 1, e.g. 0.9") from None
-    if not Decimal(0) < frac <= Decimal(1):
+    if not frac.is_finite() or not Decimal(0) < frac <= Decimal(1):
         raise InvalidRequestError(flag, value, "a fraction between 0 and 1, e.g. 0.9")
     return frac
 

@@ -24,12 +24,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from kvcalc.dtypes import resolve_dtype
-from kvcalc.errors import InvalidRequestError, UnknownModelError
+from kvcalc.errors import InvalidConfigError, InvalidRequestError, UnknownModelError
 from kvcalc.models import ModelConfig
 from kvcalc.units import GiB, MiB
 
@@ -82,7 +82,14 @@ class LogFacts:
 
 
 def _num(text: str) -> Decimal:
-    return Decimal(text.replace(",", ""))
+    """A logged number, exactly as printed; anything else is a malformed log, not a crash."""
+    try:
+        value = Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        raise InvalidConfigError("log", f"expected a number, found {text!r}") from None
+    if not value.is_finite():
+        raise InvalidConfigError("log", f"expected a finite number, found {text!r}")
+    return value
 
 
 def _parse_command(line: str, facts: dict[str, Any]) -> None:

@@ -168,6 +168,8 @@ class SafetensorsWeights:
 
 
 def _read_header(path: Path) -> dict[str, object]:
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise InvalidRequestError("--weights", str(path), "a regular .safetensors file")
     with path.open("rb") as fh:
         raw = fh.read(8)
         if len(raw) != 8:
@@ -197,6 +199,8 @@ def read_safetensors(path: str | Path) -> SafetensorsWeights:
             raise InvalidRequestError("--weights", str(path), "a .safetensors file, a folder of them, or an index")
     if not p.exists():
         raise InvalidRequestError("--weights", str(path), "an existing file or folder")
+    if not p.is_file():  # a FIFO or device would block or never end
+        raise InvalidRequestError("--weights", str(path), "a regular file or a folder")
     if p.name.endswith(".json"):
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
