@@ -155,7 +155,8 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
         target = data
         if draw(st.booleans()) and isinstance(data.get("layers"), list) and data["layers"]:
             group = data["layers"][0]
-            target = draw(st.sampled_from([group, *(group.get("pattern") or [])]))
+            pattern = group.get("pattern") if isinstance(group, dict) else None
+            target = draw(st.sampled_from([group, *(pattern if isinstance(pattern, list) else [])]))
         if not isinstance(target, dict):
             break
         keys = sorted(target)
