@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from kvcalc.errors import UnknownNameError
+from kvcalc.errors import InvalidRequestError, UnknownNameError
 
 
 def cdiv(a: int, b: int) -> int:
@@ -158,6 +158,8 @@ def dtype_names() -> list[str]:
 
 
 def canonical_dtype_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise InvalidRequestError("kv_dtype", name, "a dtype name such as auto, fp16, bf16, fp8, q8_0")
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     if key == "auto" or key in _DTYPES or key in QUANTIZED_CACHES:

@@ -192,6 +192,26 @@ def pp_partition(num_layers: int, pp: int) -> list[int]:
     return parts
 
 
+def _check_request(
+    seq_len: int, batch: int, tp: int, pp: int, block_size: int | None, max_num_batched_tokens: int
+) -> None:
+    check_int("seq_len", seq_len, maximum=MAX_TOKENS)
+    check_int("batch", batch, maximum=MAX_BATCH)
+    check_int("tp", tp, maximum=4096)
+    check_int("pp", pp, maximum=4096)
+    if block_size is not None:
+        check_int("block_size", block_size, maximum=1 << 20)
+    check_int("max_num_batched_tokens", max_num_batched_tokens, maximum=MAX_TOKENS)
+
+
+def _resolve_policy(engine: object) -> StoragePolicy:
+    if isinstance(engine, StoragePolicy):
+        return engine
+    if isinstance(engine, str):
+        return get_policy(engine)
+    raise InvalidRequestError("engine", engine, "an engine name such as neutral, hf, vllm, llama.cpp")
+
+
 def estimate(
     model: ModelConfig,
     seq_len: int,
@@ -212,14 +232,8 @@ def estimate(
     >>> estimate(load_model("llama-2-7b"), 4096).total_bytes
     2147483648
     """
-    check_int("seq_len", seq_len, maximum=MAX_TOKENS)
-    check_int("batch", batch, maximum=MAX_BATCH)
-    check_int("tp", tp, maximum=4096)
-    check_int("pp", pp, maximum=4096)
-    if block_size is not None:
-        check_int("block_size", block_size, maximum=1 << 20)
-    check_int("max_num_batched_tokens", max_num_batched_tokens, maximum=MAX_TOKENS)
-    policy = get_policy(engine) if isinstance(engine, str) else engine
+    _check_request(seq_len, batch, tp, pp, block_size, max_num_batched_tokens)
+    policy = _resolve_policy(engine)
     dtype = resolve_dtype(
         kv_dtype, model.dtype, group_size=kv_group_size, residual_length=residual_length
     )

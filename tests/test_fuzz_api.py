@@ -95,9 +95,6 @@ def test_limits_name_themselves(cli: Callable[..., CliResult]) -> None:
     assert res.exit_code == 2 and res.stdout == "" and "1,000,000,000,000" in res.stderr
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="estimate() with a non-str kv_dtype (dtypes.resolve_dtype calls .strip()) or engine "
-                   "(treated as a StoragePolicy) raises AttributeError; found by the long API fuzz, reported")
 @pytest.mark.parametrize("kwargs", [{"kv_dtype": None}, {"kv_dtype": 5}, {"engine": 0}, {"engine": None}],
                          ids=["kv_dtype-None", "kv_dtype-5", "engine-0", "engine-None"])
 def test_estimate_non_str_names_raise_named_errors(kwargs: dict[str, Any]) -> None:
