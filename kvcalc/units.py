@@ -9,7 +9,6 @@ labelled with the other.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from typing import Literal
 
 from kvcalc.errors import InvalidRequestError
@@ -57,6 +56,18 @@ r"""Matched (fullmatch) against the stripped text: one run of spaces, so no quad
 backtracking over long blanks (``\s*X*\s*$`` retries every split of the blanks)."""
 
 
+def _fixed(n_bytes: int, size: int, precision: int) -> str:
+    """``n_bytes / size`` to ``precision`` decimals, rounded half-even like ``Decimal`` formatting,
+    but exact at any magnitude (the default ``Decimal`` context keeps only 28 digits)."""
+    sign = "-" if n_bytes < 0 else ""
+    scale = 10**precision
+    q, r = divmod(abs(n_bytes) * scale, size)
+    if 2 * r > size or (2 * r == size and q % 2 == 1):
+        q += 1
+    whole, frac = divmod(q, scale)
+    return f"{sign}{whole}.{frac:0{precision}d}" if precision > 0 else f"{sign}{whole}"
+
+
 def format_bytes(n_bytes: int, units: Units = "iec", precision: int = 2) -> str:
     """Human size with the unit that matches its base: ``2.00 GiB`` (iec) or ``2.15 GB`` (si)."""
     table = _IEC if units == "iec" else _SI
@@ -64,7 +75,7 @@ def format_bytes(n_bytes: int, units: Units = "iec", precision: int = 2) -> str:
     magnitude = abs(n_bytes)
     for label, size in table:
         if magnitude >= size:
-            return f"{sign}{Decimal(magnitude) / Decimal(size):.{precision}f} {label}"
+            return f"{_fixed(n_bytes, size, precision)} {label}"
     return f"{sign}{magnitude} B"
 
 
@@ -78,7 +89,7 @@ def format_in(n_bytes: int, unit: str, precision: int = 2) -> str:
     size = _SUFFIXES.get(unit.lower())
     if size is None:
         raise InvalidRequestError("unit", unit, "one of B, KiB, MiB, GiB, TiB, KB, MB, GB, TB")
-    return f"{Decimal(n_bytes) / Decimal(size):.{precision}f}"
+    return _fixed(n_bytes, size, precision)
 
 
 MAX_SIZE_DIGITS = 40

@@ -113,8 +113,13 @@ def test_format_bytes_labels_match_base_and_round_trip(n: int, units: str) -> No
     if label == "B":
         assert int(number) == n
     else:
-        # Two decimals of a value >= 1 in its unit: within half a hundredth of the unit.
-        assert abs(Decimal(number) * UNITS[label] - n) <= UNITS[label] // 200 + 1
+        # Two decimals, exact at any size: within half a hundredth of the unit (checked with
+        # Decimal at 100 digits; the default 28-digit context would itself round).
+        from decimal import localcontext
+
+        with localcontext() as ctx:
+            ctx.prec = 100
+            assert abs(Decimal(number) * UNITS[label] - n) * 200 <= UNITS[label]
 
 
 def test_format_bytes_examples() -> None:
@@ -122,6 +127,13 @@ def test_format_bytes_examples() -> None:
     assert format_bytes(2 * GiB, "si") == "2.15 GB"  # 2,147,483,648 / 10**9 = 2.147 -> 2.15
     assert format_bytes(1023) == "1023 B"
     assert format_bytes(-3 * MiB) == "-3.00 MiB"
+    # 10**40 + 6 x 10**9 bytes = 10**28 TB + 0.006 TB -> .01 (31 significant digits: the default
+    # 28-digit Decimal context printed .00).
+    assert format_bytes(10**40 + 6 * 10**9, "si") == "10000000000000000000000000000.01 TB"
+    assert format_bytes(5 * GiB // 2 + GiB // 200) == "2.50 GiB"  # 0.12 byte under 2.505 GiB -> 2.50
+    # Exact ties round half to even, as Decimal formatting does: 2.5 -> 2, 3.5 -> 4.
+    assert format_bytes(2 * KiB + KiB // 2, precision=0) == "2 KiB"
+    assert format_bytes(3 * KiB + KiB // 2, precision=0) == "4 KiB"
 
 
 def test_format_in() -> None:
