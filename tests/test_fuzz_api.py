@@ -106,7 +106,8 @@ TEXT = st.text(max_size=12) | st.sampled_from(["auto", "fp8", "vllm", "neutral",
 
 
 @FAST
-@given(seq_len=NASTY, batch=NASTY, kv_dtype=TEXT, engine=TEXT, tp=NASTY, pp=NASTY, block_size=NASTY)
+@given(seq_len=NASTY, batch=NASTY, kv_dtype=TEXT | NASTY, engine=TEXT | NASTY, tp=NASTY, pp=NASTY,
+       block_size=NASTY)
 def test_estimate_bad_arguments_raise_named_errors(seq_len: Any, batch: Any, kv_dtype: Any, engine: Any,
                                                    tp: Any, pp: Any, block_size: Any) -> None:
     model = get_builtin("llama-2-7b")
