@@ -5,6 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+_CLIP_CHARS = 80
+
+
+def clip(value: object) -> str:
+    """``repr(value)``, cut to its first 80 characters (and the full length) when longer: an error
+    line echoes what was given without pasting a 5,000-digit argument back to the terminal."""
+    text = repr(value)
+    if len(text) <= _CLIP_CHARS:
+        return text
+    return f"{text[:_CLIP_CHARS]}... ({len(text):,} characters)"
+
 
 class KvcalcError(Exception):
     """Base class: every error a user can cause. Exit code 1 in the CLI."""
@@ -21,7 +32,7 @@ class InvalidRequestError(KvcalcError):
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field}={value!r} is not allowed: expected {allowed}")
+        super().__init__(f"{field}={clip(value)} is not allowed: expected {allowed}")
 
 
 class UnknownNameError(KvcalcError):
@@ -40,7 +51,7 @@ class UnknownNameError(KvcalcError):
         listing = "" if close else f"; known: {', '.join(known_list[:12])}" + (
             ", ..." if len(known_list) > 12 else ""
         )
-        super().__init__(f"unknown {what} {name!r}{hint}{listing}")
+        super().__init__(f"unknown {what} {clip(name)}{hint}{listing}")
 
 
 class UnknownModelError(UnknownNameError):

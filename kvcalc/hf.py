@@ -25,6 +25,7 @@ from kvcalc.specs import (
     SlidingWindowAttention,
     Spec,
 )
+from kvcalc.units import parse_count
 
 _TORCH_DTYPES = {
     "float32": "fp32", "float": "fp32", "fp32": "fp32",
@@ -213,9 +214,11 @@ def _gemma4(r: _Reader, family: str) -> tuple[list[Spec], dict[str, Any]]:
         if not isinstance(per_layer, dict):
             raise InvalidConfigError(r.source, "field 'per_layer_config' must map layer indices to settings")
         for key, value in per_layer.items():
-            if not str(key).isdigit() or int(key) >= n or not isinstance(value, dict):
-                raise InvalidConfigError(r.source, f"per_layer_config entry {key!r}: expected a layer index < {n}")
-            overrides[int(key)] = value
+            index = parse_count(str(key))
+            if index is None or index >= n or not isinstance(value, dict):
+                raise InvalidConfigError(
+                    r.source, f"per_layer_config entry {str(key)[:40]!r}: expected a layer index < {n}")
+            overrides[index] = value
     else:
         global_d = r.get_int("global_head_dim", default=512, why="Gemma4TextConfig default")
         full: dict[str, Any] = {"head_dim": global_d}

@@ -120,6 +120,10 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "nesting depth" in str(problem):
+            # PyYAML >= 6.0.3 caps nesting itself (1,000 levels) while it scans ahead of the
+            # events our scan sees; the file is refused for the same reason, so say so the same way.
+            raise InvalidConfigError(source, f"nesting deeper than {MAX_DEPTH} levels{where}") from None
         raise InvalidConfigError(source, f"malformed YAML{where}: {problem}") from None
     except RecursionError:
         raise InvalidConfigError(source, f"nesting deeper than {MAX_DEPTH} levels") from None

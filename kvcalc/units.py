@@ -97,6 +97,17 @@ MAX_SIZE_DIGITS = 40
 of Python's 4,300-digit limit."""
 
 
+def parse_count(text: str, max_digits: int = MAX_SIZE_DIGITS) -> int | None:
+    """``"42"`` -> 42; None unless ``text`` is 1..``max_digits`` ASCII digits.
+
+    ``str.isdigit()`` alone is not enough: it accepts "²" and other digits ``int()`` rejects, and
+    ``int()`` refuses strings over 4,300 digits. Every count parsed from user text goes through here.
+    """
+    if not (0 < len(text) <= max_digits and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def parse_size(text: str, field: str = "size") -> int:
     """Parse ``"50GiB"``, ``"24 GB"``, ``"1.5GiB"`` or ``"1073741824"`` into bytes.
 

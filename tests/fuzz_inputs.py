@@ -30,6 +30,7 @@ INT_VALUES = [
     "0", "-1", "1", "2", "3", "7", "16", "64", "4096", "32768", "1000000", "1000000000000",
     "1000000000001", str(HUGE), "-" + str(HUGE), "abc", "\u0663", "\uff11\uff12", "nan", "NaN", "inf",
     "-inf", "", "1e3", "0x10", "1.5", " 5", "1_000", "9" * 5000, "--", "-",
+    "\u00b2",  # superscript two: str.isdigit() says yes, int() says no
 ]
 """Values for integer flags: zero, negative, huge, non-numeric, unicode digits, NaN, inf, empty,
 a 5,000-digit number (past Python's 4,300-digit int parsing limit)."""
@@ -46,6 +47,7 @@ GARBAGE_STRINGS = [
     "", " ", "-", "--", "x" * 10_000, "../../../../etc/passwd", "\U0001f999", "llama\u200b-2-7b",
     "%s%n%x", "{}", "[]", "null", "a:b:c", "h100:0", "h100:-1", "h100:" + str(HUGE), "h100:x",
     "\u0663", "' OR 1=1 --", "$(touch PWNED)", "nvidia-h100-80gb:8",
+    "h100:\u00b2", "h100:" + "9" * 5000, "cuda:\u00b2",
 ]
 
 

@@ -112,6 +112,22 @@ def test_usage_errors_exit_2(cli: Callable[..., CliResult]) -> None:
     assert res.exit_code == 2 and res.stdout == "" and "--no-such-flag" in res.stderr
 
 
+@pytest.mark.parametrize("argv", [
+    ("plan", "llama-2-7b", "--gpu", "h100:\u00b2"),  # str.isdigit() is True, int() refuses
+    ("plan", "llama-2-7b", "--gpu", "h100:" + "9" * 5000),  # past int()'s 4,300-digit limit
+    ("sweep", "llama-2-7b", "--seq-len", "1.." + "9" * 5000),
+    ("sweep", "llama-2-7b", "--seq-len", "\u00b2k"),
+])
+def test_digit_lookalikes_and_huge_counts_are_usage_errors(cli: Callable[..., CliResult],
+                                                          argv: tuple[str, ...]) -> None:
+    res = cli(*argv)
+    assert res.exit_code == 2 and res.stdout == "", res.stderr
+    line = res.stderr.strip()
+    assert line.startswith("Error: --") and "\n" not in line and "internal error" not in line
+    # The echoed value is clipped, so the line stays readable: ~80 characters and the full length.
+    assert len(line) < 400 and ("characters)" in line or len(argv[-1]) < 80)
+
+
 def test_bare_kvcalc_prints_help_and_succeeds(cli: Callable[..., CliResult]) -> None:
     """A bare ``kvcalc`` shows the help on stdout: exit 0, so that "non-zero exit" always means
     "one Error: line"."""

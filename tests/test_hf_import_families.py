@@ -144,6 +144,13 @@ def test_gemma4_text_per_layer_and_shared(tmp_path: Path) -> None:
     assert estimate(model, 4096, engine="hf").total_bytes == 7 * 1023 * 512 + 4096 * 2048
 
 
+@pytest.mark.parametrize("key", ["\u00b2", "12", "-1", "x", "9" * 5000])
+def test_gemma4_per_layer_config_bad_index_names_the_entry(tmp_path: Path, key: str) -> None:
+    cfg = {**BASE, "model_type": "gemma4_text", "sliding_window": 1024, "per_layer_config": {key: {"head_dim": 8}}}
+    with pytest.raises(InvalidConfigError, match="per_layer_config entry .*expected a layer index < 12"):
+        load_model(str(_write(tmp_path, cfg)))
+
+
 def test_gemma4_without_per_layer_config_uses_global_fields(tmp_path: Path) -> None:
     cfg = {**BASE, "model_type": "gemma4_text", "sliding_window": 1024, "global_head_dim": 256,
            "num_global_key_value_heads": 2, "attention_k_eq_v": True}

@@ -100,8 +100,11 @@ def test_distributions_are_seeded_and_documented(tmp_path: Path) -> None:
     f = tmp_path / "lens.csv"
     f.write_text("length\n5\n7\n")
     assert parse_dist(f"csv:{f}", "p").sample(random.Random(0), 5) == [5, 7, 5, 7, 5]
+    # A cell that str.isdigit() accepts but int() does not, and one past int()'s 4,300-digit limit.
+    (tmp_path / "sup.csv").write_text("length\n5\n\u00b2\n")
+    (tmp_path / "long.csv").write_text("9" * 5000 + "\n")
     for bad in ("fixed:0", "uniform:5,1", "gamma:1,2", "normal:1", "fixed:1.5", "csv:/nonexistent.csv",
-                "lognormal:a,b"):
+                "lognormal:a,b", f"csv:{tmp_path / 'sup.csv'}", f"csv:{tmp_path / 'long.csv'}"):
         with pytest.raises(InvalidRequestError):
             parse_dist(bad, "--prompt-len")
 

@@ -22,6 +22,7 @@ from kvcalc.units import (
     TiB,
     format_bytes,
     format_in,
+    parse_count,
     parse_size,
     unit_label,
 )
@@ -141,3 +142,12 @@ def test_format_in() -> None:
     assert format_in(80 * GiB, "MiB", 0) == "81920"
     with pytest.raises(InvalidRequestError):
         format_in(1, "XB")
+
+
+def test_parse_count_takes_ascii_digits_only() -> None:
+    assert parse_count("42") == 42 and parse_count("0") == 0 and parse_count("9" * 40) == 10**40 - 1
+    # "\u00b2" (superscript two) passes str.isdigit() but not int(); "\u0663" (Arabic-Indic three)
+    # passes both, but a count is ASCII; 41 digits is past the cap that keeps int() clear of its
+    # 4,300-digit limit.
+    for bad in ("", " 1", "1 ", "-1", "+1", "1.0", "1_000", "\u00b2", "\u0663", "\uff11", "9" * 41, "9" * 5000):
+        assert parse_count(bad) is None, bad

@@ -27,7 +27,7 @@ from kvcalc.dtypes import cdiv
 from kvcalc.errors import InvalidRequestError, MissingDependencyError
 from kvcalc.measure.allocator import CachingAllocatorModel
 from kvcalc.measure.layout import TensorLayout
-from kvcalc.units import MiB
+from kvcalc.units import MiB, parse_count
 
 WRITE_CHUNK_BYTES = 64 * MiB
 """Tensors are written in chunks of this size so progress moves and Ctrl-C is prompt."""
@@ -350,9 +350,9 @@ def open_device(name: str) -> Device:
     if text == "cuda" or text.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise InvalidRequestError("--device", name, "a device this machine has (CUDA is not available)")
-        index = text.partition(":")[2] or str(torch.cuda.current_device())
-        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+        index = parse_count(text.partition(":")[2] or str(torch.cuda.current_device()))
+        if index is None or index >= torch.cuda.device_count():
             raise InvalidRequestError(
                 "--device", name, f"cuda or cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
-        return CudaDevice(name=f"cuda:{int(index)}", torch=torch)
+        return CudaDevice(name=f"cuda:{index}", torch=torch)
     raise InvalidRequestError("--device", name, "cpu, cuda, cuda:N or mps")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kvcalc.errors import InvalidRequestError, UnknownNameError
-from kvcalc.units import GB, GiB, MiB
+from kvcalc.units import GB, GiB, MiB, parse_count
 
 CATALOG_PATH = Path(__file__).resolve().parent.parent / "data" / "gpus.yaml"
 TFLOPS = 10**12
@@ -124,7 +124,7 @@ def parse_gpu_spec(spec: str) -> tuple[Gpu, int]:
     name, sep, count_text = spec.strip().partition(":")
     if not sep:
         return get_gpu(name), 1
-    count_text = count_text.strip()
-    if not count_text.isdigit() or not 1 <= int(count_text) <= MAX_GPU_COUNT:
+    count = parse_count(count_text.strip())
+    if count is None or not 1 <= count <= MAX_GPU_COUNT:
         raise InvalidRequestError("--gpu", spec, f"NAME[:COUNT] with COUNT from 1 to {MAX_GPU_COUNT}, e.g. h100:4")
-    return get_gpu(name), int(count_text)
+    return get_gpu(name), count

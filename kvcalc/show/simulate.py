@@ -28,6 +28,7 @@ from typing import Any
 from kvcalc.errors import InvalidRequestError
 from kvcalc.estimate import estimate
 from kvcalc.models import ModelConfig
+from kvcalc.units import parse_count
 
 MAX_REQUESTS = 100_000
 """Enough for any waste estimate; keeps a run to about a second."""
@@ -107,13 +108,14 @@ def _read_lengths(path: str, field_name: str) -> list[int]:
         if not row or not row[0].strip():
             continue
         cell = row[0].strip()
-        if not cell.isdigit():
+        length = parse_count(cell)
+        if length is None:
             if not out and not any(ch.isdigit() for ch in cell):
                 continue  # a header row
+            raise InvalidRequestError(field_name, cell[:40], f"positive integer lengths in {path}")
+        if length < 1:
             raise InvalidRequestError(field_name, cell, f"positive integer lengths in {path}")
-        if int(cell) < 1:
-            raise InvalidRequestError(field_name, cell, f"positive integer lengths in {path}")
-        out.append(int(cell))
+        out.append(length)
     if not out:
         raise InvalidRequestError(field_name, path, "a CSV with at least one length")
     return out

@@ -13,6 +13,7 @@ from typing import Any
 from kvcalc.errors import InvalidRequestError
 from kvcalc.estimate import MAX_BATCH, MAX_TOKENS, estimate
 from kvcalc.models import ModelConfig
+from kvcalc.units import parse_count
 
 MAX_GRID_CELLS = 4_096
 """A sweep larger than this is a typo (e.g. a range with step 1 over 128k), not a question; at about
@@ -27,9 +28,10 @@ def _parse_int(token: str, field_name: str) -> int:
     if text.endswith("k"):
         # k = x1024 here, as context lengths are quoted ("4k" = 4,096 tokens, "128k" = 131,072).
         text, factor = text[:-1], 1 << 10
-    if not text.isdigit():
+    value = parse_count(text)
+    if value is None:
         raise InvalidRequestError(field_name, token, _LIST_HELP)
-    return int(text) * factor
+    return value * factor
 
 
 def parse_int_list(text: str, field_name: str, *, maximum: int) -> list[int]:
