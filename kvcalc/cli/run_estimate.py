@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 
 from kvcalc.errors import InvalidRequestError
@@ -59,7 +60,7 @@ def compute(args: EstimateArgs) -> tuple[ModelConfig, Estimate]:
 
 
 def run(args: EstimateArgs) -> int:
-    from kvcalc.cli.output import print_json, stdout_console, warn
+    from kvcalc.cli.output import print_json, warn
 
     model, est = compute(args)
     for assumption in model.source.assumptions:
@@ -69,7 +70,9 @@ def run(args: EstimateArgs) -> int:
     if args.json:
         print_json(est.to_dict())
         return 0
-    from kvcalc.cli.render import render_estimate
+    from kvcalc.cli.boxtable import styled_stdout, terminal_width
+    from kvcalc.cli.render import estimate_lines
 
-    render_estimate(est, stdout_console(), args.units, args.explain)
+    lines = estimate_lines(est, args.units, args.explain, max_width=terminal_width(), style=styled_stdout())
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0

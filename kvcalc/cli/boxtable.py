@@ -1,0 +1,143 @@
+"""Box-drawing tables without rich, for the start-up path of ``kvcalc estimate``.
+
+rich costs about 30 ms to import here, a quarter of the whole ``estimate`` run; its default table
+(the HEAVY_HEAD box) is simple enough to draw directly. The look is rich's: bold header, italic
+title and bold total on a terminal (unless ``NO_COLOR`` is set or ``TERM=dumb``), plain text
+when piped. Piped output is never wrapped, so scripts and golden tests see one line per row; on
+a terminal, text columns wrap at word boundaries to fit its width (numbers never wrap).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import unicodedata
+from collections.abc import Sequence
+
+# rich.box.HEAVY_HEAD, row by row: top, header, header rule, body, section rule, bottom.
+_TOP, _HEAD, _HEAD_RULE = "┏━┳┓", "┃ ┃┃", "┡━╇┩"
+_BODY, _RULE, _BOTTOM = "│ ││", "├─┼┤", "└─┴┘"
+BOLD, ITALIC, RESET = "\x1b[1m", "\x1b[3m", "\x1b[0m"
+
+
+def styled_stdout() -> bool:
+    """Whether stdout is a terminal that takes ANSI styles (https://no-color.org)."""
+    return (sys.stdout.isatty() and "NO_COLOR" not in os.environ
+            and os.environ.get("TERM", "") != "dumb")
+
+
+def terminal_width() -> int | None:
+    """The terminal's columns, or None when stdout is not a terminal (then nothing wraps)."""
+    if not sys.stdout.isatty():
+        return None
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        return int(os.environ.get("COLUMNS", "80")) if os.environ.get("COLUMNS", "").isdigit() else 80
+
+
+def clean(text: str) -> str:
+    """Control characters (an escape sequence in a model name, a newline in a reason) shown as
+    '?', so user text can neither restyle the terminal nor break a row."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+
+
+def cells(text: str) -> int:
+    """Terminal columns ``text`` takes: wide East Asian characters 2, combining marks 0."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Greedy word wrap to ``width`` columns; a word longer than the width is cut (a lone
+    2-column character in a 1-column width is the one thing that overflows)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        while cells(word) > width:
+            if line:
+                lines.append(line)
+                line = ""
+            cut = width
+            while cut > 1 and cells(word[:cut]) > width:
+                cut -= 1  # a wide character alone in a 1-column width overflows, never loops
+            lines.append(word[:cut])
+            word = word[cut:]
+        if not line:
+            line = word
+        elif cells(line) + 1 + cells(word) <= width:
+            line = f"{line} {word}"
+        else:
+            lines.append(line)
+            line = word
+    lines.append(line)
+    return lines
+
+
+def _pad(text: str, width: int, justify: str) -> str:
+    gap = width - cells(text)
+    return " " * gap + text if justify == "right" else text + " " * gap
+
+
+def _fit(widths: list[int], floors: list[int], body: list[int], max_width: int) -> list[int]:
+    """Narrow columns above their floor until the table fits or none can shrink: first those
+    only their header is wider than (one extra header line), then the widest."""
+    widths = list(widths)
+    excess = sum(widths) + 3 * len(widths) + 1 - max_width
+    while excess > 0:
+        candidates = [i for i, w in enumerate(widths) if w > floors[i]]
+        if not candidates:
+            break
+        i = max(candidates, key=lambda j: (widths[j] > body[j], widths[j]))
+        widths[i] -= 1
+        excess -= 1
+    return widths
+
+
+def _rule(box: str, widths: list[int]) -> str:
+    return box[0] + box[2].join(box[1] * (w + 2) for w in widths) + box[3]
+
+
+def render(title: str, headers: Sequence[str], justify: Sequence[str], sections: Sequence[Sequence[Sequence[str]]],
+           *, bold_sections: Sequence[int] = (), max_width: int | None = None, style: bool = False) -> list[str]:
+    """The table as lines: ``sections`` are lists of rows separated by a rule; rows of the
+    sections whose index is in ``bold_sections`` are bold when ``style``. To fit ``max_width``,
+    headers and left-justified (text) cells wrap; right-justified (numeric) cells never do."""
+    heads = [clean(h) for h in headers]
+    body = [[[clean(c) for c in row] for row in sec] for sec in sections]
+    widths = [max([cells(h), *(cells(row[i]) for sec in body for row in sec)]) for i, h in enumerate(heads)]
+    if max_width is not None:
+        # A header wraps at its spaces; a left-justified (text) cell too; a right-justified
+        # (numeric) cell never does, so that column keeps its widest cell.
+        floors = [max(max(cells(w) for w in h.split(" ")),
+                      *(max(cells(w) for w in row[i].split(" ")) if justify[i] == "left" else cells(row[i])
+                        for sec in body for row in sec))
+                  for i, h in enumerate(heads)]
+        body_widths = [max([0, *(cells(row[i]) for sec in body for row in sec)]) for i in range(len(heads))]
+        widths = _fit(widths, floors, body_widths, max_width)
+
+    def row_lines(row: Sequence[str], box: str, bottom_align: bool, bold: bool) -> list[str]:
+        wrapped = [wrap(c, w) for c, w in zip(row, widths, strict=True)]
+        height = max(len(w) for w in wrapped)
+        wrapped = [([""] * (height - len(w)) + w) if bottom_align else (w + [""] * (height - len(w)))
+                   for w in wrapped]
+        out = []
+        for k in range(height):
+            parts = [f" {_pad(w[k], width, j)} " for w, width, j in zip(wrapped, widths, justify, strict=True)]
+            if bold:
+                parts = [f"{BOLD}{p}{RESET}" for p in parts]
+            out.append(box[0] + box[2].join(parts) + box[3])
+        return out
+
+    lines = [f"{ITALIC}{clean(title)}{RESET}" if style else clean(title), _rule(_TOP, widths)]
+    lines += row_lines(heads, _HEAD, bottom_align=True, bold=style)
+    lines.append(_rule(_HEAD_RULE, widths))
+    for s, sec in enumerate(body):
+        if s:
+            lines.append(_rule(_RULE, widths))
+        for row in sec:
+            lines += row_lines(row, _BODY, bottom_align=False, bold=style and s in bold_sections)
+    lines.append(_rule(_BOTTOM, widths))
+    return lines
