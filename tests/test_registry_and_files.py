@@ -133,3 +133,16 @@ def test_yaml_errors_name_file_and_field(tmp_path: Path, bad: str, needles: list
 def test_every_hf_fixture_imports(path: Path) -> None:
     model = load_model_file(path)  # told apart by content, not by name
     assert model.num_layers > 0
+
+
+def test_missing_dependency_errors_name_real_extras() -> None:
+    """Each ``pip install 'kvcalc[X]'`` the errors suggest names an extra pyproject.toml defines
+    (bench once said 'kvcalc[bench]', which does not exist)."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parent.parent
+    extras = set(tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    named = {m.group(1) for p in (root / "kvcalc").rglob("*.py")
+             for m in re.finditer(r'MissingDependencyError\(\s*"[^"]*",\s*"([^"]+)"', p.read_text())}
+    assert named and named <= extras, named - extras

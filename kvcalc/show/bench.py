@@ -200,7 +200,7 @@ def run_bench(cfg: BenchConfig, progress: ProgressFn | None = None) -> BenchResu
     try:
         import torch
     except ImportError:
-        raise MissingDependencyError("torch", "bench") from None
+        raise MissingDependencyError("torch", "measure") from None
     from fractions import Fraction
 
     from kvcalc.units import format_bytes
