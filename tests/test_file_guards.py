@@ -258,3 +258,38 @@ def test_guards_through_the_cli(cli, tmp_path: Path) -> None:  # type: ignore[no
         assert res.exit_code == 1, (name, res)
         assert res.stdout == ""
         assert res.stderr.count("Error:") == 1 and res.stderr.startswith(f"Error: {p}"), res.stderr
+
+
+# --- the other files kvcalc reads go through the same guards ------------------------------------
+
+@pytest.mark.parametrize("reader", ["simulate_csv", "safetensors_index", "transformers_config", "check_log"])
+def test_every_reader_refuses_a_fifo_and_an_oversized_file(tmp_path: Path, reader: str) -> None:
+    """Lengths CSVs (simulate), safetensors indexes (--weights), the config.json that
+    ``verify --source transformers`` reads, and engine logs: a FIFO is refused without blocking,
+    and a file past the cap is refused from its size, with an error that says why."""
+    from kvcalc.errors import KvcalcError
+    from kvcalc.measure.transformers_source import read_hf_config
+    from kvcalc.planner.logs import check_log
+    from kvcalc.planner.weights import read_safetensors
+    from kvcalc.show.simulate import parse_dist
+
+    name = {"simulate_csv": "lens.csv", "safetensors_index": "model.safetensors.index.json",
+            "transformers_config": "config.json", "check_log": "vllm.log"}[reader]
+    call = {
+        "simulate_csv": lambda p: parse_dist(f"csv:{p}", "--prompt-len"),
+        "safetensors_index": read_safetensors,
+        "transformers_config": lambda p: read_hf_config(str(p)),
+        "check_log": check_log,
+    }[reader]
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "fifo" / name
+        fifo.parent.mkdir()
+        os.mkfifo(fifo)
+        with pytest.raises(KvcalcError):
+            call(fifo)
+    big = tmp_path / "big" / name
+    big.parent.mkdir()
+    with big.open("wb") as fh:
+        fh.truncate(1 << 30)  # 1 GiB, sparse: never read
+    with pytest.raises(KvcalcError, match=r"bytes|MiB"):
+        call(big)

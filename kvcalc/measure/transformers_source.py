@@ -24,7 +24,6 @@ full model's layer count (``x layers // built``).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,8 +110,9 @@ def read_hf_config(ref: str) -> tuple[dict[str, Any], Path]:
                    if resolve_name(ref) is not None else "a Hugging Face config.json, a folder or a cached hub id")
             raise InvalidRequestError("--config", ref, why)
         path = found if found.name == "config.json" else found / "config.json"
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    from kvcalc.loader import parse_json, read_text_capped
+
+    data = parse_json(read_text_capped(path), str(path))  # size cap, no FIFO, UTF-8, bounded depth
     if not isinstance(data, dict) or "model_type" not in data:
         raise InvalidRequestError("--config", ref, "a Hugging Face config.json with a model_type")
     return data, path

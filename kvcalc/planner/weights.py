@@ -202,8 +202,10 @@ def read_safetensors(path: str | Path) -> SafetensorsWeights:
     if not p.is_file():  # a FIFO or device would block or never end
         raise InvalidRequestError("--weights", str(path), "a regular file or a folder")
     if p.name.endswith(".json"):
+        from kvcalc.loader import parse_json, read_text_capped
+
+        data = parse_json(read_text_capped(p, "safetensors index"), str(p))  # capped, like every config
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
             total = int(data["metadata"]["total_size"])
         except (ValueError, KeyError, TypeError):
             raise InvalidConfigError(str(p), "expected a safetensors index with metadata.total_size") from None

@@ -97,12 +97,15 @@ def parse_dist(text: str, field_name: str) -> LengthDist:
 def _read_lengths(path: str, field_name: str) -> list[int]:
     import csv
 
-    p = Path(path)
+    from kvcalc.errors import InvalidConfigError
+    from kvcalc.loader import read_text_capped
+
     try:
-        with p.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise InvalidRequestError(field_name, path, f"a readable CSV file ({exc.strerror})") from None
+        # The file guards every config gets: a regular file, 4 MiB at most, UTF-8 text.
+        text = read_text_capped(Path(path), "lengths CSV")
+    except InvalidConfigError as exc:
+        raise InvalidRequestError(field_name, path, f"a readable CSV file ({exc})") from None
+    rows = list(csv.reader(text.splitlines()))
     out: list[int] = []
     for row in rows:
         if not row or not row[0].strip():
