@@ -294,3 +294,94 @@ def test_users_need_more_gpus_hint(cli: Any) -> None:
     assert "--tp 8 serves all users in one replica" in p.hints
     by_tp = {o["tp"]: o["max_sequences"] for o in p.tp_options}
     assert by_tp[8] >= 10 > by_tp[4]
+
+
+# --- SGLang's default mem_fraction_static (0.5.23 memory_hook.py) -----------------------------
+
+@pytest.mark.parametrize("gpu_mem,tp,pp,mla,name,want", [
+    # H100 80GB (nvidia-smi 81,559 MiB), tp 1: chunk 8192, decode max_bs 256, prefill graph sizes
+    # for max_bs 8192: 8 + 14 + 8 + 8 + 12 + 8 = 58. reserved = 512 + 8192 x 1.5 (12,288)
+    # + 1/8 x 1024 (128) + 256 x 2 (512) + 58 x 8 (464) = 13,904 MiB;
+    # (81,559 - 13,904) / 81,559 = 0.82952 -> 0.83.
+    (81_559, 1, 1, False, "llama-3-8b", "0.83"),
+    # tp 4: max_bs 512, + 4/8 x 1024: 512 + 12,288 + 512 + 1,024 + 464 = 14,800 -> 0.81853 -> 0.819.
+    (81_559, 4, 1, False, "llama-3-8b", "0.819"),
+    # A100 40GB (40,960 MiB): chunk 4096, max_bs 32, 50 prefill sizes, no 10 GiB floor (not > 60 GiB):
+    # 512 + 6,144 + 128 + 64 + 400 = 7,248 -> 33,712 / 40,960 = 0.82305 -> 0.823.
+    (40_960, 1, 1, False, "llama-3-8b", "0.823"),
+    # RTX 4090 (24,564 MiB): chunk 4096, max_bs 48: 512 + 6,144 + 128 + 96 + 400 = 7,280 -> 0.70363 -> 0.704.
+    (24_564, 1, 1, False, "llama-3-8b", "0.704"),
+    # H200 (143,771 MiB) tp 8: 512 + 12,288 + 1,024 + 1,024 + 464 = 15,312 -> 128,459 / 143,771 = 0.89350
+    # (0.893497...) -> 0.893.
+    (143_771, 8, 1, False, "llama-3-70b", "0.893"),
+    # MLA: the prefill graph term is a flat 1.5 GiB: 512 + 12,288 + 128 + 512 + 1,536 = 14,976 -> 0.81638.
+    (81_559, 1, 1, True, "deepseek-v3", "0.816"),
+    # A "llama-2" model path caps the prefill graph at 4096 tokens: 50 sizes: 13,840 -> 0.83030 -> 0.83.
+    (81_559, 1, 1, False, "llama-2-7b", "0.83"),
+    # PP 2 turns the prefill graph off: 512 + 12,288 + 256 + 512 = 13,568 -> 0.83364 -> 0.834.
+    (81_559, 1, 2, False, "llama-3-8b", "0.834"),
+    # T4 (15,360 MiB): chunk 2048, max_bs 8, 42 sizes: 512 + 3,072 + 128 + 16 + 336 = 4,064 -> 0.73542 -> 0.735.
+    (15_360, 1, 1, False, "llama-3-8b", "0.735"),
+    # B200 (183,359 MiB): chunk 16,384, max_bs 512, 74 sizes: 512 + 24,576 + 128 + 1,024 + 592 = 26,832
+    # -> 0.85366 -> 0.854.
+    (183_359, 1, 1, False, "llama-3-8b", "0.854"),
+])
+def test_sglang_default_mem_fraction_static(gpu_mem: int, tp: int, pp: int, mla: bool, name: str,
+                                            want: str) -> None:
+    from kvcalc.planner.budget import sglang_default_fraction
+
+    assert sglang_default_fraction(gpu_mem, tp=tp, pp=pp, mla=mla, model_name=name)[0] == want
+
+
+def test_sglang_plan_uses_its_default_and_says_how() -> None:
+    # H100 (usable 85,029,615,042 B as torch sees it) with SGLang's default 0.83 for its nvidia-smi
+    # 81,559 MiB: (85,029,615,042 - 536,870,912 non-torch) x 0.83 = 70,128,977,627.9 -> floor
+    # 70,128,977,627; - 16,060,522,496 (8,030,261,248 params x 2) = 54,068,455,131 B of KV;
+    # // 131,072 B per token (32 x 8 x 128 x 2 x 2) = 412,509 tokens.
+    p = plan(PlanRequest(model=get_builtin("llama-3-8b"), gpu="h100", engine="sglang", max_model_len=8192))
+    assert p.budget["fraction"] == "0.83"
+    assert p.kv_budget_bytes == 54_068_455_131 and p.kv_cache_tokens == 412_509
+    assert any("13,904 MiB" in n and "= 0.83" in n for n in p.notes)
+    given = plan(PlanRequest(model=get_builtin("llama-3-8b"), gpu="h100", engine="sglang", max_model_len=8192,
+                             fraction="0.88"))
+    assert given.budget["fraction"] == "0.88" and not any("mem-fraction-static not given" in n for n in given.notes)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm", "llama.cpp", "hf"])
+def test_memory_table_rows_add_up(cli: Any, engine: str) -> None:
+    """The 'Memory per GPU' rows are in the order the engine applies them, so reading down the
+    column with each row's operator gives the budget (to the byte, fractions floored/ceiled as the
+    engine does)."""
+    import re
+
+    res = cli("plan", "llama-3-8b", "--gpu", "h100", "--engine", engine, "--context", "8192")
+    assert res.exit_code == 0, res.stderr
+    table = res.stdout.split("Memory per GPU")[1].split("KV cache (")[0]
+    value: Decimal | None = None
+    pending_fraction: Decimal | None = None
+    for line in table.splitlines():
+        m = re.match(r"│ (.+?)\s+│.*?(?:\(([\d,]+) B\))?\s*│$", line)
+        if not m:
+            continue
+        label, number = m.group(1), m.group(2)
+        n = Decimal(number.replace(",", "")) if number else None
+        if label.startswith("GPU memory"):
+            value = n
+        elif label.startswith("x "):
+            frac = Decimal(label.split()[2])
+            if n is None:
+                pending_fraction = frac
+            else:
+                assert value is not None and abs(value * frac - n) <= 1, label
+                value = n
+        elif label.startswith("- "):
+            assert value is not None and n is not None
+            value -= n
+        elif label.startswith("= "):
+            assert value is not None and n is not None
+            if pending_fraction is not None:
+                value = value * pending_fraction
+            assert abs(value - n) <= 1, (engine, value, n)
+            break
+    else:
+        raise AssertionError(f"no budget row for {engine}")

@@ -59,7 +59,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
         gpu_memory_utilization: Annotated[Optional[str], typer.Option(
             "--gpu-memory-utilization", help="vLLM: fraction of total GPU memory (default 0.92).")] = None,
         mem_fraction_static: Annotated[Optional[str], typer.Option(
-            "--mem-fraction-static", help="SGLang: weights + KV fraction of free memory (default 0.88).")] = None,
+            "--mem-fraction-static",
+            help="SGLang: weights + KV fraction of free memory (default: SGLang 0.5.23's, from GPU size, tp x pp).",
+        )] = None,
         free_gpu_memory_fraction: Annotated[Optional[str], typer.Option(
             "--free-gpu-memory-fraction", help="TensorRT-LLM: fraction of memory free after profiling (0.9).")]
         = None,
@@ -153,14 +155,25 @@ def render_plan(p: Plan, console: Console) -> None:  # noqa: C901 - a linear rep
     mem.add_column("item")
     mem.add_column("value", justify="right")
     if b["total_bytes"] is not None:
-        mem.add_row("GPU memory the engine sees", size(b["total_bytes"]))
-        if b["requested_bytes"] is not None:
-            mem.add_row(f"x {b['fraction_flag']} {b['fraction']}", size(b["requested_bytes"]))
-        mem.add_row(f"- weights ({p.weight_dtype}, {p.parameters_source}; 1/{p.tp * p.pp} per GPU)",
-                    size(b["weights_bytes"]))
-        if b["activation_bytes"]:
-            mem.add_row("- activation peak (--activation-memory)", size(b["activation_bytes"]))
-        mem.add_row("- non-torch: CUDA context, NCCL (--non-torch-memory)", size(b["non_torch_bytes"]))
+        # Rows in the order the engine applies them, so the column adds up (budget.py has the rules):
+        # vLLM takes its fraction of the total first; SGLang of what is free before the weights
+        # load; TensorRT-LLM of what is free after profiling.
+        fraction_row = (f"x {b['fraction_flag']} {b['fraction']}", b["requested_bytes"])
+        weights_row = (f"- weights ({p.weight_dtype}, {p.parameters_source}; 1/{p.tp * p.pp} per GPU)",
+                       b["weights_bytes"])
+        activation_row = ("- activation peak (--activation-memory)", b["activation_bytes"] or None)
+        non_torch_row = ("- non-torch: CUDA context, NCCL (--non-torch-memory)", b["non_torch_bytes"])
+        rows: list[tuple[str, int | None]] = [("GPU memory the engine sees", b["total_bytes"])]
+        if b["engine"] == "sglang":
+            rows += [non_torch_row, fraction_row, weights_row]
+        elif b["engine"] == "trtllm":
+            rows += [weights_row, activation_row, non_torch_row,
+                     (f"x {b['fraction_flag']} {b['fraction']} of what is left", None)]
+        else:
+            rows += [fraction_row, weights_row, activation_row, non_torch_row]
+        for label, value in rows:
+            if value is not None or (label.startswith("x ") and b["fraction"] is not None):
+                mem.add_row(label, size(value) if value is not None else "")
     else:
         mem.add_row("weights (all GPUs)", size(p.weights_bytes))
     mem.add_row("= KV cache budget", size(p.kv_budget_bytes), style="bold")

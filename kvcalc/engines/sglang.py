@@ -17,7 +17,7 @@ from kvcalc.dtypes import cdiv
 from kvcalc.engines.base import StoragePolicy, Workload
 from kvcalc.specs import Spec
 
-SGLANG_VERSION = "SGLang v0.5 (memory_pool.py token pools)"
+SGLANG_VERSION = "SGLang 0.5.23 (memory_pool.py token pools)"
 
 
 class SglangPolicy(StoragePolicy):

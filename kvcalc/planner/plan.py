@@ -29,7 +29,8 @@ from kvcalc.planner.vllm_kv import (
     vllm_kv,
 )
 from kvcalc.planner.weights import get_weight_dtype, model_parameters, read_safetensors
-from kvcalc.units import GiB, format_bytes
+from kvcalc.specs import LatentAttention
+from kvcalc.units import GiB, MiB, format_bytes
 
 ENGINES = budget_mod.BUDGET_ENGINES
 DEFAULT_MAX_NUM_SEQS = 256
@@ -229,8 +230,18 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
                 "--weights", model.name, "a parameter count for the memory model: the config lacks one "
                 "(give --weights PATH to safetensors, or --kv-budget SIZE)",
             )
+        default_fraction: str | None = None
+        if engine == "sglang" and req.fraction is None:
+            # SGLang sizes its reserve from nvidia-smi's total (the driver figure), not mem_get_info.
+            smi_bytes = dep.total_bytes
+            if dep.gpu is not None and req.gpu_memory_bytes is None:
+                smi_bytes = dep.gpu.memory_bytes
+            default_fraction, how = budget_mod.sglang_default_fraction(
+                smi_bytes // MiB, tp=tp, pp=pp, mla=any(isinstance(s, LatentAttention) for s in model.layer_specs),
+                model_name=f"{model.name} {model.source.hf_repo or ''}")
+            notes.append(f"--mem-fraction-static not given: {how}")
         bud = budget_mod.engine_budget(
-            engine, dep.total_bytes, weights_per_gpu, fraction=req.fraction,
+            engine, dep.total_bytes, weights_per_gpu, fraction=req.fraction, default_fraction=default_fraction,
             activation_bytes=req.activation_bytes if req.activation_bytes is not None
             else budget_mod.DEFAULT_ACTIVATION_BYTES,
             non_torch_bytes=req.non_torch_bytes if req.non_torch_bytes is not None
