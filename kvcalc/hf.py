@@ -435,6 +435,7 @@ def model_from_hf(data: Any, source: str, name: str | None = None) -> ModelConfi
             vocab_size=r.opt_int("vocab_size"),
             tie_word_embeddings=r.get_bool("tie_word_embeddings", tie_default),
             moe=_moe(r),
+            architecture=_architecture(data),
             layers=groups,
             source=Source(
                 hf_repo=name if name and "/" in name else None,
@@ -445,6 +446,14 @@ def model_from_hf(data: Any, source: str, name: str | None = None) -> ModelConfi
         )
     except ValueError as exc:
         raise InvalidConfigError(source, str(exc)) from None
+
+
+def _architecture(data: dict[str, Any]) -> str | None:
+    """``architectures[0]`` when it is a short string (engines key code paths on it)."""
+    archs = data.get("architectures")
+    if isinstance(archs, list) and archs and isinstance(archs[0], str) and 0 < len(archs[0]) <= 200:
+        return archs[0]
+    return None
 
 
 def _runs(specs: list[Spec]) -> list[LayerGroup]:

@@ -96,6 +96,9 @@ class ModelConfig:
     """Published parameter count, when the model card or safetensors index gives one."""
     tie_word_embeddings: bool = False
     moe: MoE | None = None
+    architecture: str | None = None
+    """The Hugging Face ``architectures[0]`` (e.g. ``GptOssForCausalLM``): engines choose code paths
+    by it (SGLang's hybrid sliding-window pool), never the KV formula."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -195,7 +198,7 @@ class ModelConfig:
         src = {k: v for k, v in dataclasses.asdict(self.source).items() if v}
         if src:
             out["source"] = src
-        for key in ("dtype", "max_position_embeddings", "num_attention_heads", "hidden_size",
+        for key in ("architecture", "dtype", "max_position_embeddings", "num_attention_heads", "hidden_size",
                     "intermediate_size", "vocab_size", "num_parameters"):
             value = getattr(self, key)
             if value is not None:

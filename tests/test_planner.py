@@ -385,3 +385,46 @@ def test_memory_table_rows_add_up(cli: Any, engine: str) -> None:
             break
     else:
         raise AssertionError(f"no budget row for {engine}")
+
+
+# --- SGLang pools (0.5.23 pool_configurator.py) --------------------------------------------------
+
+def test_sglang_default_pool_reference_figures() -> None:
+    # Reference §8.2, 50 GiB = 53,687,091,200 B, page 1: Llama-2-7B 32 x 32 x 128 x 2 x 2 = 524,288 B/token
+    # -> 102,400; Mistral-7B (MistralForCausalLM is not hybrid: every layer at full length)
+    # 32 x 8 x 128 x 2 x 2 = 131,072 -> 409,600; DeepSeek-V3 61 x 576 x 2 = 70,272 -> 763,989.
+    for name, want in (("llama-2-7b", 102_400), ("mistral-7b-v0.1", 409_600), ("deepseek-v3", 763_989)):
+        p = kv_plan(name, 50 * GiB, 4096, engine="sglang")
+        assert p.kv_cache_tokens == want, name
+        assert not any("Use sliding window memory pool" in line for line in p.log_lines)
+    # Gemma-2 is a sliding/full hybrid, but SGLang forces its hybrid pool off (gemma2_gemma3.py):
+    # 46 x 16 x 128 x 2 x 2 (bf16; the published config says float32) = 376,832 B/token -> 142,469.
+    assert kv_plan("gemma-2-27b", 50 * GiB, 8192, engine="sglang", kv_dtype="bf16").kv_cache_tokens == 142_469
+
+
+def test_sglang_hybrid_swa_pool_gpt_oss() -> None:
+    # gpt-oss-20b (GptOssForCausalLM, on SGLang's hybrid list): 12 full + 12 sliding layers of
+    # 8 x (64 + 64) x 2 B = 2,048 B. cell = 2,048 x 12 + 0.8 x 2,048 x 12 = 44,236.8 B;
+    # full = int(53,687,091,200 // 44,236.8) = 1,213,629; swa = int(1,213,629 x 0.8) = 970,903.
+    p = kv_plan("gpt-oss-20b", 50 * GiB, 8192, engine="sglang")
+    assert p.kv_cache_tokens == 1_213_629
+    assert "Use sliding window memory pool. full_layer_tokens=1213629, swa_layer_tokens=970903" in p.log_lines
+    # Requests hold their whole length in the full-layer pool: 1,213,629 // 8,192 = 148 at once.
+    assert p.max_sequences == 148 and p.fits
+    # gpt-oss-120b: 18 + 18 layers: cell 66,355.2 -> 809,086 full, 647,268 SWA tokens.
+    big = kv_plan("gpt-oss-120b", 50 * GiB, 8192, engine="sglang")
+    assert "full_layer_tokens=809086, swa_layer_tokens=647268" in big.log_lines[0]
+    # The same layers under an architecture SGLang does not split: one pool, 24 x 2,048 B per token.
+    plain = dataclasses.replace(get_builtin("gpt-oss-20b"), architecture="Gemma2ForCausalLM")
+    p2 = plan(PlanRequest(model=plain, kv_budget_bytes=50 * GiB, max_model_len=8192, engine="sglang"))
+    assert p2.kv_cache_tokens == 53_687_091_200 // (24 * 2048) == 1_092_266
+
+
+def test_sglang_hybrid_swa_pool_too_small_to_start() -> None:
+    # SGLang refuses when window + page >= swa tokens: with 200 full tokens the SWA pool holds
+    # int(200 x 0.8) = 160 >= 128 + 1 still starts; at 161 full tokens (128 SWA) it does not.
+    ok = kv_plan("gpt-oss-20b", int(200 * 44_236.8) + 1, 100, engine="sglang")
+    assert ok.kv_cache_tokens == 200 and ok.fits
+    bad = kv_plan("gpt-oss-20b", int(161 * 44_236.8) + 1, 100, engine="sglang")
+    assert bad.kv_cache_tokens == 161 and not bad.fits
+    assert bad.max_concurrency == 0.0 and "SWA pool (128 tokens) cannot hold even one request" in str(bad.reason)

@@ -68,7 +68,7 @@ def test_builtin_matches_its_config_json(name: str) -> None:
     imported = load_hf_config(FIXTURES / f"{_FIXTURE_OF[name]}.json")
     assert builtin.layer_specs == imported.layer_specs
     for key in ("max_position_embeddings", "num_attention_heads", "hidden_size", "intermediate_size",
-                "vocab_size", "moe", "tie_word_embeddings"):
+                "vocab_size", "moe", "tie_word_embeddings", "architecture"):
         assert getattr(builtin, key) == getattr(imported, key), key
     if name.startswith("gpt-oss"):
         assert builtin.dtype == "bf16"  # the config names none; see the YAML's note

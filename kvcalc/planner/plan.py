@@ -19,6 +19,7 @@ from kvcalc.models import ModelConfig
 from kvcalc.planner import budget as budget_mod
 from kvcalc.planner.gpus import Gpu, parse_gpu_spec
 from kvcalc.planner.roofline import Roofline, decode_roofline
+from kvcalc.planner.sglang_pool import SGLANG_POOL_VERSION, sglang_pool
 from kvcalc.planner.solvers import Capacity, TpOption, smallest_tp
 from kvcalc.planner.vllm_kv import (
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
@@ -297,24 +298,41 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
             notes.append(f"{engine}: no cross-request prefix sharing modelled; --shared-prefix-tokens ignored")
         cap = Capacity(unit="bytes", available=kv_budget, cost=cost, shared=shared,
                        max_len=max(model.max_position_embeddings, max_len))
-        one = cap.cost_of(max_len)
-        fits = kv_budget > 0 and one <= kv_budget
-        concurrency = kv_budget / one if kv_budget > 0 and one else 0.0
         block_size = req.block_size
         per_token = _neutral_rank_bytes(model, dtype, tp, pp, 1)
         kv_tokens = max(kv_budget, 0) // per_token if per_token else 0
+        pool_error: str | None = None
         if engine == "trtllm":
             num_blocks = kv_tokens // 32
         if engine == "sglang":
-            log_lines = _sglang_log(model, dtype, tp, kv_tokens)
-        if kv_budget <= 0:
+            pool = sglang_pool(model, dtype, kv_budget, tp=tp, pp=pp, page_size=req.block_size or 1)
+            kv_tokens = pool.max_total_num_tokens
+            page = req.block_size or 1
+            if pool.hybrid_swa:
+                # Split pools: a request holds its whole length in the full-layer pool (the one
+                # SGLang reports); the SWA pool, 0.8 of it, holds only the window.
+                cap = Capacity(unit="tokens", available=kv_tokens, cost=lambda n: -(-n // page) * page,
+                               shared=lambda n: n // page * page, max_len=max(model.max_position_embeddings, max_len))
+                notes.append(f"SGLang hybrid sliding-window pool ({SGLANG_POOL_VERSION}, architecture "
+                             f"{model.architecture}): {pool.cell}; full-layer pool {kv_tokens:,} tokens, SWA pool "
+                             f"{pool.swa_tokens:,} tokens (swa_full_tokens_ratio 0.8)")
+                log_lines = list(pool.log_lines)
+                pool_error = pool.error
+            else:
+                log_lines = pool.log_lines + _sglang_log(model, dtype, tp, kv_tokens)
+        one = cap.cost_of(max_len)
+        fits = kv_budget > 0 and one <= cap.available and pool_error is None
+        concurrency = cap.available / one if kv_budget > 0 and one and pool_error is None else 0.0
+        if pool_error is not None:
+            reason = pool_error
+        elif kv_budget <= 0:
             reason = _no_memory_reason(engine, bud)
         elif not fits:
             estimated = cap.longest_context(1)
-            reason = (
-                f"one request of {max_len:,} tokens needs {format_bytes(one)} of KV per GPU, more than the "
-                f"{format_bytes(kv_budget)} available; the largest context that fits is {estimated:,}"
-            )
+            need = f"{one:,} tokens of its {cap.available:,}-token pool" if cap.unit == "tokens" else (
+                f"{format_bytes(one)} of KV per GPU, more than the {format_bytes(kv_budget)} available")
+            reason = (f"one request of {max_len:,} tokens needs {need}; the largest context that fits "
+                      f"is {estimated:,}")
         if kv_budget <= 0 and engine != "vllm":
             fits = False
 
@@ -328,7 +346,10 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     else:
         per_gpu = estimate(model, max_len, workload, req.kv_dtype, engine=policy, tp=tp, pp=pp,
                            block_size=block_size, max_num_batched_tokens=req.max_num_batched_tokens).per_gpu_bytes
-    unit_bytes = vk.block_bytes if vk is not None else 1
+    # Bytes per capacity unit: a vLLM block; a byte; a token of SGLang's full-layer pool (its share
+    # of the budget, floored: headroom and savings in bytes are then never overstated).
+    unit_bytes = vk.block_bytes if vk is not None else (
+        max(kv_budget, 0) // cap.available if cap.unit == "tokens" and cap.available > 0 else 1)
     users_fit: bool | None = None
     headroom_units: int | None = None
     binding = _binding(fits, kv_budget, weights_per_gpu)
