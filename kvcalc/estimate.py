@@ -234,8 +234,10 @@ def estimate(
     """
     _check_request(seq_len, batch, tp, pp, block_size, max_num_batched_tokens)
     policy = _resolve_policy(engine)
+    auto = isinstance(kv_dtype, str) and canonical_dtype_name(kv_dtype) == "auto"
+    auto_name, auto_source = policy.auto_dtype(model) if auto else (kv_dtype, "--kv-dtype")
     dtype = resolve_dtype(
-        kv_dtype, model.dtype, group_size=kv_group_size, residual_length=residual_length
+        auto_name, model.dtype, group_size=kv_group_size, residual_length=residual_length
     )
     if (kv_group_size is not None or residual_length is not None) and not dtype.residual_dtype:
         raise InvalidRequestError(
@@ -245,9 +247,7 @@ def estimate(
         )
     values_dtype = dtype.values_only()
     residual_dtype = resolve_dtype(dtype.residual_dtype, model.dtype) if dtype.residual_dtype else None
-    dtype_source = (
-        "model dtype" if canonical_dtype_name(kv_dtype) == "auto" else "--kv-dtype"
-    )
+    dtype_source = auto_source
     work = Workload(
         seq_len=seq_len, batch=batch, block_size=block_size,
         max_num_batched_tokens=max_num_batched_tokens,

@@ -200,3 +200,56 @@ def test_hf_never_above_static_or_neutral(seq: int, window: int, heads: int) -> 
     # DynamicCache keeps window - 1, StaticCache min(window, max_cache_len) = the neutral holding.
     assert hf <= static == neutral
     assert estimate(model, seq, engine="llama.cpp").total_bytes >= neutral
+
+
+# --- what --kv-dtype auto means under each engine ------------------------------------------------
+
+def test_auto_dtype_follows_each_engine_for_a_float32_config() -> None:
+    """Gemma-2-9B's config says float32. Per token: 42 layers x 8 KV heads x 256 x 2 (K, V) =
+    172,032 values; 4 B each is 688,128 B (neutral, hf: transformers loads the config's dtype);
+    2 B each is 344,064 B: vLLM (_resolve_auto_dtype downcasts float32 to bf16), SGLang
+    (_get_and_verify_dtype: bf16 for Gemma) and llama.cpp (f16 cache by default)."""
+    from kvcalc.estimate import estimate
+    from kvcalc.registry import get_builtin
+
+    gemma = get_builtin("gemma-2-9b")
+    assert gemma.dtype == "fp32"
+    want = {"neutral": ("fp32", 688_128), "hf": ("fp32", 688_128), "vllm": ("bf16", 344_064),
+            "sglang": ("bf16", 344_064), "llama.cpp": ("fp16", 344_064)}
+    for engine, (name, per_token) in want.items():
+        est = estimate(gemma, 16, engine=engine)
+        assert (est.kv_dtype, est.bytes_per_token) == (name, per_token), engine
+        assert est.kv_dtype_source != "--kv-dtype"
+    # An explicit dtype is never reinterpreted.
+    assert estimate(gemma, 16, kv_dtype="fp32", engine="vllm").bytes_per_token == 688_128
+    # A bf16 model is left alone everywhere but llama.cpp's f16 default (same bytes).
+    llama = get_builtin("llama-3-8b")
+    assert {estimate(llama, 16, engine=e).kv_dtype for e in ("vllm", "sglang", "hf")} == {"bf16"}
+
+
+def test_sglang_downcasts_non_gemma_float32_to_fp16() -> None:
+    import dataclasses
+
+    from kvcalc.estimate import estimate
+    from kvcalc.registry import get_builtin
+
+    fp32_llama = dataclasses.replace(get_builtin("llama-3-8b"), dtype="fp32", architecture="LlamaForCausalLM")
+    est = estimate(fp32_llama, 16, engine="sglang")
+    assert est.kv_dtype == "fp16" and est.bytes_per_token == 131_072  # 32 x 8 x 128 x 2 x 2
+
+
+def test_plan_uses_the_engines_auto_dtype_for_cache_and_weights() -> None:
+    from kvcalc.planner.plan import PlanRequest, plan
+    from kvcalc.registry import get_builtin
+
+    gemma = get_builtin("gemma-2-27b")  # float32 config
+    # vLLM at 50 GiB: bf16 pages of 16 x 16 x 256 x 2 = 131,072 B, two groups of 23 layers:
+    # 53,687,091,200 // (131,072 x 23) = 17,808 blocks (reference §8.2's hybrid row).
+    p = plan(PlanRequest(model=gemma, kv_budget_bytes=50 * 2**30, max_model_len=8192))
+    assert p.kv_dtype == "bf16" and p.num_blocks == 17_808
+    # Weights run in 16 bits too: 2 bytes a parameter, not 4.
+    assert p.weights_bytes is not None and p.parameters is not None and p.weights_bytes == 2 * p.parameters
+    t = plan(PlanRequest(model=gemma, kv_budget_bytes=50 * 2**30, max_model_len=8192, engine="trtllm"))
+    assert t.kv_dtype == "fp16" and t.weights_bytes == 2 * p.parameters
+    h = plan(PlanRequest(model=gemma, kv_budget_bytes=50 * 2**30, max_model_len=8192, engine="hf"))
+    assert h.kv_dtype == "fp32" and h.weights_bytes == 4 * p.parameters

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.specs import FullAttention, LatentAttention, Spec
+
+if TYPE_CHECKING:
+    from kvcalc.models import ModelConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +35,10 @@ class StoragePolicy:
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
         return spec.tokens_held(work.seq_len)
+
+    def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
+        """The cache dtype ``--kv-dtype auto`` means under this engine, and why (shown in the output)."""
+        return model.dtype, "model dtype"
 
     def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
         return spec.bytes_per_token(dtype)

@@ -7,8 +7,16 @@ Sources (ggml-org/llama.cpp, late-2025 upstream, after PR #17046):
   ``n_ctx_seq = GGML_PAD(n_ctx / n_seq_max, 256)`` cells per sequence stream.
 * ``src/llama-kv-cache-iswa.cpp``, ``llama_kv_cache_iswa`` constructor: non-SWA layers get
   ``size_base = kv_size`` cells, SWA layers
-  ``size_swa = min(size_base, GGML_PAD(n_swa * (unified ? n_seq_max : 1) + n_ubatch, n_pad))``
-  (``n_ubatch`` defaults to 512, ``n_pad`` 256).
+  ``size_swa = GGML_PAD(min(size_base, n_swa * (unified ? n_seq_max : 1) + n_ubatch), 256)``
+  (``n_ubatch`` defaults to 512; ``size_base`` is already a multiple of 256, so this is
+  ``min(size_base, PAD(n_swa + n_ubatch, 256))``), unless ``swa_full``: llama-server and
+  llama-cli default to ``swa_full = false`` (common.h), which kvcalc models; the C API's
+  ``llama_context_default_params`` (and so bindings such as llama-cpp-python) default to true,
+  which keeps full-size SWA caches.
+* Checked against a real llama.cpp: the one vendored in llama-cpp-python 0.3.36 (Oct 2026), on
+  tiny GGUF models, ten cases (f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl; n_ctx padding; SWA
+  caches) all log the cells and K/V MiB kvcalc predicts (``benchmarks/llama_cpp_crosscheck.py``,
+  ``tests/test_llama_cpp_real.py``).
 * ``src/llama-kv-cache.cpp``: per layer K ``[n_embd_k_gqa, kv_size]`` of ``type_k`` and V of
   ``type_v``, bytes per cell ``ggml_row_size(type, H x d)``; the log line reports
   ``K (%s): %7.2f MiB, V (%s): %7.2f MiB`` apart, so kvcalc reports K and V apart too.
@@ -23,11 +31,16 @@ splits whole layers across devices, so ``--tp`` is not meaningful here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kvcalc.dtypes import cdiv
 from kvcalc.engines.base import StoragePolicy, Workload
 from kvcalc.specs import ChunkedAttention, SlidingWindowAttention, Spec
 
-LLAMA_CPP_VERSION = "llama.cpp late-2025 (after PR #17046: n_ctx padded to 256 in llama-context.cpp)"
+if TYPE_CHECKING:
+    from kvcalc.models import ModelConfig
+
+LLAMA_CPP_VERSION = "llama.cpp late-2025 and later (n_ctx padded to 256, PR #17046; checked on llama-cpp-python 0.3.36)"
 N_CTX_PAD = 256
 """``GGML_PAD(cparams.n_ctx, 256)`` in ``llama_context::llama_context``."""
 N_UBATCH = 512
@@ -48,6 +61,11 @@ class LlamaCppPolicy(StoragePolicy):
         "min(n_ctx, GGML_PAD(n_swa + n_ubatch 512, 256)) cells; ggml-common.h block bytes"
     )
     splits_kv = True
+
+    def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
+        # llama_context_default_params / common.h: type_k = type_v = GGML_TYPE_F16 whatever the
+        # weights are (-ctk/-ctv choose another); so "auto" is f16 here.
+        return "fp16", "llama.cpp default cache type f16"
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
         if not spec.grows:

@@ -13,9 +13,14 @@ planner concern); recurrent layers hold their state.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kvcalc.dtypes import cdiv
 from kvcalc.engines.base import StoragePolicy, Workload
 from kvcalc.specs import Spec
+
+if TYPE_CHECKING:
+    from kvcalc.models import ModelConfig
 
 SGLANG_VERSION = "SGLang 0.5.23 (memory_pool.py token pools)"
 
@@ -28,6 +33,15 @@ class SglangPolicy(StoragePolicy):
         "SGLang memory_pool.py MHATokenToKVPool/MLATokenToKVPool: one slot per token per layer "
         "(page_size 1 unless --block-size), MLA latent (kv_lora_rank + rope) x b, no window cap"
     )
+
+    def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
+        # sglang/srt/configs/model_config.py _get_and_verify_dtype (0.5.23): a float32 config runs
+        # in float16, Gemma models in bfloat16; the cache dtype "auto" follows the model dtype.
+        if model.dtype == "fp32":
+            gemma = (model.architecture or "").lower().startswith("gemma") or model.name.lower().startswith("gemma")
+            return ("bf16", "SGLang downcasts a float32 Gemma to bf16") if gemma else (
+                "fp16", "SGLang downcasts a float32 model to fp16")
+        return model.dtype, "model dtype"
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
         if not spec.grows:

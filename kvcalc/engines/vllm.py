@@ -18,10 +18,15 @@ Per-tensor fp8 scales live outside the page and are not counted (``KVQuantMode.F
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines.base import StoragePolicy, Workload
 from kvcalc.planner.vllm_kv import DEFAULT_BLOCK_SIZE, MLA_BLOCK_SIZE, VLLM_VERSION
 from kvcalc.specs import ChunkedAttention, LatentAttention, SlidingWindowAttention, Spec
+
+if TYPE_CHECKING:
+    from kvcalc.models import ModelConfig
 
 
 class VllmPolicy(StoragePolicy):
@@ -32,6 +37,14 @@ class VllmPolicy(StoragePolicy):
         "vLLM V1 @ 001cabc1, vllm/v1/kv_cache_interface.py max_memory_usage_bytes: whole blocks of "
         "--block-size tokens (16; 64 for MLA unless given); sliding layers cdiv(min(W-1+chunk, L), B)+1 blocks"
     )
+
+    def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
+        # vllm/config/model.py _resolve_auto_dtype (0.33.0, and since 2024): a float32 config is
+        # downcast to the platform's first supported dtype, bf16 on Ampere and newer (fp16 on
+        # V100/T4: the same 2 bytes); the cache dtype "auto" follows the model dtype.
+        if model.dtype == "fp32":
+            return "bf16", "vLLM downcasts a float32 model"
+        return model.dtype, "model dtype"
 
     @staticmethod
     def block_size(spec: Spec, work: Workload) -> int:

@@ -132,6 +132,10 @@ class _Group:
 
 def plan_groups(model: ModelConfig, policy: StoragePolicy, kv_dtype: str, work: Workload, tp: int) -> list[_Group]:
     """Layers grouped by their (rank) spec, in model order, each with its tensors."""
+    from kvcalc.dtypes import canonical_dtype_name
+
+    if canonical_dtype_name(kv_dtype) == "auto":
+        kv_dtype = policy.auto_dtype(model)[0]  # the engine's meaning of auto (vLLM: fp32 -> bf16)
     dtype = resolve_dtype(kv_dtype, model.dtype)
     counts: dict[Spec, int] = {}
     for spec in model.layer_specs:

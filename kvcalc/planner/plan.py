@@ -167,9 +167,14 @@ def _deployment(req: PlanRequest) -> _Deployment:
     return _Deployment(gpu=gpu, gpu_name=name, total_bytes=total, count=count, tp=tp, replicas=count // (tp * pp))
 
 
-def _weights(req: PlanRequest) -> tuple[int | None, int | None, str, str]:
-    """(weights bytes, parameters, parameter source, weight dtype name)."""
-    wdtype = get_weight_dtype(req.weight_dtype, req.model.dtype)
+def _weights(req: PlanRequest, engine: str) -> tuple[int | None, int | None, str, str]:
+    """(weights bytes, parameters, parameter source, weight dtype name). ``auto`` is the dtype the
+    engine runs the model in: vLLM, SGLang and TensorRT-LLM run a float32 config in 16 bits
+    (the same rule as the cache's auto dtype); llama.cpp and transformers as the config says."""
+    compute: str = req.model.dtype
+    if engine in ("vllm", "sglang", "trtllm"):
+        compute = _auto_kv_dtype(engine, req.model, "auto")
+    wdtype = get_weight_dtype(req.weight_dtype, compute)
     if req.weights_path is not None:
         st = read_safetensors(req.weights_path)
         return st.bytes, (st.parameters or None), f"safetensors ({st.source})", "as stored"
@@ -177,6 +182,20 @@ def _weights(req: PlanRequest) -> tuple[int | None, int | None, str, str]:
     if count.parameters is None:
         return None, None, count.source, wdtype.name
     return wdtype.bytes_for(count.parameters), count.parameters, count.source, wdtype.name
+
+
+def _auto_kv_dtype(engine: str, model: ModelConfig, kv_dtype: str) -> str:
+    """``--kv-dtype auto`` as ``engine`` reads it: the engine policy's rule (vLLM and SGLang downcast
+    float32 models, llama.cpp defaults to f16); TensorRT-LLM sizes 2 bytes unless fp8
+    (``get_cache_size_per_token``), so a float32 model's cache is fp16 there."""
+    from kvcalc.dtypes import canonical_dtype_name
+    from kvcalc.engines import get_policy
+
+    if not isinstance(kv_dtype, str) or canonical_dtype_name(kv_dtype) != "auto":
+        return kv_dtype
+    if engine == "trtllm":
+        return "fp16" if model.dtype == "fp32" else model.dtype
+    return get_policy(_POLICY_ENGINE[engine]).auto_dtype(model)[0]
 
 
 def _policy_name(engine: str) -> str:
@@ -210,8 +229,9 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         raise InvalidRequestError("--shared-prefix-tokens", req.shared_prefix_tokens, f"0 to max_model_len ({max_len})")
     dep = _deployment(req)
     tp, pp = dep.tp, req.pp
-    dtype = resolve_dtype(req.kv_dtype, model.dtype)
-    weights, params, params_source, wname = _weights(req)
+    kv_name = _auto_kv_dtype(engine, model, req.kv_dtype)
+    dtype = resolve_dtype(kv_name, model.dtype)
+    weights, params, params_source, wname = _weights(req, engine)
     weights_per_gpu = cdiv(weights, tp * pp) if weights is not None else None
     warnings: list[str] = []
     notes: list[str] = []
@@ -290,7 +310,7 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
             notes.append(f"the {engine} storage policy is not installed; KV per request uses the {policy} policy")
 
         def cost(length: int) -> int:
-            return estimate(model, length, 1, req.kv_dtype, engine=policy, tp=tp, pp=pp,
+            return estimate(model, length, 1, kv_name, engine=policy, tp=tp, pp=pp,
                             block_size=req.block_size).per_gpu_bytes
 
         shared = cost if engine == "sglang" else (lambda _p: 0)
@@ -344,7 +364,7 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     if layout is not None:
         per_gpu = workload * reserved_bytes_per_request(layout, max_len, req.max_num_batched_tokens)
     else:
-        per_gpu = estimate(model, max_len, workload, req.kv_dtype, engine=policy, tp=tp, pp=pp,
+        per_gpu = estimate(model, max_len, workload, kv_name, engine=policy, tp=tp, pp=pp,
                            block_size=block_size, max_num_batched_tokens=req.max_num_batched_tokens).per_gpu_bytes
     # Bytes per capacity unit: a vLLM block; a byte; a token of SGLang's full-layer pool (its share
     # of the budget, floored: headroom and savings in bytes are then never overstated).
