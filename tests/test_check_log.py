@@ -57,6 +57,23 @@ def test_v1_and_sglang_lines_issue_21348() -> None:
     assert not r.all_match
 
 
+def test_newer_vllm_one_line_format() -> None:
+    """vLLM 0.33.0 logs tokens as int(num_blocks / blocks per request x L) on one line with the
+    concurrency. Gemma-2-27B (float32 config, which vLLM runs in bf16) at 50.0 GiB: pages of
+    16 x 16 x 256 x 2 = 131,072 B, two groups of 23 layers -> 53,687,091,200 // 3,014,656 = 17,808
+    blocks; one 8,192-token request takes 512 (full) + cdiv(min(4095 + 8192, 8192), 16) + 1 = 513
+    (sliding) = 1,025 blocks; int(17,808 / 1,025 x 8,192) = 142,325 tokens, 17.37x. The 001cabc1
+    form (17,808 // 2 x 16 = 142,464) would not match; the check says which form did."""
+    r = check_log(LOGS / "vllm_0_33_gemma2_27b_synthetic.log")
+    assert r.model_resolved == "gemma-2-27b"
+    checks = by_item(r)
+    tokens = checks["GPU KV cache size (tokens)"]
+    assert tokens.matches and "newer vLLM form" in tokens.basis and "1,025 blocks per request" in tokens.basis
+    conc = checks["Maximum concurrency at 8,192 tokens"]
+    assert conc.matches and "17.37x" in conc.predicted
+    assert r.all_match
+
+
 def test_fit_error_line() -> None:
     facts = parse_log((LOGS / "vllm_v1_fit_error.log").read_text())
     assert facts.values["fit_error"] == ["221000", "10.12", "5.59", "122080"]

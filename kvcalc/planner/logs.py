@@ -7,7 +7,9 @@ Lines read (formats as the engines print them):
   tensor_parallel_size=N, ... kv_cache_dtype=...``; a ``vllm serve MODEL`` command line with
   ``--max-model-len``/``--tensor-parallel-size``/``-tp``/``--kv-cache-dtype``/``--block-size``.
 * vLLM V1: ``Available KV cache memory: X GiB``, ``GPU KV cache size: N tokens``,
-  ``Maximum concurrency for L tokens per request: X.XXx``; early V1 / V0: ``# GPU blocks: N``
+  ``Maximum concurrency for L tokens per request: X.XXx`` (two lines at 001cabc1, one line in
+  newer releases such as 0.33.0, whose token figure is ``int(num_blocks / blocks per request x L)``:
+  either form is recognised, and the check says which matched); early V1 / V0: ``# GPU blocks: N``
   (also ``# CUDA blocks`` / ``# cuda blocks``); V0 memory profiling: ``total_gpu_memory (X GiB) x
   gpu_memory_utilization (u)``, ``model weights take X GiB; non_torch_memory takes Y GiB; PyTorch
   activation peak memory takes Z GiB; the rest of the memory reserved for KV Cache is W GiB``;
@@ -221,14 +223,20 @@ def check_log(path: str | Path, model: ModelConfig | None = None, *, tp: int | N
     if facts.values.get("total_gib"):
         checks.extend(_check_budget(facts))
     if resolved is not None:
-        try:
-            dtype = resolve_dtype("auto" if kvd == "auto" else kvd, resolved.dtype)
-        except UnknownModelError:
-            dtype = resolve_dtype("auto", resolved.dtype)
+        from kvcalc.engines import get_policy
+
+        def engine_dtype(engine: str) -> Any:
+            # "auto" as the engine reads it (vLLM and SGLang run a float32 config in 16 bits).
+            name = get_policy(engine).auto_dtype(resolved)[0] if kvd == "auto" else kvd
+            try:
+                return resolve_dtype(name, resolved.dtype)
+            except UnknownModelError:
+                return resolve_dtype("auto", resolved.dtype)
+
         if facts.engine == "vllm" or any(k in facts.values for k in ("available_gib", "blocks", "kv_tokens")):
-            checks.extend(_check_vllm(facts, resolved, dtype, tp_used, bs))
+            checks.extend(_check_vllm(facts, resolved, engine_dtype("vllm"), tp_used, bs))
         if "sglang_alloc" in facts.values or "sglang_alloc_mla" in facts.values:
-            checks.extend(_check_sglang(facts, resolved, dtype, tp_used))
+            checks.extend(_check_sglang(facts, resolved, engine_dtype("sglang"), tp_used))
     return LogCheck(path=str(p), engine=facts.engine, model=facts.model,
                     model_resolved=resolved.name if resolved else None, max_model_len=facts.max_model_len,
                     tp=tp_used, kv_dtype=kvd, checks=checks, notes=notes)
@@ -274,12 +282,28 @@ def _check_vllm(facts: LogFacts, model: ModelConfig, dtype: Any, tp: int, bs: in
                              matches=lo_b <= logged_blocks <= hi_b,
                              basis=f"{avail_text} GiB +-0.005 // {r.block_bytes:,} B per block ({r.version})"))
         if logged_tokens is not None:
+            # 001cabc1 (_report_kv_cache_config): num_blocks // groups x block size. Newer vLLM
+            # (get_kv_cache_capacity, e.g. 0.33.0): int(num_blocks / blocks_per_request x L), L the
+            # max model length. Both agree for one group with L a multiple of the block size;
+            # the log is matched against either, and the check says which.
             lo_t = lo_b // r.num_groups * r.block_size
             hi_t = hi_b // r.num_groups * r.block_size
+            req_len = int(_num(facts.values["concurrency"][0])) if "concurrency" in facts.values else mml
+            bpr = r.blocks_per_request if r.max_model_len == req_len else vllm_kv(
+                model.layer_specs, dtype, mid, req_len, tp=tp, block_size=bs, layout=layout).blocks_per_request
+            lo_n, hi_n = (int(lo_b / bpr * req_len), int(hi_b / bpr * req_len)) if bpr else (0, 0)
+            old_form = lo_t <= logged_tokens <= hi_t
+            new_form = bool(bpr) and lo_n <= logged_tokens <= hi_n
+            basis = "num_blocks // groups x block size (001cabc1 form)"
+            predicted = f"{lo_t:,}..{hi_t:,}"
+            if new_form and not old_form:
+                basis = f"int(num_blocks / {bpr:,} blocks per request x {req_len:,}) (newer vLLM form)"
+                predicted = f"{lo_n:,}..{hi_n:,}"
+            elif not old_form:
+                basis += f"; newer vLLM form int(num_blocks / {bpr:,} x {req_len:,}) gives {lo_n:,}..{hi_n:,}"
             out.append(Check(item="GPU KV cache size (tokens)", logged=f"{logged_tokens:,}",
-                             predicted=f"{lo_t:,}..{hi_t:,}", difference=f"{logged_tokens - r.kv_cache_tokens:+,}",
-                             matches=lo_t <= logged_tokens <= hi_t,
-                             basis="num_blocks // groups x block size, from the logged KV memory"))
+                             predicted=predicted, difference=f"{logged_tokens - r.kv_cache_tokens:+,}",
+                             matches=old_form or new_form, basis=basis + ", from the logged KV memory"))
         if "fit_error" in facts.values:
             length, needed, avail, est = facts.values["fit_error"]
             rr = vllm_kv(model.layer_specs, dtype, mid, int(_num(length)), tp=tp, block_size=bs, layout=layout)
@@ -297,6 +321,19 @@ def _check_vllm(facts: LogFacts, model: ModelConfig, dtype: Any, tp: int, bs: in
                 out.append(Check(item="estimated maximum model length", logged=est, predicted=f"{lo_e:,}..{hi_e:,}",
                                  difference=f"{int(_num(est)) - pred:+,}", matches=lo_e <= int(_num(est)) <= hi_e,
                                  basis="binary search over the groups' usage (001cabc1)"))
+    if "concurrency" in facts.values and logged_blocks is None and avail_text is not None:
+        # No block count in the log (a hybrid model's newer-form token line): predict the
+        # concurrency from the block range the logged memory allows.
+        length, shown = facts.values["concurrency"]
+        low, mid, high = _gib_range(avail_text)
+        r3 = vllm_kv(model.layer_specs, dtype, mid, int(_num(length)), tp=tp, block_size=bs, layout=layout)
+        lo_b, hi_b = num_blocks_interval(low, high, r3.block_bytes)
+        lo_c, hi_c = f"{lo_b / r3.blocks_per_request:.2f}", f"{hi_b / r3.blocks_per_request:.2f}"
+        out.append(Check(item=f"Maximum concurrency at {int(_num(length)):,} tokens", logged=f"{shown}x",
+                         predicted=f"{lo_c}x..{hi_c}x" if lo_c != hi_c else f"{lo_c}x",
+                         difference=f"{_num(shown) - Decimal(f'{r3.max_concurrency:.2f}'):+.2f}",
+                         matches=Decimal(lo_c) <= _num(shown) <= Decimal(hi_c),
+                         basis=f"{lo_b:,}..{hi_b:,} blocks / {r3.blocks_per_request:,} blocks per request"))
     if "concurrency" in facts.values and logged_blocks is not None:
         length, shown = facts.values["concurrency"]
         r2 = vllm_kv(model.layer_specs, dtype, 0, int(_num(length)), tp=tp, block_size=bs, layout=layout)
