@@ -428,3 +428,36 @@ def test_sglang_hybrid_swa_pool_too_small_to_start() -> None:
     bad = kv_plan("gpt-oss-20b", int(161 * 44_236.8) + 1, 100, engine="sglang")
     assert bad.kv_cache_tokens == 161 and not bad.fits
     assert bad.max_concurrency == 0.0 and "SWA pool (128 tokens) cannot hold even one request" in str(bad.reason)
+
+
+# --- vLLM's batch defaults (EngineArgs.get_batch_defaults, vllm serve) ---------------------------
+
+def test_vllm_batch_defaults_follow_the_gpu() -> None:
+    from kvcalc.planner.gpus import get_gpu
+    from kvcalc.planner.plan import vllm_batch_defaults
+
+    def for_gpu(name: str, length: int = 8192) -> tuple[int, int]:
+        g = get_gpu(name)
+        tokens, seqs, _ = vllm_batch_defaults(g.memory_bytes, f"{g.name} {g.title}", length)
+        return tokens, seqs
+
+    # >= 70 GiB and not an A100: 8192 tokens, 1024 sequences; A100 (PR #17885) and smaller: 2048, 256.
+    assert for_gpu("h100") == (8192, 1024) and for_gpu("h200") == (8192, 1024) and for_gpu("b200") == (8192, 1024)
+    assert for_gpu("a100-80gb") == (2048, 256) and for_gpu("l40s") == (2048, 256) and for_gpu("rtx-4090") == (2048, 256)
+    # Defaulted values are capped: tokens <= seqs x max_model_len, then seqs <= tokens.
+    assert for_gpu("h100", length=4) == (4096, 1024)
+    assert for_gpu("a100-80gb", length=1) == (256, 256)
+    # No GPU named (--kv-budget): kvcalc's documented 8192 and 256; given values win.
+    assert vllm_batch_defaults(None, "", 8192)[:2] == (8192, 256)
+    assert vllm_batch_defaults(get_gpu("h100").memory_bytes, "h100", 8192, 512, 64) == (512, 64, "given")
+
+
+def test_sliding_window_reservation_uses_the_gpus_default() -> None:
+    # Mistral-7B (sliding window 4096 on all 32 layers) at 32,768 tokens on an A100: vllm serve's
+    # max_num_batched_tokens is 2048 there, so one request reserves cdiv(min(4095 + 2048, 32768), 16)
+    # + 1 = 385 blocks; on an H100 (8192) cdiv(min(4095 + 8192, 32768), 16) + 1 = 769.
+    a100 = plan(PlanRequest(model=get_builtin("mistral-7b-v0.1"), gpu="a100-80gb", max_model_len=32768))
+    h100 = plan(PlanRequest(model=get_builtin("mistral-7b-v0.1"), gpu="h100", max_model_len=32768))
+    assert a100.max_num_batched_tokens == 2048 and a100.vllm is not None and a100.vllm["blocks_per_request"] == 385
+    assert h100.max_num_batched_tokens == 8192 and h100.vllm is not None and h100.vllm["blocks_per_request"] == 769
+    assert a100.num_blocks is not None and a100.max_concurrency == a100.num_blocks / 385

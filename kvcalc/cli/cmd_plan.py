@@ -51,11 +51,13 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
         pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1, help="Pipeline stages.")] = 1,
         block_size: Annotated[Optional[int], typer.Option(
             "--block-size", min=1, help="Tokens per KV block (vLLM default 16; 64 for MLA).")] = None,
-        max_num_batched_tokens: Annotated[int, typer.Option(
-            "--max-num-batched-tokens", min=1, help="vLLM chunked-prefill budget (sizes sliding-window reservations).")]
-        = 8192,
-        max_num_seqs: Annotated[int, typer.Option("--max-num-seqs", min=1, help="vLLM's cap on running requests.")]
-        = 256,
+        max_num_batched_tokens: Annotated[Optional[int], typer.Option(
+            "--max-num-batched-tokens", min=1,
+            help="vLLM chunked-prefill budget (sizes sliding-window reservations); default: vllm serve's for the "
+                 "GPU (8192 on 70 GiB+ GPUs but A100, else 2048; 8192 with --kv-budget alone).")] = None,
+        max_num_seqs: Annotated[Optional[int], typer.Option(
+            "--max-num-seqs", min=1,
+            help="vLLM's cap on running requests; default: vllm serve's for the GPU (1024 or 256).")] = None,
         gpu_memory_utilization: Annotated[Optional[str], typer.Option(
             "--gpu-memory-utilization", help="vLLM: fraction of total GPU memory (default 0.92).")] = None,
         mem_fraction_static: Annotated[Optional[str], typer.Option(

@@ -35,8 +35,7 @@ from kvcalc.units import GiB, MiB, format_bytes
 
 ENGINES = budget_mod.BUDGET_ENGINES
 DEFAULT_MAX_NUM_SEQS = 256
-"""vLLM ``max_num_seqs`` default for the offline ``LLM`` class (verify: vLLM resolves it at run time and
-newer builds raise the API server's default to 1024 on >= 70 GiB GPUs; pass ``--max-num-seqs`` to match)."""
+"""``max_num_seqs`` when no GPU is named (``--kv-budget`` alone); with a GPU, vLLM's own default."""
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 _POLICY_ENGINE = {"vllm": "vllm", "sglang": "sglang", "trtllm": "neutral", "llama.cpp": "llama.cpp", "hf": "hf"}
 
@@ -55,8 +54,9 @@ class PlanRequest:
     tp: int | None = None
     pp: int = 1
     block_size: int | None = None
-    max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
-    max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
+    max_num_batched_tokens: int | None = None
+    """vLLM's; None: what ``vllm serve`` picks for the GPU (``vllm_batch_defaults``)."""
+    max_num_seqs: int | None = None
     fraction: str | None = None
     """gpu_memory_utilization / mem_fraction_static / free_gpu_memory_fraction, as written."""
     activation_bytes: int | None = None
@@ -184,6 +184,37 @@ def _weights(req: PlanRequest, engine: str) -> tuple[int | None, int | None, str
     return wdtype.bytes_for(count.parameters), count.parameters, count.source, wdtype.name
 
 
+def vllm_batch_defaults(gpu_total_bytes: int | None, gpu_name: str, max_model_len: int,
+                        max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
+                        ) -> tuple[int, int, str]:
+    """(max_num_batched_tokens, max_num_seqs, where they came from) as ``vllm serve`` sets them.
+
+    vLLM ``EngineArgs.get_batch_defaults`` / ``_set_default_max_num_seqs_and_batched_tokens_args``
+    (vllm/engine/arg_utils.py, the tree of 001cabc1): usage context OPENAI_API_SERVER; a GPU whose
+    NVML total is >= 70 GiB and whose name has no "a100" gets 8192 tokens and 1024 sequences,
+    any other 2048 and 256; then, for defaulted values, ``tokens = min(seqs x max_model_len,
+    tokens)`` and ``seqs = min(seqs, tokens)`` (chunked prefill is on in V1). With no GPU named
+    (``--kv-budget`` alone) kvcalc uses 8192 and 256.
+    """
+    if gpu_total_bytes is None:
+        tokens, seqs, why = DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, "kvcalc's default (no GPU named)"
+    elif gpu_total_bytes >= 70 * GiB and "a100" not in gpu_name.lower():
+        tokens, seqs, why = 8192, 1024, "vllm serve's default for a GPU of 70 GiB or more (not A100)"
+    else:
+        tokens, seqs, why = 2048, 256, "vllm serve's default for this GPU (under 70 GiB, or an A100)"
+    if max_num_batched_tokens is None:
+        tokens = min((max_num_seqs or seqs) * max_model_len, tokens)
+    else:
+        tokens = max_num_batched_tokens
+    if max_num_seqs is None:
+        seqs = min(seqs, tokens)
+    else:
+        seqs = max_num_seqs
+    if max_num_batched_tokens is not None and max_num_seqs is not None:
+        why = "given"
+    return tokens, seqs, why
+
+
 def _auto_kv_dtype(engine: str, model: ModelConfig, kv_dtype: str) -> str:
     """``--kv-dtype auto`` as ``engine`` reads it: the engine policy's rule (vLLM and SGLang downcast
     float32 models, llama.cpp defaults to f16); TensorRT-LLM sizes 2 bytes unless fp8
@@ -229,12 +260,22 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         raise InvalidRequestError("--shared-prefix-tokens", req.shared_prefix_tokens, f"0 to max_model_len ({max_len})")
     dep = _deployment(req)
     tp, pp = dep.tp, req.pp
+    # vLLM's batch limits (they size sliding-window reservations and cap running requests).
+    nvml_bytes = dep.total_bytes if req.gpu_memory_bytes is not None or dep.gpu is None else dep.gpu.memory_bytes
+    gpu_label = f"{dep.gpu.name} {dep.gpu.title}" if dep.gpu is not None else ""
+    mnbt, max_seqs_cap, batch_why = vllm_batch_defaults(
+        nvml_bytes if (dep.gpu is not None or req.gpu_memory_bytes is not None) else None, gpu_label, max_len,
+        req.max_num_batched_tokens, req.max_num_seqs)
+    req = dataclasses.replace(req, max_num_batched_tokens=mnbt, max_num_seqs=max_seqs_cap)
     kv_name = _auto_kv_dtype(engine, model, req.kv_dtype)
     dtype = resolve_dtype(kv_name, model.dtype)
     weights, params, params_source, wname = _weights(req, engine)
     weights_per_gpu = cdiv(weights, tp * pp) if weights is not None else None
     warnings: list[str] = []
     notes: list[str] = []
+    if engine == "vllm" and batch_why != "given":
+        notes.append(f"max_num_batched_tokens {mnbt:,}, max_num_seqs {max_seqs_cap:,}: {batch_why} "
+                     "(EngineArgs.get_batch_defaults); pass --max-num-batched-tokens / --max-num-seqs to change")
     if max_len > model.max_position_embeddings:
         warnings.append(
             f"max_model_len {max_len:,} exceeds {model.name}'s max_position_embeddings "
@@ -292,7 +333,7 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         layout = build_layout(model.layer_specs, dtype, tp=tp, pp=pp, block_size=req.block_size)
         vk = vllm_kv(
             model.layer_specs, dtype, kv_budget, max_len, tp=tp, pp=pp, block_size=req.block_size,
-            max_num_batched_tokens=req.max_num_batched_tokens, layout=layout,
+            max_num_batched_tokens=mnbt, layout=layout,
         )
         engine_version = vk.version
         log_lines = list(vk.log_lines)
@@ -362,10 +403,10 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     longest = cap.longest_context(batch, prefix)
     workload = req.users or req.batch or 1
     if layout is not None:
-        per_gpu = workload * reserved_bytes_per_request(layout, max_len, req.max_num_batched_tokens)
+        per_gpu = workload * reserved_bytes_per_request(layout, max_len, mnbt)
     else:
         per_gpu = estimate(model, max_len, workload, kv_name, engine=policy, tp=tp, pp=pp,
-                           block_size=block_size, max_num_batched_tokens=req.max_num_batched_tokens).per_gpu_bytes
+                           block_size=block_size, max_num_batched_tokens=mnbt).per_gpu_bytes
     # Bytes per capacity unit: a vLLM block; a byte; a token of SGLang's full-layer pool (its share
     # of the budget, floored: headroom and savings in bytes are then never overstated).
     unit_bytes = vk.block_bytes if vk is not None else (
@@ -388,9 +429,9 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         if fits:
             if not users_fit:
                 binding = "KV cache: too few blocks/bytes for all users at max_model_len"
-            elif engine == "vllm" and per_replica > req.max_num_seqs:
+            elif engine == "vllm" and per_replica > max_seqs_cap:
                 users_fit = False
-                binding = f"--max-num-seqs {req.max_num_seqs}: vLLM runs at most that many requests per replica"
+                binding = f"--max-num-seqs {max_seqs_cap}: vLLM runs at most that many requests per replica"
             else:
                 binding = "none: every user fits"
     elif fits:
@@ -414,7 +455,7 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     # 5. Roofline (needs a catalogued GPU's bandwidth).
     roof: Roofline | None = None
     if dep.gpu is not None and weights_per_gpu is not None and fits:
-        rb = req.users or req.batch or max(min(max_seqs, req.max_num_seqs), 1)
+        rb = req.users or req.batch or max(min(max_seqs, max_seqs_cap), 1)
         rb = max(1, min(rb, max(max_seqs, 1)))
         kv_seq = _neutral_rank_bytes(model, dtype, tp, pp, max_len)
         active = _active_params(model, params)
@@ -449,8 +490,8 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         kv_dtype=dtype.name,
         weight_dtype=wname,
         max_model_len=max_len,
-        max_num_batched_tokens=req.max_num_batched_tokens,
-        max_num_seqs=req.max_num_seqs if engine == "vllm" else None,
+        max_num_batched_tokens=mnbt,
+        max_num_seqs=max_seqs_cap if engine == "vllm" else None,
         block_size=block_size,
         parameters=params,
         parameters_source=params_source,
@@ -508,6 +549,7 @@ def _vllm_capacity(req: PlanRequest, layout: Layout | None, vk: VllmKV, model_ma
     assert layout is not None
     workers = layout.active
     mnbt = req.max_num_batched_tokens
+    assert mnbt is not None  # resolved by plan()
 
     def cost(length: int) -> int:
         return max(w.blocks_per_request(length, mnbt) for w in workers)
@@ -532,7 +574,7 @@ def _tp_options(req: PlanRequest, dep: _Deployment, max_len: int) -> list[TpOpti
             p = plan(sub)
         except InvalidRequestError:
             continue
-        seqs = p.max_sequences if p.engine != "vllm" else min(p.max_sequences, req.max_num_seqs)
+        seqs = p.max_sequences if p.engine != "vllm" else min(p.max_sequences, p.max_num_seqs or p.max_sequences)
         replicas = cdiv(req.users, seqs) if seqs else 0
         out.append(TpOption(tp=tp, max_sequences=seqs, replicas_needed=replicas, gpus=replicas * tp * req.pp))
         if seqs >= req.users and len(out) > 1 and out[-2].max_sequences >= req.users:
