@@ -183,16 +183,25 @@ def quantized_cache_dtype(
     from kvcalc.errors import InvalidRequestError
 
     backend, bits = QUANTIZED_CACHES[name]
-    if group_size < 1 or (group_size * bits) % 8:
-        raise InvalidRequestError(
-            "--kv-group-size", group_size, f"a positive group size whose {bits}-bit values fill whole bytes"
-        )
+    if backend == "hqq" and bits == 3:
+        # hqq BitPack.pack_3bit_32 (hqq 0.2.8): ten 3-bit values per int32, the group's values
+        # padded to a multiple of ten (quantize reshapes to [group_size, -1] for axis 0 and packs
+        # along the group), so a group of 64 takes 7 x 4 = 28 bytes, not 24.
+        if group_size < 1:
+            raise InvalidRequestError("--kv-group-size", group_size, "a positive group size")
+        packed = -(-group_size // 10) * 4
+    else:
+        if group_size < 1 or (group_size * bits) % 8:
+            raise InvalidRequestError(
+                "--kv-group-size", group_size, f"a positive group size whose {bits}-bit values fill whole bytes"
+            )
+        packed = group_size * bits // 8
     if residual_length < 1:
         raise InvalidRequestError("--residual-length", residual_length, "a positive number of tokens")
     compute = _DTYPES[model_dtype]
     scale_bytes = 2 * compute.block_bytes
     return KVDtype(
-        name=name, block_values=group_size, block_bytes=group_size * bits // 8 + scale_bytes,
+        name=name, block_values=group_size, block_bytes=packed + scale_bytes,
         block_scale_bytes=scale_bytes, torch_dtype="uint8", residual_tokens=residual_length - 1,
         residual_dtype=model_dtype,
         description=f"transformers QuantizedCache ({backend}, {bits}-bit, group {group_size}, "

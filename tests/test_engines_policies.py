@@ -253,3 +253,16 @@ def test_plan_uses_the_engines_auto_dtype_for_cache_and_weights() -> None:
     assert t.kv_dtype == "fp16" and t.weights_bytes == 2 * p.parameters
     h = plan(PlanRequest(model=gemma, kv_budget_bytes=50 * 2**30, max_model_len=8192, engine="hf"))
     assert h.kv_dtype == "fp32" and h.weights_bytes == 4 * p.parameters
+
+
+def test_hqq_3bit_packs_ten_values_per_int32() -> None:
+    """hqq BitPack.pack_3bit_32 pads a group's values to a multiple of ten and packs ten per
+    int32: a 64-value group is ceil(64 / 10) x 4 = 28 bytes (not 64 x 3 / 8 = 24), plus an fp16
+    scale and zero point (4 bytes); 4-bit groups stay 32 + 4. Checked against real hqq 0.2.8 caches
+    in test_quantized_cache_real.py."""
+    from kvcalc.dtypes import quantized_cache_dtype
+
+    assert quantized_cache_dtype("hqq-int3", "fp16", group_size=64).block_bytes == 28 + 4
+    assert quantized_cache_dtype("hqq-int3", "fp16", group_size=10).block_bytes == 4 + 4
+    assert quantized_cache_dtype("hqq-int4", "fp16", group_size=64).block_bytes == 32 + 4
+    assert quantized_cache_dtype("quanto-int2", "bf16", group_size=64).block_bytes == 16 + 4
