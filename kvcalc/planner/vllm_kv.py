@@ -20,6 +20,13 @@ Sources read (vllm-project/vllm @ 001cabc1be16a59a70d720ed61a13b678c060a18):
   ``_report_kv_cache_config``: tokens = ``num_blocks // len(groups) x min block size`` and
   ``get_max_concurrency_for_kv_cache_config`` = ``num_blocks / cdiv(n x sum usage, page x n)``.
 
+Releases with the same rules (read from the PyPI wheels, 2026-12): 0.19.0 and 0.19.1 (all of them,
+with their default gpu_memory_utilization 0.9) and 0.20.0 (blocks, grouping, fit check and log
+lines identical; it raised the default to 0.92 and subtracts a CUDA-graph memory estimate, which
+kvcalc folds into ``--activation-memory``). 0.20.1 changed the logged token figure to
+``int(max_concurrency x max_model_len)``; 0.22.0 fixed the "models's" typo in the fit error;
+``check-log`` reads both token forms.
+
 What this version does with the null block: ``BlockPool`` reserves block 0 (usable blocks are
 ``num_blocks - 1``), but at 001cabc1 neither the fit check, nor the logged token count, nor the
 logged concurrency subtracts it. kvcalc reports vLLM's own figures and uses ``num_blocks - 1``
@@ -38,7 +45,7 @@ from kvcalc.errors import InvalidRequestError
 from kvcalc.specs import ChunkedAttention, FixedState, LatentAttention, SlidingWindowAttention, Spec
 from kvcalc.units import GiB
 
-VLLM_VERSION = "vLLM V1 @ 001cabc1"
+VLLM_VERSION = "vLLM V1 @ 001cabc1 (= releases 0.19.x and 0.20.0)"
 """The one vLLM version modelled (kv_cache_utils.py / kv_cache_interface.py at commit 001cabc1)."""
 DEFAULT_BLOCK_SIZE = 16
 """``CacheConfig.DEFAULT_BLOCK_SIZE`` (vllm/config/cache.py)."""
