@@ -18,7 +18,7 @@ from kvcalc.engines import DEFAULT_ENGINE, get_policy
 from kvcalc.engines.base import StoragePolicy, Workload
 from kvcalc.errors import InvalidRequestError
 from kvcalc.models import ModelConfig
-from kvcalc.specs import FullAttention, SlidingWindowAttention, Spec
+from kvcalc.specs import FixedState, FullAttention, SlidingWindowAttention, Spec
 
 MAX_TOKENS = 10**12
 """Physically absurd beyond this (a trillion tokens of context); rejected with this limit."""
@@ -376,6 +376,8 @@ def _group_formula(
             f"{spec.kind}: {n} layers x [{spec.formula_terms(dtype)}] "
             f"x {tokens} x {work.batch} batch{tp_text}"
         )
+    elif isinstance(spec, FixedState) and policy.fixed_bytes(spec, dtype):
+        text = f"{spec.kind}: {n} layers x [{policy.describe_state(spec, dtype)}] x {work.batch} batch{tp_text}"
     elif spec.fixed_bytes(dtype):
         text = f"{spec.kind}: {n} layers x [{spec.formula_terms(dtype)}] x {work.batch} batch{tp_text}"
     else:

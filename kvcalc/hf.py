@@ -307,7 +307,7 @@ def _qwen3_next(r: _Reader, family: str) -> tuple[list[Spec], dict[str, Any]]:
     v_dim = r.get_int("linear_value_head_dim")
     kernel = r.get_int("linear_conv_kernel_dim", default=4)
     conv = (kernel - 1) * (2 * k_heads * k_dim + v_heads * v_dim)
-    state = FixedState(state_elements={"conv": conv, "recurrent": v_heads * k_dim * v_dim})
+    state = FixedState(state_elements={"conv": conv, "recurrent": v_heads * k_dim * v_dim}, conv_kernel=kernel)
     full = FullAttention(num_kv_heads=kv, head_dim=d)
     return [full if t == "full_attention" else state for t in types], {}
 
@@ -333,7 +333,7 @@ def _nemotron_h(r: _Reader, family: str) -> tuple[list[Spec], dict[str, Any]]:
     mamba = FixedState(state_elements={
         "conv": (kernel - 1) * (inner + 2 * groups * state_size),
         "ssm": m_heads * m_dim * state_size,
-    })
+    }, conv_kernel=kernel)
     legend: dict[str, Spec] = {
         "M": mamba,
         "*": FullAttention(num_kv_heads=kv, head_dim=d),

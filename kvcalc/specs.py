@@ -240,7 +240,11 @@ class FixedState(Spec):
 
     kind: Literal["state"] = "state"
     state_elements: dict[str, int]
-    """e.g. ``{conv: 61440, ssm: 4194304}`` for one Nemotron-H Mamba layer."""
+    """e.g. ``{conv: 61440, ssm: 4194304}`` for one Nemotron-H Mamba layer, as vLLM sizes them
+    (``MambaStateShapeCalculator``: the conv state keeps ``conv_kernel - 1`` columns)."""
+    conv_kernel: int | None = None
+    """The causal-conv kernel width behind ``state_elements["conv"]``; transformers keeps all
+    ``conv_kernel`` columns (``LinearAttentionLayer``), one more than vLLM."""
 
     def __post_init__(self) -> None:
         if not self.state_elements:
@@ -248,9 +252,14 @@ class FixedState(Spec):
         for key, value in self.state_elements.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"state_elements.{key} must be a positive integer, got {value!r}")
+        if self.conv_kernel is not None:
+            if isinstance(self.conv_kernel, bool) or not isinstance(self.conv_kernel, int) or self.conv_kernel < 2:
+                raise ValueError(f"conv_kernel must be an integer of at least 2, got {self.conv_kernel!r}")
+            if "conv" not in self.state_elements:
+                raise ValueError("conv_kernel needs a 'conv' entry in state_elements")
 
     def __hash__(self) -> int:
-        return hash((self.kind, tuple(sorted(self.state_elements.items()))))
+        return hash((self.kind, tuple(sorted(self.state_elements.items())), self.conv_kernel))
 
     @property
     def total_elements(self) -> int:

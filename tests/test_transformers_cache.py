@@ -91,7 +91,23 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
                             "attention_chunk_size": 8, "intermediate_size_mlp": 32, "num_local_experts": 2,
                             "max_position_embeddings": 512}),
+    # Hybrids: only the attention layers grow; linear-attention / Mamba layers hold a conv state of
+    # all conv_kernel columns in the model dtype and a recurrent state in float32 (bf16 models too).
+    "qwen3next-linear-bf16": ("Qwen--Qwen3-Next-80B-A3B-Thinking",
+                              {"num_hidden_layers": 4, "hidden_size": 64, "num_attention_heads": 4,
+                               "num_key_value_heads": 2, "head_dim": 32, "linear_num_key_heads": 2,
+                               "linear_num_value_heads": 4, "linear_key_head_dim": 16, "linear_value_head_dim": 16,
+                               "linear_conv_kernel_dim": 4, "moe_intermediate_size": 16,
+                               "shared_expert_intermediate_size": 16, "num_experts": 4, "num_experts_per_tok": 2,
+                               "full_attention_interval": 2, "max_position_embeddings": 512, "layer_types": None,
+                               "dtype": "bfloat16", "torch_dtype": "bfloat16"}),
+    "nemotronh-mamba": ("nvidia--Nemotron-H-56B-Base-8K",
+                        {"num_hidden_layers": 4, "hybrid_override_pattern": "M*M-", "hidden_size": 64,
+                         "num_attention_heads": 4, "num_key_value_heads": 2, "attention_head_dim": 16, "head_dim": 16,
+                         "mamba_num_heads": 4, "mamba_head_dim": 16, "n_groups": 2, "ssm_state_size": 8,
+                         "conv_kernel": 4, "max_position_embeddings": 512, "expand": 1, "chunk_size": 8}),
 }
+STATEFUL = {"qwen3next-linear-bf16", "nemotronh-mamba"}
 
 
 SLIDING = {"mistral-sliding", "qwen2-sliding", "gemma2-hybrid", "phi3-sliding", "gemma3-pattern",
@@ -138,6 +154,10 @@ def _payload_and_scalars(cache: Any) -> tuple[int, int]:
             t = getattr(layer, name, None)
             if t is not None:
                 payload += t.numel() * t.element_size()
+        for name in ("conv_states", "recurrent_states"):  # LinearAttentionLayer: {state index: tensor}
+            states = getattr(layer, name, None)
+            if isinstance(states, dict):
+                payload += sum(t.numel() * t.element_size() for t in states.values() if isinstance(t, torch.Tensor))
         for name in ("_sliding_window_tensor", "cumulative_length"):
             t = getattr(layer, name, None)
             if isinstance(t, torch.Tensor):
@@ -172,6 +192,9 @@ def test_dynamic_cache_bytes_equal_hf_estimate(built: Any, case: str) -> None:
     elif case == "falcon-new":
         # 2 KV heads broadcast to 8 query heads before caching: 4x the engine-neutral figure.
         assert payload == 4 * neutral
+    elif case in STATEFUL:
+        # One more conv column than vLLM's (kernel - 1), and the recurrent state in float32.
+        assert payload > neutral
     else:
         assert payload == neutral
 

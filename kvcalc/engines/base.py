@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype
-from kvcalc.specs import FullAttention, LatentAttention, Spec
+from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
 
 if TYPE_CHECKING:
     from kvcalc.models import ModelConfig
@@ -45,7 +45,19 @@ class StoragePolicy:
 
     def fixed_bytes(self, spec: Spec, dtype: KVDtype) -> int:
         """Per-sequence bytes that do not grow (recurrent state)."""
+        if isinstance(spec, FixedState):
+            return sum(d.row_bytes(n) for _, n, d in self.state_rows(spec, dtype))
         return spec.fixed_bytes(dtype)
+
+    def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
+        """(name, values, dtype) of each tensor a fixed-state layer holds per sequence; ``verify``
+        allocates exactly these. Engine-neutral: the declared element counts in the cache dtype."""
+        return [(key, n, dtype) for key, n in spec.state_elements.items()]
+
+    def describe_state(self, spec: FixedState, dtype: KVDtype) -> str:
+        """The state's formula terms, for ``--explain``."""
+        return " + ".join(f"{key} {n:,} x {d.block_bytes} B" for key, n, d in self.state_rows(spec, dtype)) + \
+            " per sequence"
 
     def fixed_layer_bytes(self, spec: Spec, dtype: KVDtype) -> int:
         """Per-layer bytes independent of batch (per-tensor scales)."""

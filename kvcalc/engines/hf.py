@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.specs import ChunkedAttention, FullAttention, SlidingWindowAttention, Spec
+from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, SlidingWindowAttention, Spec
 
 TRANSFORMERS_VERSION = "transformers 5.23.0"
 INT64_BYTES = 8
@@ -40,6 +40,24 @@ def hf_bytes_per_token(spec: Spec, dtype: KVDtype) -> int:
     if isinstance(spec, FullAttention) and spec.hf_cache_heads is not None:
         return spec.bytes_per_token_with_heads(dtype, spec.hf_cache_heads)
     return spec.bytes_per_token(dtype)
+
+
+def hf_state_rows(spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
+    """A linear-attention / Mamba layer's state as transformers 5.23 holds it (``LinearAttentionLayer``):
+    ``conv_states`` ``[batch, channels, conv_kernel]`` in the model dtype (all ``conv_kernel``
+    columns: ``lazy_initialization`` pads to the kernel), and ``recurrent_states`` (the GDN / SSM
+    state) in float32 whatever the model dtype, as Qwen3-Next's gated delta rule and Nemotron-H's
+    Mamba2 scan return it. Checked on random-weight models in tests/test_transformers_cache.py."""
+    from kvcalc.dtypes import get_dtype
+
+    rows: list[tuple[str, int, KVDtype]] = []
+    for key, n in spec.state_elements.items():
+        if key == "conv":
+            k = spec.conv_kernel
+            rows.append((key, -(-n * k // (k - 1)) if k else n, dtype))
+        else:
+            rows.append((key, n, get_dtype("fp32")))
+    return rows
 
 
 def local_window(spec: Spec) -> int | None:
@@ -75,6 +93,9 @@ class HfDynamicPolicy(StoragePolicy):
     def bookkeeping_bytes(self, spec: Spec) -> int:
         # DynamicSlidingWindowLayer.__init__: self._sliding_window_tensor = torch.tensor(w, dtype=torch.long)
         return INT64_BYTES if local_window(spec) is not None else 0
+
+    def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
+        return hf_state_rows(spec, dtype)
 
     def describe_tokens(self, spec: Spec, work: Workload) -> str:
         window = local_window(spec)

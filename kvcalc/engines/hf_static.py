@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.engines.hf import INT64_BYTES, TRANSFORMERS_VERSION, hf_bytes_per_token, local_window
-from kvcalc.specs import Spec
+from kvcalc.engines.hf import INT64_BYTES, TRANSFORMERS_VERSION, hf_bytes_per_token, hf_state_rows, local_window
+from kvcalc.specs import FixedState, Spec
 
 
 class HfStaticPolicy(StoragePolicy):
@@ -41,6 +41,9 @@ class HfStaticPolicy(StoragePolicy):
 
     def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
         return hf_bytes_per_token(spec, dtype)
+
+    def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
+        return hf_state_rows(spec, dtype)  # StaticCache builds the same LinearAttentionLayer
 
     def bookkeeping_bytes(self, spec: Spec) -> int:
         # StaticLayer.__init__: self.cumulative_length = torch.tensor(0, dtype=int)

@@ -104,8 +104,8 @@ def layer_tensors(spec: Spec, policy: StoragePolicy, dtype: KVDtype, work: Workl
             elif isinstance(spec, FullAttention):
                 tensors += _attention(spec, family, dtype, policy, work, tokens)
     if isinstance(spec, FixedState) and policy.fixed_bytes(spec, dtype):
-        for key, n in spec.state_elements.items():
-            tensors.append(_row(f"state.{key}", (work.batch,), n, dtype))
+        for key, n, state_dtype in policy.state_rows(spec, dtype):
+            tensors.append(_row(f"state.{key}", (work.batch,), n, state_dtype))
     fixed_layer = policy.fixed_layer_bytes(spec, dtype)
     if fixed_layer:
         if fixed_layer == 2 * ELEMENT_BYTES[_SCALE]:
