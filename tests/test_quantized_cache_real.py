@@ -32,12 +32,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::U
                                         "ignore::FutureWarning")
 
 
-def _have(module: str) -> bool:
+def _have(backend: str) -> bool:
+    """The backend really usable: importable with the entry point transformers calls (an empty
+    namespace package left by an uninstall does not count)."""
+    import importlib
+
+    module, attr = ("optimum.quanto", "quantize_weight") if backend == "quanto" else ("hqq.core.quantize", "Quantizer")
     try:
-        __import__(module)
+        return hasattr(importlib.import_module(module), attr)
     except Exception:  # an installed backend may still fail to import (missing dependency)
         return False
-    return True
 
 
 def _nbytes(t: Any) -> int:
@@ -71,7 +75,7 @@ CASES = [("quanto", b) for b in (2, 4)] + [("hqq", b) for b in (1, 2, 3, 4, 8)]
 @pytest.mark.parametrize("backend,nbits", CASES)
 @pytest.mark.parametrize("new_tokens", [G, 50])
 def test_quantized_cache_bytes(llama: tuple[Any, Any, str], backend: str, nbits: int, new_tokens: int) -> None:
-    if not _have("optimum.quanto" if backend == "quanto" else "hqq.core.quantize"):
+    if not _have(backend):
         pytest.skip(f"the {backend} backend is not installed")
     import kvcalc
 
