@@ -22,7 +22,9 @@ Sources (ggml-org/llama.cpp, late-2025 upstream, after PR #17046):
   ``K (%s): %7.2f MiB, V (%s): %7.2f MiB`` apart, so kvcalc reports K and V apart too.
 * ``ggml/src/ggml-common.h``: block sizes (q8_0 34 B / 32 values, q4_0 18 B / 32, ...), in
   ``kvcalc.dtypes``.
-* MLA GGUFs cache the latent (``kv_lora_rank + n_rot`` = 576 values for DeepSeek-V3) as K and no V.
+* MLA GGUFs cache the latent (``kv_lora_rank + n_rot`` = 576 values for DeepSeek-V3) as K and no V
+  (``llama_kv_cache`` constructor: ``has_v = !is_mla``, with ``is_mla()`` true when the GGUF sets
+  ``key_length_mla``/``value_length_mla``; read in the llama.cpp vendored by llama-cpp-python 0.3.36).
 
 ``--batch N`` is modelled as N parallel sequences (``-np N``) with a non-unified cache, each stream
 of ``--seq-len`` cells; at batch 1 unified and non-unified are the same. No head sharding: llama.cpp
