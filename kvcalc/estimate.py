@@ -270,6 +270,10 @@ def estimate(
         rank = rank_by_id[sid]
         groups[rank] = groups.get(rank, 0) + n
 
+    # Mamba / linear-attention states: kvcalc's definition sizes them in the KV dtype; an engine
+    # keeps them in its own dtype (StoragePolicy.state_dtype).
+    state_d = policy.state_dtype(dtype, resolve_dtype(policy.auto_dtype(model)[0], model.dtype))
+
     def layer_bytes(rank_spec: Spec, d: KVDtype = dtype) -> int:
         held = policy.tokens_held(rank_spec, work)
         token_bytes = held * policy.bytes_per_token(rank_spec, d)
@@ -282,13 +286,13 @@ def estimate(
             )
         return (
             token_bytes * batch
-            + policy.fixed_bytes(rank_spec, d) * batch
+            + policy.fixed_bytes(rank_spec, state_d if isinstance(rank_spec, FixedState) else d) * batch
             + policy.fixed_layer_bytes(rank_spec, d)
         )
 
     bytes_of = {rank_spec: layer_bytes(rank_spec) for rank_spec in groups}
     rank_total = sum(bytes_of[r] * n for r, n in groups.items())
-    breakdown = [_group_estimate(r, n, policy, work, dtype, bytes_of[r], tp) for r, n in groups.items()]
+    breakdown = [_group_estimate(r, n, policy, work, dtype, bytes_of[r], tp, state_d) for r, n in groups.items()]
     # TP ranks each hold every layer's (sharded or replicated) cache; PP stages hold a share
     # of the layers. The largest rank is the first stage with the most layers.
     bytes_by_id = {sid: bytes_of[rank] for sid, rank in rank_by_id.items()}
@@ -351,7 +355,8 @@ def estimate(
 
 
 def _group_estimate(
-    rank_spec: Spec, n: int, policy: StoragePolicy, work: Workload, dtype: KVDtype, per_layer: int, tp: int
+    rank_spec: Spec, n: int, policy: StoragePolicy, work: Workload, dtype: KVDtype, per_layer: int, tp: int,
+    state_d: KVDtype,
 ) -> GroupEstimate:
     return GroupEstimate(
         kind=rank_spec.kind,
@@ -359,10 +364,11 @@ def _group_estimate(
         layers=n,
         tokens_held=policy.tokens_held(rank_spec, work),
         bytes_per_token=policy.bytes_per_token(rank_spec, dtype),
-        fixed_bytes_per_sequence=policy.fixed_bytes(rank_spec, dtype),
+        fixed_bytes_per_sequence=policy.fixed_bytes(rank_spec, state_d if isinstance(rank_spec, FixedState) else dtype),
         fixed_layer_bytes=policy.fixed_layer_bytes(rank_spec, dtype),
         total_bytes=per_layer * n * tp,
-        formula=_group_formula(rank_spec, n, policy, work, dtype, per_layer, tp),
+        formula=_group_formula(rank_spec, n, policy, work, state_d if isinstance(rank_spec, FixedState) else dtype,
+                               per_layer, tp),
     )
 
 

@@ -266,3 +266,38 @@ def test_hqq_3bit_packs_ten_values_per_int32() -> None:
     assert quantized_cache_dtype("hqq-int3", "fp16", group_size=10).block_bytes == 4 + 4
     assert quantized_cache_dtype("hqq-int4", "fp16", group_size=64).block_bytes == 32 + 4
     assert quantized_cache_dtype("quanto-int2", "bf16", group_size=64).block_bytes == 16 + 4
+
+
+def test_state_dtypes_follow_each_engine() -> None:
+    """Qwen3-Next's linear-attention layers (bf16 model) hold conv 24,576 + recurrent 524,288
+    values per sequence as vLLM counts them (conv keeps kernel - 1 = 3 columns of 8,192 channels).
+    With --kv-dtype fp8 (q8_0 for llama.cpp), per layer and sequence:
+    neutral (kvcalc's definition, the KV dtype):  548,864 x 1 B            =   548,864
+    vllm (model dtype, MambaStateDtypeCalculator): 548,864 x 2 B            = 1,097,728
+    sglang (conv bf16, SSM float32):    24,576 x 2 + 524,288 x 4           = 2,146,304
+    llama.cpp (recurrent_type_r/s F32): 548,864 x 4                        = 2,195,456
+    hf (all 4 conv columns in bf16, recurrent float32):
+                                        32,768 x 2 + 524,288 x 4           = 2,162,688"""
+    from kvcalc.estimate import estimate
+    from kvcalc.registry import get_builtin
+
+    model = get_builtin("qwen3-next-80b-a3b")
+    want = {"neutral": 548_864, "vllm": 1_097_728, "sglang": 2_146_304, "llama.cpp": 2_195_456,
+            "hf": 2_162_688, "hf-static": 2_162_688}
+    for engine, per_seq in want.items():
+        est = estimate(model, 16, kv_dtype="q8_0" if engine == "llama.cpp" else "fp8", engine=engine)
+        (state,) = [g for g in est.layers if g.kind == "state"]
+        assert (state.layers, state.fixed_bytes_per_sequence) == (36, per_seq), engine
+
+
+def test_vllm_mamba_page_uses_the_model_dtype_under_fp8() -> None:
+    # fp8 attention: 2 KV heads x (256 + 256) x 1 B = 1,024 B per token per layer; the bf16 GDN
+    # state page is 1,097,728 B, so the attention block grows to 16 x cdiv(1,097,728, 16 x 1,024)
+    # = 1,072 tokens and every page is 1,072 x 1,024 = 1,097,728 B (with fp8 states it would have
+    # been 544 tokens).
+    from kvcalc.planner.plan import PlanRequest, plan
+    from kvcalc.registry import get_builtin
+
+    p = plan(PlanRequest(model=get_builtin("qwen3-next-80b-a3b"), kv_budget_bytes=50 * 2**30,
+                         max_model_len=32768, kv_dtype="fp8"))
+    assert p.vllm is not None and p.vllm["page_size_bytes"] == 1_097_728

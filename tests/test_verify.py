@@ -204,8 +204,8 @@ def test_a_layout_that_differs_from_the_prediction_fails_the_run(cli: Callable[.
 
     real = layout.layer_tensors
 
-    def one_token_short(spec: Any, policy: Any, dtype: Any, work: Any) -> list[Any]:
-        tensors = real(spec, policy, dtype, work)
+    def one_token_short(spec: Any, policy: Any, dtype: Any, work: Any, state_dtype: Any = None) -> list[Any]:
+        tensors = real(spec, policy, dtype, work, state_dtype)
         k = tensors[0]
         return [layout.TensorLayout(name=k.name, shape=(k.shape[0], k.shape[1] - 1, *k.shape[2:]),
                                     torch_dtype=k.torch_dtype), *tensors[1:]]

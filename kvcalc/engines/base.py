@@ -51,8 +51,15 @@ class StoragePolicy:
 
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         """(name, values, dtype) of each tensor a fixed-state layer holds per sequence; ``verify``
-        allocates exactly these. Engine-neutral: the declared element counts in the cache dtype."""
+        allocates exactly these. ``dtype`` is what ``state_dtype`` chose. Engine-neutral: the
+        declared element counts in that dtype."""
         return [(key, n, dtype) for key, n in spec.state_elements.items()]
+
+    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
+        """The dtype handed to ``state_rows``: kvcalc's definition applies the KV dtype to states
+        too; engines keep Mamba / linear-attention states in their own dtypes (``--kv-dtype fp8``
+        does not touch them), so they override this with the model's compute dtype."""
+        return kv_dtype
 
     def describe_state(self, spec: FixedState, dtype: KVDtype) -> str:
         """The state's formula terms, for ``--explain``."""

@@ -97,6 +97,9 @@ class HfDynamicPolicy(StoragePolicy):
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         return hf_state_rows(spec, dtype)
 
+    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
+        return model_dtype  # LinearAttentionLayer: conv state in the model dtype, whatever the KV cache
+
     def describe_tokens(self, spec: Spec, work: Workload) -> str:
         window = local_window(spec)
         held = self.tokens_held(spec, work)

@@ -45,6 +45,9 @@ class HfStaticPolicy(StoragePolicy):
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         return hf_state_rows(spec, dtype)  # StaticCache builds the same LinearAttentionLayer
 
+    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
+        return model_dtype
+
     def bookkeeping_bytes(self, spec: Spec) -> int:
         # StaticLayer.__init__: self.cumulative_length = torch.tensor(0, dtype=int)
         return INT64_BYTES if spec.grows else 0

@@ -35,9 +35,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvcalc.dtypes import cdiv
+from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.specs import ChunkedAttention, SlidingWindowAttention, Spec
+from kvcalc.specs import ChunkedAttention, FixedState, SlidingWindowAttention, Spec
 
 if TYPE_CHECKING:
     from kvcalc.models import ModelConfig
@@ -63,6 +63,16 @@ class LlamaCppPolicy(StoragePolicy):
         "min(n_ctx, GGML_PAD(n_swa + n_ubatch 512, 256)) cells; ggml-common.h block bytes"
     )
     splits_kv = True
+
+    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
+        return model_dtype
+
+    def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
+        # llama_memory_recurrent is built with recurrent_type_r = recurrent_type_s = GGML_TYPE_F32
+        # (llama-model.cpp create_memory), whatever -ctk/-ctv say; r holds (d_conv - 1) conv columns.
+        from kvcalc.dtypes import get_dtype
+
+        return [(key, n, get_dtype("fp32")) for key, n in spec.state_elements.items()]
 
     def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
         # llama_context_default_params / common.h: type_k = type_v = GGML_TYPE_F16 whatever the

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kvcalc.dtypes import cdiv
+from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.specs import Spec
+from kvcalc.specs import FixedState, Spec
 
 if TYPE_CHECKING:
     from kvcalc.models import ModelConfig
@@ -42,6 +42,17 @@ class SglangPolicy(StoragePolicy):
             return ("bf16", "SGLang downcasts a float32 Gemma to bf16") if gemma else (
                 "fp16", "SGLang downcasts a float32 model to fp16")
         return model.dtype, "model dtype"
+
+    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
+        return model_dtype
+
+    def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
+        # sglang/srt/configs/mamba_utils.py mamba2_state_dtype (0.5.23): conv state bfloat16
+        # (SGLANG_MAMBA_CONV_DTYPE default), temporal / SSM state float32 (mamba_ssm_dtype default),
+        # in the separate Mamba pool; conv keeps conv_kernel - 1 columns, as vLLM's.
+        from kvcalc.dtypes import get_dtype
+
+        return [(key, n, get_dtype("bf16" if key == "conv" else "fp32")) for key, n in spec.state_elements.items()]
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
         if not spec.grows:

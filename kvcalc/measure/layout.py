@@ -83,16 +83,20 @@ def engine_family(policy: StoragePolicy) -> str:
     return "hf" if name in ("hf", "hf-static") else name
 
 
-def layer_bytes(spec: Spec, policy: StoragePolicy, dtype: KVDtype, work: Workload) -> int:
-    """The prediction for one layer, exactly as ``kvcalc.estimate`` computes it."""
+def layer_bytes(spec: Spec, policy: StoragePolicy, dtype: KVDtype, work: Workload,
+                state_dtype: KVDtype | None = None) -> int:
+    """The prediction for one layer, exactly as ``kvcalc.estimate`` computes it (``state_dtype``:
+    what ``policy.state_dtype`` chose for Mamba / linear-attention states; the KV dtype if None)."""
+    fixed_dtype = state_dtype if state_dtype is not None and isinstance(spec, FixedState) else dtype
     return (
         policy.tokens_held(spec, work) * policy.bytes_per_token(spec, dtype) * work.batch
-        + policy.fixed_bytes(spec, dtype) * work.batch
+        + policy.fixed_bytes(spec, fixed_dtype) * work.batch
         + policy.fixed_layer_bytes(spec, dtype)
     )
 
 
-def layer_tensors(spec: Spec, policy: StoragePolicy, dtype: KVDtype, work: Workload) -> list[TensorLayout]:
+def layer_tensors(spec: Spec, policy: StoragePolicy, dtype: KVDtype, work: Workload,
+                  state_dtype: KVDtype | None = None) -> list[TensorLayout]:
     """Every tensor one layer of ``spec`` occupies under ``policy``."""
     tensors: list[TensorLayout] = []
     family = engine_family(policy)
@@ -103,9 +107,10 @@ def layer_tensors(spec: Spec, policy: StoragePolicy, dtype: KVDtype, work: Workl
                 tensors += _latent(spec, family, dtype, policy, work, tokens)
             elif isinstance(spec, FullAttention):
                 tensors += _attention(spec, family, dtype, policy, work, tokens)
-    if isinstance(spec, FixedState) and policy.fixed_bytes(spec, dtype):
-        for key, n, state_dtype in policy.state_rows(spec, dtype):
-            tensors.append(_row(f"state.{key}", (work.batch,), n, state_dtype))
+    sd = state_dtype if state_dtype is not None else dtype
+    if isinstance(spec, FixedState) and policy.fixed_bytes(spec, sd):
+        for key, n, row_dtype in policy.state_rows(spec, sd):
+            tensors.append(_row(f"state.{key}", (work.batch,), n, row_dtype))
     fixed_layer = policy.fixed_layer_bytes(spec, dtype)
     if fixed_layer:
         if fixed_layer == 2 * ELEMENT_BYTES[_SCALE]:

@@ -241,6 +241,11 @@ def _run(transformers: Any, torch: Any, cfg_data: dict[str, Any], mode: str, seq
             result = []
             for layer in cache.layers:
                 tensors = [t for t in (getattr(layer, "keys", None), getattr(layer, "values", None)) if t is not None]
+                # LinearAttentionLayer (Qwen3-Next, Nemotron-H): conv and recurrent states, {index: tensor}.
+                for name in ("conv_states", "recurrent_states"):
+                    states = getattr(layer, name, None)
+                    if isinstance(states, dict):
+                        tensors += [t for t in states.values() if isinstance(t, torch.Tensor)]
                 result.append((
                     [list(t.shape) for t in tensors],
                     sum(int(t.numel()) * int(t.element_size()) for t in tensors),

@@ -137,13 +137,14 @@ def plan_groups(model: ModelConfig, policy: StoragePolicy, kv_dtype: str, work: 
     if canonical_dtype_name(kv_dtype) == "auto":
         kv_dtype = policy.auto_dtype(model)[0]  # the engine's meaning of auto (vLLM: fp32 -> bf16)
     dtype = resolve_dtype(kv_dtype, model.dtype)
+    state_dtype = policy.state_dtype(dtype, resolve_dtype(policy.auto_dtype(model)[0], model.dtype))
     counts: dict[Spec, int] = {}
     for spec in model.layer_specs:
         rank_spec = spec.shard(tp)
         counts[rank_spec] = counts.get(rank_spec, 0) + 1
     return [
-        _Group(spec=spec, layers=n, tensors=layer_tensors(spec, policy, dtype, work),
-               predicted_per_layer=layer_bytes(spec, policy, dtype, work))
+        _Group(spec=spec, layers=n, tensors=layer_tensors(spec, policy, dtype, work, state_dtype),
+               predicted_per_layer=layer_bytes(spec, policy, dtype, work, state_dtype))
         for spec, n in counts.items()
     ]
 

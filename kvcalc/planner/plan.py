@@ -330,7 +330,8 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     cap: Capacity
     layout: Layout | None = None
     if engine == "vllm":
-        layout = build_layout(model.layer_specs, dtype, tp=tp, pp=pp, block_size=req.block_size)
+        layout = build_layout(model.layer_specs, dtype, tp=tp, pp=pp, block_size=req.block_size,
+                              state_dtype=resolve_dtype(_auto_kv_dtype("vllm", model, "auto"), model.dtype))
         vk = vllm_kv(
             model.layer_specs, dtype, kv_budget, max_len, tp=tp, pp=pp, block_size=req.block_size,
             max_num_batched_tokens=mnbt, layout=layout,

@@ -104,14 +104,17 @@ def attention_bytes_per_token(spec: Spec, dtype: KVDtype) -> int:
     return spec.bytes_per_token(dtype)
 
 
-def layer_vspecs(specs: Sequence[Spec], dtype: KVDtype, block_size: int) -> list[VSpec | None]:
+def layer_vspecs(specs: Sequence[Spec], dtype: KVDtype, block_size: int,
+                 state_dtype: KVDtype | None = None) -> list[VSpec | None]:
     """vLLM specs for one rank's layers (already TP-sharded); None for layers with no cache.
 
     Hybrid attention + Mamba models: the attention block size is raised to the smallest multiple
     of 16 whose page holds the Mamba state, and the Mamba page is padded to it
     (``HybridAttentionMambaModelConfig``); an explicit larger block size is kept.
     """
-    state_pages = [s.fixed_bytes(dtype) for s in specs if isinstance(s, FixedState)]
+    # Mamba / GDN states are in the model dtype (MambaStateDtypeCalculator), not --kv-cache-dtype.
+    sd = state_dtype if state_dtype is not None else dtype
+    state_pages = [s.fixed_bytes(sd) for s in specs if isinstance(s, FixedState)]
     attn_ppt = [attention_bytes_per_token(s, dtype) for s in specs if s.grows]
     attn_block = block_size
     if state_pages and attn_ppt:
@@ -126,7 +129,7 @@ def layer_vspecs(specs: Sequence[Spec], dtype: KVDtype, block_size: int) -> list
             out.append(memo[s])
             continue
         if isinstance(s, FixedState):
-            page = s.fixed_bytes(dtype)
+            page = s.fixed_bytes(sd)
             if attn_ppt:
                 page = max(page, attn_block * attn_ppt[0])
             out.append(VSpec(kind="mamba", block_size=attn_block, page_size_bytes=page))
@@ -314,7 +317,8 @@ class Layout:
 
 
 def build_layout(
-    specs: Sequence[Spec], dtype: KVDtype, *, tp: int = 1, pp: int = 1, block_size: int | None = None
+    specs: Sequence[Spec], dtype: KVDtype, *, tp: int = 1, pp: int = 1, block_size: int | None = None,
+    state_dtype: KVDtype | None = None,
 ) -> Layout:
     from kvcalc.estimate import pp_partition
 
@@ -326,7 +330,7 @@ def build_layout(
         if r is None:
             r = shards[s] = s.shard(tp)
         rank_specs.append(r)
-    vspecs = layer_vspecs(rank_specs, dtype, bs)
+    vspecs = layer_vspecs(rank_specs, dtype, bs, state_dtype)
     grouping = group_layers(vspecs)
     stages: list[range] = []
     start = 0
