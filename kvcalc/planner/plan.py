@@ -260,12 +260,16 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         raise InvalidRequestError("--shared-prefix-tokens", req.shared_prefix_tokens, f"0 to max_model_len ({max_len})")
     dep = _deployment(req)
     tp, pp = dep.tp, req.pp
-    # vLLM's batch limits (they size sliding-window reservations and cap running requests).
-    nvml_bytes = dep.total_bytes if req.gpu_memory_bytes is not None or dep.gpu is None else dep.gpu.memory_bytes
+    # vLLM's batch limits (they size sliding-window reservations and cap running requests); vLLM
+    # reads the GPU's NVML total, the catalog's driver figure.
+    nvml_bytes: int | None = None  # --kv-budget alone: no GPU to ask
+    if req.gpu_memory_bytes is not None:
+        nvml_bytes = req.gpu_memory_bytes
+    elif dep.gpu is not None:
+        nvml_bytes = dep.gpu.memory_bytes
     gpu_label = f"{dep.gpu.name} {dep.gpu.title}" if dep.gpu is not None else ""
     mnbt, max_seqs_cap, batch_why = vllm_batch_defaults(
-        nvml_bytes if (dep.gpu is not None or req.gpu_memory_bytes is not None) else None, gpu_label, max_len,
-        req.max_num_batched_tokens, req.max_num_seqs)
+        nvml_bytes, gpu_label, max_len, req.max_num_batched_tokens, req.max_num_seqs)
     req = dataclasses.replace(req, max_num_batched_tokens=mnbt, max_num_seqs=max_seqs_cap)
     kv_name = _auto_kv_dtype(engine, model, req.kv_dtype)
     dtype = resolve_dtype(kv_name, model.dtype)
