@@ -272,7 +272,7 @@ def estimate(
 
     # Mamba / linear-attention states: kvcalc's definition sizes them in the KV dtype; an engine
     # keeps them in its own dtype (StoragePolicy.state_dtype).
-    state_d = policy.state_dtype(dtype, resolve_dtype(policy.auto_dtype(model)[0], model.dtype))
+    state_d = policy.state_dtype(dtype, model)
 
     def layer_bytes(rank_spec: Spec, d: KVDtype = dtype) -> int:
         held = policy.tokens_held(rank_spec, work)
@@ -286,7 +286,7 @@ def estimate(
             )
         return (
             token_bytes * batch
-            + policy.fixed_bytes(rank_spec, state_d if isinstance(rank_spec, FixedState) else d) * batch
+            + policy.fixed_bytes(rank_spec, _fixed_dtype(rank_spec, d, state_d)) * batch
             + policy.fixed_layer_bytes(rank_spec, d)
         )
 
@@ -354,6 +354,11 @@ def estimate(
     )
 
 
+def _fixed_dtype(spec: Spec, kv_dtype: KVDtype, state_dtype: KVDtype) -> KVDtype:
+    """The dtype a layer's per-sequence (non-growing) bytes are sized in: a state layer's own."""
+    return state_dtype if isinstance(spec, FixedState) else kv_dtype
+
+
 def _group_estimate(
     rank_spec: Spec, n: int, policy: StoragePolicy, work: Workload, dtype: KVDtype, per_layer: int, tp: int,
     state_d: KVDtype,
@@ -364,11 +369,10 @@ def _group_estimate(
         layers=n,
         tokens_held=policy.tokens_held(rank_spec, work),
         bytes_per_token=policy.bytes_per_token(rank_spec, dtype),
-        fixed_bytes_per_sequence=policy.fixed_bytes(rank_spec, state_d if isinstance(rank_spec, FixedState) else dtype),
+        fixed_bytes_per_sequence=policy.fixed_bytes(rank_spec, _fixed_dtype(rank_spec, dtype, state_d)),
         fixed_layer_bytes=policy.fixed_layer_bytes(rank_spec, dtype),
         total_bytes=per_layer * n * tp,
-        formula=_group_formula(rank_spec, n, policy, work, state_d if isinstance(rank_spec, FixedState) else dtype,
-                               per_layer, tp),
+        formula=_group_formula(rank_spec, n, policy, work, _fixed_dtype(rank_spec, dtype, state_d), per_layer, tp),
     )
 
 
@@ -382,10 +386,8 @@ def _group_formula(
             f"{spec.kind}: {n} layers x [{spec.formula_terms(dtype)}] "
             f"x {tokens} x {work.batch} batch{tp_text}"
         )
-    elif isinstance(spec, FixedState) and policy.fixed_bytes(spec, dtype):
+    elif isinstance(spec, FixedState):
         text = f"{spec.kind}: {n} layers x [{policy.describe_state(spec, dtype)}] x {work.batch} batch{tp_text}"
-    elif spec.fixed_bytes(dtype):
-        text = f"{spec.kind}: {n} layers x [{spec.formula_terms(dtype)}] x {work.batch} batch{tp_text}"
     else:
         text = f"{spec.kind}: {n} layers x 0 B"
     return f"{text} = {per_layer * n * tp:,} B"

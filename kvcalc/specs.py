@@ -278,9 +278,6 @@ class FixedState(Spec):
         parts = " + ".join(f"{k} {v:,}" for k, v in self.state_elements.items())
         return f"state, {parts} elements per sequence"
 
-    def formula_terms(self, dtype: KVDtype) -> str:
-        return f"{self.total_elements:,} state elements x {dtype.block_bytes} B per sequence"
-
 
 @dataclass(frozen=True, kw_only=True)
 class NoCache(Spec):

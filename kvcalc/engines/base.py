@@ -55,11 +55,18 @@ class StoragePolicy:
         declared element counts in that dtype."""
         return [(key, n, dtype) for key, n in spec.state_elements.items()]
 
-    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
-        """The dtype handed to ``state_rows``: kvcalc's definition applies the KV dtype to states
-        too; engines keep Mamba / linear-attention states in their own dtypes (``--kv-dtype fp8``
-        does not touch them), so they override this with the model's compute dtype."""
-        return kv_dtype
+    states_in_model_dtype = False
+    """Whether Mamba / linear-attention states are kept in the model's compute dtype (as this
+    engine runs the model) rather than the KV dtype; engines set it (``--kv-dtype fp8`` does not
+    touch their states); kvcalc's neutral definition applies the KV dtype."""
+
+    def state_dtype(self, kv_dtype: KVDtype, model: ModelConfig) -> KVDtype:
+        """The dtype handed to ``state_rows`` for ``model`` under a ``kv_dtype`` cache."""
+        if not self.states_in_model_dtype:
+            return kv_dtype
+        from kvcalc.dtypes import resolve_dtype
+
+        return resolve_dtype(self.auto_dtype(model)[0], model.dtype)
 
     def describe_state(self, spec: FixedState, dtype: KVDtype) -> str:
         """The state's formula terms, for ``--explain``."""

@@ -94,11 +94,11 @@ class HfDynamicPolicy(StoragePolicy):
         # DynamicSlidingWindowLayer.__init__: self._sliding_window_tensor = torch.tensor(w, dtype=torch.long)
         return INT64_BYTES if local_window(spec) is not None else 0
 
+    states_in_model_dtype = True  # LinearAttentionLayer: conv state in the model dtype, whatever the KV cache
+
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         return hf_state_rows(spec, dtype)
 
-    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
-        return model_dtype  # LinearAttentionLayer: conv state in the model dtype, whatever the KV cache
 
     def describe_tokens(self, spec: Spec, work: Workload) -> str:
         window = local_window(spec)

@@ -42,11 +42,10 @@ class HfStaticPolicy(StoragePolicy):
     def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
         return hf_bytes_per_token(spec, dtype)
 
+    states_in_model_dtype = True
+
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         return hf_state_rows(spec, dtype)  # StaticCache builds the same LinearAttentionLayer
-
-    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
-        return model_dtype
 
     def bookkeeping_bytes(self, spec: Spec) -> int:
         # StaticLayer.__init__: self.cumulative_length = torch.tensor(0, dtype=int)

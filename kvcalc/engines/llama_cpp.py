@@ -64,9 +64,6 @@ class LlamaCppPolicy(StoragePolicy):
     )
     splits_kv = True
 
-    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
-        return model_dtype
-
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         # llama_memory_recurrent is built with recurrent_type_r = recurrent_type_s = GGML_TYPE_F32
         # (llama-model.cpp create_memory), whatever -ctk/-ctv say; r holds (d_conv - 1) conv columns.

@@ -43,9 +43,6 @@ class SglangPolicy(StoragePolicy):
                 "fp16", "SGLang downcasts a float32 model to fp16")
         return model.dtype, "model dtype"
 
-    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
-        return model_dtype
-
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         # sglang/srt/configs/mamba_utils.py mamba2_state_dtype (0.5.23): conv state bfloat16
         # (SGLANG_MAMBA_CONV_DTYPE default), temporal / SSM state float32 (mamba_ssm_dtype default),

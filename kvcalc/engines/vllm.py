@@ -46,12 +46,11 @@ class VllmPolicy(StoragePolicy):
             return "bf16", "vLLM downcasts a float32 model"
         return model.dtype, "model dtype"
 
-    def state_dtype(self, kv_dtype: KVDtype, model_dtype: KVDtype) -> KVDtype:
-        # MambaStateDtypeCalculator (vllm/model_executor/layers/mamba/mamba_utils.py, 0.19.1):
-        # conv state in get_kv_cache_torch_dtype(mamba_cache_dtype "auto", model dtype), the
-        # temporal state the same unless mamba_ssm_cache_dtype is set (NemotronH: float16, 2 bytes
-        # like the bf16 model); --kv-cache-dtype does not apply to them.
-        return model_dtype
+    # MambaStateDtypeCalculator (vllm/model_executor/layers/mamba/mamba_utils.py, 0.19.1): conv
+    # state in get_kv_cache_torch_dtype(mamba_cache_dtype "auto", model dtype), the temporal state
+    # the same unless mamba_ssm_cache_dtype is set (NemotronH: float16, 2 bytes like the bf16
+    # model); --kv-cache-dtype does not apply to them.
+    states_in_model_dtype = True
 
     @staticmethod
     def block_size(spec: Spec, work: Workload) -> int:

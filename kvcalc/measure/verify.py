@@ -137,7 +137,7 @@ def plan_groups(model: ModelConfig, policy: StoragePolicy, kv_dtype: str, work: 
     if canonical_dtype_name(kv_dtype) == "auto":
         kv_dtype = policy.auto_dtype(model)[0]  # the engine's meaning of auto (vLLM: fp32 -> bf16)
     dtype = resolve_dtype(kv_dtype, model.dtype)
-    state_dtype = policy.state_dtype(dtype, resolve_dtype(policy.auto_dtype(model)[0], model.dtype))
+    state_dtype = policy.state_dtype(dtype, model)
     counts: dict[Spec, int] = {}
     for spec in model.layer_specs:
         rank_spec = spec.shard(tp)

@@ -264,7 +264,7 @@ def _check_vllm(facts: LogFacts, model: ModelConfig, dtype: Any, tp: int, bs: in
     out: list[Check] = []
     mml = facts.max_model_len or model.max_position_embeddings
     layout = build_layout(model.layer_specs, dtype, tp=tp, block_size=bs,
-                          state_dtype=resolve_dtype(get_policy("vllm").auto_dtype(model)[0], model.dtype))
+                          state_dtype=get_policy("vllm").state_dtype(dtype, model))
     avail_text = facts.first("available_gib") or facts.first("rest_gib")
     logged_blocks = int(_num(facts.values["blocks"][0])) if "blocks" in facts.values else None
     logged_tokens = int(_num(facts.values["kv_tokens"][0])) if "kv_tokens" in facts.values else None

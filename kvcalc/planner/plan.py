@@ -260,16 +260,17 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         raise InvalidRequestError("--shared-prefix-tokens", req.shared_prefix_tokens, f"0 to max_model_len ({max_len})")
     dep = _deployment(req)
     tp, pp = dep.tp, req.pp
-    # vLLM's batch limits (they size sliding-window reservations and cap running requests); vLLM
-    # reads the GPU's NVML total, the catalog's driver figure.
-    nvml_bytes: int | None = None  # --kv-budget alone: no GPU to ask
+    # The GPU's total as the driver reports it (NVML, nvidia-smi): vLLM's batch defaults and
+    # SGLang's default memory fraction are sized from it, not from mem_get_info.
+    driver_bytes: int | None = None  # --kv-budget alone: no GPU to ask
     if req.gpu_memory_bytes is not None:
-        nvml_bytes = req.gpu_memory_bytes
+        driver_bytes = req.gpu_memory_bytes
     elif dep.gpu is not None:
-        nvml_bytes = dep.gpu.memory_bytes
+        driver_bytes = dep.gpu.memory_bytes
+    # vLLM's batch limits (they size sliding-window reservations and cap running requests).
     gpu_label = f"{dep.gpu.name} {dep.gpu.title}" if dep.gpu is not None else ""
     mnbt, max_seqs_cap, batch_why = vllm_batch_defaults(
-        nvml_bytes, gpu_label, max_len, req.max_num_batched_tokens, req.max_num_seqs)
+        driver_bytes, gpu_label, max_len, req.max_num_batched_tokens, req.max_num_seqs)
     req = dataclasses.replace(req, max_num_batched_tokens=mnbt, max_num_seqs=max_seqs_cap)
     kv_name = _auto_kv_dtype(engine, model, req.kv_dtype)
     dtype = resolve_dtype(kv_name, model.dtype)
@@ -298,12 +299,9 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
             )
         default_fraction: str | None = None
         if engine == "sglang" and req.fraction is None:
-            # SGLang sizes its reserve from nvidia-smi's total (the driver figure), not mem_get_info.
-            smi_bytes = dep.total_bytes
-            if dep.gpu is not None and req.gpu_memory_bytes is None:
-                smi_bytes = dep.gpu.memory_bytes
+            assert driver_bytes is not None  # a memory model needs a GPU (checked by _deployment)
             default_fraction, how = budget_mod.sglang_default_fraction(
-                smi_bytes // MiB, tp=tp, pp=pp, mla=any(isinstance(s, LatentAttention) for s in model.layer_specs),
+                driver_bytes // MiB, tp=tp, pp=pp, mla=any(isinstance(s, LatentAttention) for s in model.layer_specs),
                 model_name=f"{model.name} {model.source.hf_repo or ''}")
             notes.append(f"--mem-fraction-static not given: {how}")
         bud = budget_mod.engine_budget(
@@ -334,8 +332,10 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     cap: Capacity
     layout: Layout | None = None
     if engine == "vllm":
+        from kvcalc.engines import get_policy
+
         layout = build_layout(model.layer_specs, dtype, tp=tp, pp=pp, block_size=req.block_size,
-                              state_dtype=resolve_dtype(_auto_kv_dtype("vllm", model, "auto"), model.dtype))
+                              state_dtype=get_policy("vllm").state_dtype(dtype, model))
         vk = vllm_kv(
             model.layer_specs, dtype, kv_budget, max_len, tp=tp, pp=pp, block_size=req.block_size,
             max_num_batched_tokens=mnbt, layout=layout,

@@ -90,7 +90,7 @@ def sglang_pool(model: ModelConfig, dtype: Any, kv_budget_bytes: int, *, tp: int
         tokens = (budget // cell_bytes) // page * page if cell_bytes else 0
         return SglangPool(hybrid_swa=False, max_total_num_tokens=tokens, swa_tokens=None,
                           cell=f"{cell_bytes:,} B per token (all attention layers of the largest stage)")
-    best: tuple[float, int, int, int, int, int] | None = None
+    best: tuple[float, int, int, int, int] | None = None
     for stage in _stages(model, pp):
         full = [_per_token(s, dtype, tp) for s in stage if s.grows and not _is_swa(s)]
         swa = [_per_token(s, dtype, tp) for s in stage if _is_swa(s)]
@@ -101,9 +101,9 @@ def sglang_pool(model: ModelConfig, dtype: Any, kv_budget_bytes: int, *, tp: int
         cell: float = (f_pt * len(full) + SWA_FULL_TOKENS_RATIO * s_pt * len(swa) if uniform
                        else sum(full) + SWA_FULL_TOKENS_RATIO * sum(swa))
         if best is None or cell > best[0]:
-            best = (cell, f_pt, len(full), s_pt, len(swa), sum(full))
+            best = (cell, f_pt, len(full), s_pt, len(swa))
     assert best is not None
-    cell, f_pt, n_full, s_pt, n_swa, _ = best
+    cell, f_pt, n_full, s_pt, n_swa = best
     window = min(s.window for s in model.layer_specs if isinstance(s, SlidingWindowAttention | ChunkedAttention))
     if not n_full:  # a stage of sliding layers only: SGLang's "all SWA" pool
         tokens = int(budget // cell) // page * page if cell else 0
