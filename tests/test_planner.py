@@ -409,8 +409,11 @@ def test_sglang_hybrid_swa_pool_gpt_oss() -> None:
     p = kv_plan("gpt-oss-20b", 50 * GiB, 8192, engine="sglang")
     assert p.kv_cache_tokens == 1_213_629
     assert "Use sliding window memory pool. full_layer_tokens=1213629, swa_layer_tokens=970903" in p.log_lines
-    # Requests hold their whole length in the full-layer pool: 1,213,629 // 8,192 = 148 at once.
+    # Requests hold their whole length in the full-layer pool: 1,213,629 // 8,192 = 148 at once,
+    # leaving 1,213,629 - 148 x 8,192 = 1,213 tokens; in bytes at the pool's floored share of the
+    # budget per full-layer token, 53,687,091,200 // 1,213,629 = 44,236 B: 1,213 x 44,236 = 53,658,268 B.
     assert p.max_sequences == 148 and p.fits
+    assert (p.capacity_unit, p.headroom_units, p.headroom_bytes) == ("tokens", 1_213, 53_658_268)
     # gpt-oss-120b: 18 + 18 layers: cell 66,355.2 -> 809,086 full, 647,268 SWA tokens.
     big = kv_plan("gpt-oss-120b", 50 * GiB, 8192, engine="sglang")
     assert "full_layer_tokens=809086, swa_layer_tokens=647268" in big.log_lines[0]
