@@ -1,7 +1,7 @@
 """What engines print at start-up: every KV-cache line kvcalc reads, per engine and generation.
 
 The forms, with the release and file:line each comes from, are listed in ``docs/engines.md`` §2-4.
-Reading is separate from checking (``kvcalc.engines.logcheck``): this module turns a log into
+Reading is separate from checking (``kvcalc.engines.startup_log``): this module turns a log into
 figures exactly as printed (strings), the engine, the version the log prints (if any) and the
 generation its line forms imply; it never guesses a figure the log does not print.
 
