@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ def test_concurrency_curve_is_monotone() -> None:
     req = PlanRequest(model=get_builtin("llama-2-7b"), kv_budget_bytes=50 * GiB, max_model_len=4096)
     curve = concurrency_curve(req, 4096)
     assert [x for x, _ in curve] == [256, 512, 1024, 2048, 4096]
-    # At 4096: 24 (6,399 usable blocks // 256); at 256 tokens: 6,399 // 16 = 399.
-    assert curve[-1] == (4096, 24) and curve[0] == (256, 399)
+    # At 4096: 24 (6,399 usable blocks // 256); at 256 tokens the blocks hold 6,399 // 16 = 399,
+    # but vLLM runs at most max_num_seqs = 256 (kvcalc's default with --kv-budget alone).
+    assert curve[-1] == (4096, 24) and curve[0] == (256, 256)
+    short = plan(dataclasses.replace(req, max_model_len=256))
+    assert (short.max_sequences_by_memory, short.max_sequences, short.max_running_requests) == (399, 256, 256)
     assert all(a[1] >= b[1] for a, b in zip(curve, curve[1:], strict=False))
 
 
@@ -43,7 +47,9 @@ def test_max_sequences_fit_and_one_more_does_not(budget_mib: int, length: int, m
     usable = max(p.vllm["num_blocks"] - 1, 0)
     bpr = p.vllm["blocks_per_request"]
     if p.fits:
-        assert p.max_sequences * bpr <= usable < (p.max_sequences + 1) * bpr
+        n = p.max_sequences_by_memory
+        assert n * bpr <= usable < (n + 1) * bpr
+        assert p.max_sequences == min(n, p.max_num_seqs or n)
     else:
         assert p.max_sequences == 0
 
