@@ -42,6 +42,10 @@ _ENGINES: dict[str, str] = {
 _VERSIONS: dict[tuple[str, str], str] = {
     ("vllm", "0.19"): "kvcalc.engines.vllm",
     ("vllm", "0.20"): "kvcalc.engines.vllm",
+    ("vllm", "0.31"): "kvcalc.engines.vllm_0_33",
+    ("vllm", "0.32"): "kvcalc.engines.vllm_0_33",
+    ("vllm", "0.33"): "kvcalc.engines.vllm_0_33",
+    ("vllm", "0.34"): "kvcalc.engines.vllm_0_34",
     ("sglang", "0.5.23"): "kvcalc.engines.sglang",
 }
 """(engine, version) -> module defining ``ENGINE`` for that release."""

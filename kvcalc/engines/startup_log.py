@@ -629,7 +629,7 @@ def _check_fit_error(ctx: _Ctx) -> list[Check]:
 
 def _estimate(release: Vllm020, specs: Sequence[Spec], dtype: KVDtype, check_bytes: int, length: int,
               kw: dict[str, Any]) -> int:
-    from kvcalc.planner import vllm_kv as vk
+    from kvcalc.engines import vllm_kv as vk
 
     choice = release.block_size(specs, dtype, gpu=kw["gpu"], block_size=kw["block_size"])
     layout = release.layout(specs, dtype, tp=kw["tp"], block_size=choice.block_size, state_dtype=kw["state_dtype"])

@@ -6,7 +6,7 @@ read) subclass it and override what changed. Every rule cites the wheel it was r
 full table, with line numbers per release, is ``docs/engines.md`` §1.
 
 The block arithmetic itself (specs -> pages -> groups -> blocks, the fit check, the binary search
-for the longest context) is the 001cabc1 model of ``kvcalc.planner.vllm_kv``; a release changes
+for the longest context) is the 001cabc1 model of ``kvcalc.engines.vllm_kv``; a release changes
 its inputs (block size, the tokens a sliding window keeps in flight, the pages a Mamba layer
 reserves, the memory the fit check may use) and its outputs (the token figure, the log lines,
 the fit error's wording).
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kvcalc.dtypes import KVDtype, cdiv
+from kvcalc.engines import vllm_kv as vk
 from kvcalc.errors import UnknownNameError
-from kvcalc.planner import vllm_kv as vk
-from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, LatentAttention, Spec
+from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, LatentAttention, SlidingWindowAttention, Spec
 
 CONSERVING_MEMORY_URL = "https://docs.vllm.ai/en/latest/configuration/conserving_memory/"
 
@@ -77,20 +77,15 @@ def _quantized(dtype: KVDtype) -> bool:
 def _promote_chunked(specs: Sequence[Spec]) -> list[Spec]:
     """With chunked local attention vLLM turns the hybrid KV-cache manager off (unless
     ``VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1``) and ``unify_hybrid_kv_cache_specs``
-    allocates the chunked layers as full attention when full layers exist too
-    (0.20.0 ``config/vllm.py:1268-1286``, ``v1/core/kv_cache_utils.py:1363-1380``; 0.34.0
-    ``config/vllm.py:2157-2176``, ``v1/core/kv_cache_planning.py:829-846``)."""
-    chunked = [s for s in specs if isinstance(s, ChunkedAttention)]
-    full = [s for s in specs if isinstance(s, FullAttention) and not isinstance(s, ChunkedAttention)]
+    allocates the local layers (chunked, and sliding if any) as full attention when full layers
+    exist too (0.20.0 ``config/vllm.py:1268-1286``, ``v1/core/kv_cache_utils.py:1363-1380``;
+    0.34.0 ``config/vllm.py:2157-2176``, ``v1/core/kv_cache_planning.py:829-846``)."""
+    chunked = any(isinstance(s, ChunkedAttention) for s in specs)
+    full = any(type(s) is FullAttention for s in specs)
     if not chunked or not full:
         return list(specs)
-    out: list[Spec] = []
-    for s in specs:
-        if isinstance(s, ChunkedAttention):
-            out.append(FullAttention(num_kv_heads=s.num_kv_heads, head_dim=s.head_dim, v_head_dim=s.v_head_dim))
-        else:
-            out.append(s)
-    return out
+    return [FullAttention(num_kv_heads=s.num_kv_heads, head_dim=s.head_dim, v_head_dim=s.v_head_dim)
+            if isinstance(s, (ChunkedAttention, SlidingWindowAttention)) else s for s in specs]
 
 
 class Vllm020:
@@ -143,9 +138,14 @@ class Vllm020:
 
     def hybrid_block_size(self, rank_specs: Sequence[Spec], dtype: KVDtype, state_dtype: KVDtype,
                           block: int) -> int:
-        """Hybrid attention + Mamba: the attention page must hold the largest state page.
-        0.20: ``vllm_kv.layer_vspecs`` raises it to a multiple of 16 itself."""
-        return block
+        """Hybrid attention + Mamba: the attention page must hold the largest state page, so the
+        block is raised to the smallest multiple of 16 that does (0.20.0
+        ``HybridAttentionMambaModelConfig.verify_and_update_config``, as ``vllm_kv.layer_vspecs``)."""
+        states = [s.fixed_bytes(state_dtype) for s in rank_specs if isinstance(s, FixedState)]
+        per_token = [s.bytes_per_token(dtype) for s in rank_specs if s.grows]
+        if not states or not per_token or block * per_token[0] >= max(states):
+            return block
+        return vk.MAMBA_ALIGN * cdiv(max(states), vk.MAMBA_ALIGN * per_token[0])
 
     def state_pages(self) -> int:
         return 3 if self.hybrid_prefix_caching else 1
