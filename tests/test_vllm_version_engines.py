@@ -87,7 +87,7 @@ def test_0_34_budget_margin_and_default_utilization() -> None:
     margin = 1536 * MiB * 3 // 4
     assert b["kv_budget_bytes"] == (b["total_bytes"] - margin - b["weights_bytes"] - b["activation_bytes"]
                                     - b["non_torch_bytes"])
-    assert b["requested_bytes"] == b["total_bytes"] - margin
+    assert b["requested_bytes"] == b["total_bytes"] and b["reserve_bytes"] == margin
     # An explicit 0.9 caps it below the margin-bound figure: vLLM 0.33's arithmetic again.
     p9 = plan(PlanRequest(model=m, engine="vllm@0.34", gpu="h100", max_model_len=8192, fraction="0.9"))
     p9_033 = plan(PlanRequest(model=m, engine="vllm@0.33", gpu="h100", max_model_len=8192, fraction="0.9"))

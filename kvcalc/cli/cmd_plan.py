@@ -174,6 +174,8 @@ def render_plan(p: Plan, console: Console) -> None:  # noqa: C901 - a linear rep
                      (f"x {b['fraction_flag']} {b['fraction']} of what is left", None)]
         else:
             rows += [fraction_row, weights_row, activation_row, non_torch_row]
+        if b.get("reserve_bytes"):
+            rows.append((f"- {b['reserve_label']}", b["reserve_bytes"]))
         for label, value in rows:
             if value is not None or (label.startswith("x ") and b["fraction"] is not None):
                 mem.add_row(label, size(value) if value is not None else "")

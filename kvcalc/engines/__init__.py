@@ -32,7 +32,7 @@ _ENGINES: dict[str, str] = {
     "neutral": "kvcalc.engines.neutral",
     "hf": "kvcalc.engines.hf",
     "hf-static": "kvcalc.engines.hf_static",
-    "vllm": "kvcalc.engines.vllm",
+    "vllm": "kvcalc.engines.vllm_0_34",
     "sglang": "kvcalc.engines.sglang",
     "llama.cpp": "kvcalc.engines.llama_cpp",
     "trtllm": "kvcalc.engines.trtllm",

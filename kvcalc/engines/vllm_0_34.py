@@ -48,9 +48,9 @@ class Vllm034Engine(Vllm033Engine):
         capped = total_bytes - margin - weights - activation - non_torch
         if budget.kv_budget_bytes <= capped:
             return budget
-        # The margin is shown inside the fraction's row (what the engine may take), so the rows add up.
         return dataclasses.replace(
-            budget, kv_budget_bytes=capped, requested_bytes=total_bytes - margin,
+            budget, kv_budget_bytes=capped, reserve_bytes=budget.kv_budget_bytes - capped,
+            reserve_label="margin vLLM 0.34 keeps free (extensible KV cache: max(1 GiB, 0.75 x activation))",
             formula=(f"min(ceil({total_bytes:,} x {frac}), {total_bytes:,} - margin max(1 GiB, 0.75 x activation) "
                      f"{margin:,}) - weights {weights:,} - activation {activation:,} - non-torch {non_torch:,} "
                      f"= {capped:,} B (extensible KV cache, sized after warmup)"))
