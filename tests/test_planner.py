@@ -83,7 +83,8 @@ def test_full_derivation_80gib() -> None:
     ]
     # The same with every overhead stated explicitly.
     q = plan(PlanRequest(model=get_builtin("llama-2-7b"), gpu_memory_bytes=80 * GiB, max_model_len=4096,
-                         engine="vllm@0.20", fraction="0.92", activation_bytes=parse_size("1.5GiB"), non_torch_bytes=parse_size("0.5GiB")))
+                         engine="vllm@0.20", fraction="0.92", activation_bytes=parse_size("1.5GiB"),
+                         non_torch_bytes=parse_size("0.5GiB")))
     assert q.kv_budget_bytes == p.kv_budget_bytes
 
 
@@ -91,7 +92,8 @@ def test_vllm_issue_12330_reproduced() -> None:
     # A100-40GB: total 39.50 GiB x 0.90; weights Llama-3-8B bf16 8,030,261,248 x 2 = 16,060,522,496 B
     # (14.96 GiB as logged); non-torch 0.10 GiB; activation 9.37 GiB. Block = 32 layers x 65,536 = 2 MiB.
     p = plan(PlanRequest(model=get_builtin("llama-3-8b"), gpu="a100-40gb", fraction="0.90", max_model_len=8192,
-                         engine="vllm@0.20", activation_bytes=parse_size("9.37GiB"), non_torch_bytes=parse_size("0.10GiB")))
+                         engine="vllm@0.20", activation_bytes=parse_size("9.37GiB"),
+                         non_torch_bytes=parse_size("0.10GiB")))
     assert p.weights_bytes == 16_060_522_496
     assert p.vllm is not None and p.vllm["block_bytes"] == 2 * MiB
     assert "Available KV cache memory: 11.12 GiB" in p.log_lines
