@@ -12,7 +12,8 @@ def test_deepseek_v3_vllm_block_64_at_4096() -> None:
     # Issue 3: 61 layers x 64 pages of 73,728 B; page = 64 x (512 + 64) x 2 B = 73,728.
     est = estimate(get_builtin("deepseek-v3"), 4096, engine="vllm@0.20", block_size=64)
     assert est.total_bytes == 61 * 64 * 73_728 == 287_834_112
-    # MLA without --block-size: vLLM forces 64, so the same answer.
+    # MLA without --block-size: 0.20 picks the block by backend (16 with FLASH_ATTN_MLA on Hopper,
+    # the GPU kvcalc assumes; 4,096 is a whole number of either), so the same answer.
     assert estimate(get_builtin("deepseek-v3"), 4096, engine="vllm@0.20").total_bytes == 287_834_112
 
 
@@ -20,8 +21,11 @@ def test_explicit_block_size_wins_for_mla() -> None:
     # Block 16 at 4100 tokens: cdiv(4100, 16) = 257 blocks x 16 = 4112 tokens x 61 x 1152 B.
     est = estimate(get_builtin("deepseek-v3"), 4100, engine="vllm@0.20", block_size=16)
     assert est.total_bytes == 61 * 4112 * 1152
-    # Default (64): cdiv(4100, 64) = 65 blocks x 64 = 4160 tokens.
-    assert estimate(get_builtin("deepseek-v3"), 4100, engine="vllm@0.20").total_bytes == 61 * 4160 * 1152
+    # Default: 0.20.0 platforms/interface.py update_block_size_for_backend keeps 16 for FLASH_ATTN_MLA
+    # (MultipleOf(16), Hopper, 16-bit cache): the same 4112 tokens. vLLM 0.34's default 64:
+    # cdiv(4100, 64) = 65 blocks x 64 = 4160 tokens.
+    assert estimate(get_builtin("deepseek-v3"), 4100, engine="vllm@0.20").total_bytes == 61 * 4112 * 1152
+    assert estimate(get_builtin("deepseek-v3"), 4100, engine="vllm@0.34").total_bytes == 61 * 4160 * 1152
 
 
 def test_llama2_7b_whole_blocks_and_fp8() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from kvcalc.engines import engine_versions, get_engine
 from kvcalc.engines.vllm import VllmEngine
+from kvcalc.engines.vllm_0_20 import Vllm020Engine
 from kvcalc.engines.vllm_0_33 import Vllm033Engine
 from kvcalc.engines.vllm_0_34 import Vllm034Engine
 from kvcalc.estimate import estimate
@@ -16,12 +17,13 @@ from kvcalc.units import GiB, MiB
 
 
 def test_registry_names_each_release() -> None:
-    assert type(get_engine("vllm@0.20")) is VllmEngine
+    assert type(get_engine("vllm@0.20")) is Vllm020Engine and type(get_engine("vllm@0.19")) is Vllm020Engine
     assert type(get_engine("vllm@0.33")) is Vllm033Engine and type(get_engine("vllm@0.32")) is Vllm033Engine
     assert type(get_engine("vllm@0.34")) is Vllm034Engine
     assert {"vllm@0.20", "vllm@0.33", "vllm@0.34"} <= set(engine_versions())
     assert get_engine("vllm@0.34").version == "vLLM 0.34 (release 0.34.0)"
-    assert issubclass(Vllm034Engine, Vllm033Engine) and issubclass(Vllm033Engine, VllmEngine)
+    assert issubclass(Vllm034Engine, Vllm033Engine) and issubclass(Vllm033Engine, Vllm020Engine)
+    assert issubclass(Vllm020Engine, VllmEngine)
 
 
 def _plan(engine: str, **kw: Any) -> Any:
@@ -92,3 +94,23 @@ def test_0_34_budget_margin_and_default_utilization() -> None:
     p9 = plan(PlanRequest(model=m, engine="vllm@0.34", gpu="h100", max_model_len=8192, fraction="0.9"))
     p9_033 = plan(PlanRequest(model=m, engine="vllm@0.33", gpu="h100", max_model_len=8192, fraction="0.9"))
     assert p9.budget["kv_budget_bytes"] == p9_033.budget["kv_budget_bytes"]
+
+
+def test_chunked_local_attention_estimated_as_full() -> None:
+    """A Llama-4-style stack (three chunked layers of 8,192 to one full): vLLM turns the hybrid
+    manager off, so at 65,536 tokens every layer holds cdiv(65536, 16) x 16 = 65,536 tokens (0.20),
+    not min(8192 + 8192, L) as a chunked group would."""
+    from kvcalc.loader import model_from_data
+
+    m = model_from_data({
+        "name": "chunked-test", "dtype": "bf16", "max_position_embeddings": 131072, "num_attention_heads": 32,
+        "hidden_size": 4096,
+        "layers": [{"repeat": 4, "pattern": [
+            {"kind": "chunked", "num_kv_heads": 8, "head_dim": 128, "chunk_size": 8192},
+            {"kind": "chunked", "num_kv_heads": 8, "head_dim": 128, "chunk_size": 8192},
+            {"kind": "chunked", "num_kv_heads": 8, "head_dim": 128, "chunk_size": 8192},
+            {"kind": "full", "num_kv_heads": 8, "head_dim": 128}]}],
+    }, "test")
+    e = estimate(m, 65536, engine="vllm@0.20")
+    assert {g.tokens_held for g in e.layers} == {65536}
+    assert e.total_bytes == 16 * 65536 * 8 * 128 * 2 * 2
