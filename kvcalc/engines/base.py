@@ -23,6 +23,7 @@ The questions, grouped:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -380,6 +381,17 @@ class Engine:
         return None
 
     # -- logs -------------------------------------------------------------------------------
+    log_patterns: ClassVar[dict[str, re.Pattern[str]]] = {}
+    """Pattern name -> regex of each line this engine's start-up log prints (``check-log``)."""
+    log_markers: tuple[str, ...] = ()
+    """Substrings of a command line that launches this engine (``vllm serve``)."""
+    log_keys: tuple[str, ...] = ()
+    """Patterns only this engine prints: they name the engine when no command line does."""
+
+    def reads_log(self, facts: LogFacts) -> bool:
+        """Whether ``facts`` hold lines of this engine's log that ``check_log`` compares."""
+        return False
+
     def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
                   block_size: int | None) -> list[Check]:
         """kvcalc's prediction beside each figure this engine's start-up log printed."""

@@ -271,7 +271,6 @@ class VllmEngine(Engine):
     }
     log_markers = ("vllm serve", "vllm.entrypoints")
     log_keys = ("available_gib", "kv_tokens", "blocks", "rest_gib")
-    """Patterns only this engine's log prints (they name the engine when no command line does)."""
 
     def reads_log(self, facts: LogFacts) -> bool:
         return facts.engine == "vllm" or any(k in facts.values for k in ("available_gib", "blocks", "kv_tokens"))
