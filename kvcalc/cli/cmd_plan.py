@@ -5,14 +5,17 @@ Parses flags into a ``PlanRequest``, calls ``kvcalc.planner.plan.plan`` and rend
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
-    from kvcalc.planner.plan import Plan
+    from kvcalc.models import ModelConfig
+    from kvcalc.planner.plan import Plan, PlanRequest
 
 EPILOG = (
     "Examples:\n\n"
@@ -22,7 +25,7 @@ EPILOG = (
 )
 
 
-def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
+def register(app: typer.Typer) -> None:
     @app.command("plan", epilog=EPILOG)
     def plan_cmd(
         model: Annotated[Optional[str], typer.Argument(help="Built-in model name or alias.", show_default=False)]
@@ -35,11 +38,11 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
             "--gpu-memory", help="Any other GPU: its usable memory per GPU, e.g. 24GiB.")] = None,
         kv_budget: Annotated[Optional[str], typer.Option(
             "--kv-budget", help="Skip the memory model: KV pool per GPU, e.g. 50GiB (as vLLM logs it).")] = None,
-        engine: Annotated[str, typer.Option("--engine", "-e", help="vllm, sglang, trtllm, llama.cpp or hf.")]
-        = "vllm",
+        engine: Annotated[str, typer.Option(
+            "--engine", "-e", help="vllm, sglang, trtllm (tensorrt-llm), llama.cpp or hf.")] = "vllm",
         context: Annotated[Optional[int], typer.Option(
-            "--max-model-len", "--context", min=1, help="Tokens per request (default: the model's maximum).")]
-        = None,
+            "--max-model-len", "--context", parser=_tokens("--context"),
+            help="Tokens per request, e.g. 32768 or 32k (k = 1024; default: the model's maximum).")] = None,
         kv_dtype: Annotated[str, typer.Option("--kv-dtype", "--kv-cache-dtype", help="auto, bf16, fp8, int4, ...")]
         = "auto",
         weight_dtype: Annotated[str, typer.Option(
@@ -80,37 +83,25 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
         = None,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     ) -> None:
-        """Plan a deployment: KV budget, blocks, concurrency, whether --users fit, and what to change."""
+        """Plan a deployment: KV budget, blocks, concurrency, whether --users fit, and what to change.
+
+        A plan that does not fit is an answer ("fits": false), not an error: the exit code is 0."""
         from kvcalc.cli.output import print_json, stdout_console, warn
         from kvcalc.cli.run_estimate import resolve_model
-        from kvcalc.engines import get_engine, planner_engines
-        from kvcalc.errors import InvalidRequestError
-        from kvcalc.planner.plan import PlanRequest, plan, plan_engine
-        from kvcalc.units import parse_size
+        from kvcalc.planner.plan import plan
 
-        # Each fraction flag belongs to the engine that declares it (Engine.fraction_flag).
-        given = {"--gpu-memory-utilization": gpu_memory_utilization, "--mem-fraction-static": mem_fraction_static,
-                 "--free-gpu-memory-fraction": free_gpu_memory_fraction}
-        chosen = plan_engine(engine)
-        for flag, value in given.items():
-            if value is not None and flag != chosen.fraction_flag:
-                owner = next((e for e in planner_engines() if get_engine(e).fraction_flag == flag), "?")
-                raise InvalidRequestError(flag, value, f"used with --engine {owner} (this plan uses {chosen.name})")
+        fractions = {"--gpu-memory-utilization": gpu_memory_utilization, "--mem-fraction-static": mem_fraction_static,
+                     "--free-gpu-memory-fraction": free_gpu_memory_fraction}
         resolved = resolve_model(model, config)
-        req = PlanRequest(
-            model=resolved, engine=engine, max_model_len=context, kv_dtype=kv_dtype, weight_dtype=weight_dtype,
-            gpu=gpu, gpu_memory_bytes=parse_size(gpu_memory, "--gpu-memory") if gpu_memory else None,
-            kv_budget_bytes=_signed_size(kv_budget) if kv_budget else None, tp=tp, pp=pp,
-            block_size=block_size, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
-            fraction=given.get(chosen.fraction_flag or ""),
-            activation_bytes=parse_size(activation_memory, "--activation-memory") if activation_memory else None,
-            non_torch_bytes=parse_size(non_torch_memory, "--non-torch-memory") if non_torch_memory else None,
-            users=users, batch=batch, shared_prefix_tokens=shared_prefix_tokens, weights_path=weights,
+        req = _request(
+            resolved, engine, fractions, max_model_len=context, kv_dtype=kv_dtype, weight_dtype=weight_dtype,
+            gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget, tp=tp, pp=pp, block_size=block_size,
+            max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
+            activation_memory=activation_memory, non_torch_memory=non_torch_memory, users=users, batch=batch,
+            shared_prefix_tokens=shared_prefix_tokens, weights_path=weights,
         )
         result = plan(req)
-        for assumption in resolved.source.assumptions:
-            warn(assumption)
-        for message in result.warnings:
+        for message in [*resolved.source.assumptions, *result.warnings]:
             warn(message)
         if plot:
             from kvcalc.planner.plotting import plot_plan
@@ -123,6 +114,45 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
         render_plan(result, stdout_console())
 
 
+def _tokens(flag: str) -> Callable[[str], int]:
+    """A token count flag: ``32768`` or ``32k`` (``kvcalc.units.parse_tokens``)."""
+    def parse(text: str) -> int:
+        from kvcalc.units import parse_tokens
+
+        return parse_tokens(text, flag)
+
+    return parse
+
+
+def _request(model: ModelConfig, engine: str, fractions: dict[str, str | None], *, gpu_memory: str | None,
+             kv_budget: str | None, activation_memory: str | None, non_torch_memory: str | None,
+             **fields: Any) -> PlanRequest:
+    """Flags -> ``PlanRequest``. Each fraction flag belongs to the engine that declares it
+    (``Engine.fraction_flag``); sizes go through ``parse_size``."""
+    from kvcalc.engines import get_engine, planner_engines
+    from kvcalc.errors import InvalidRequestError
+    from kvcalc.planner.plan import PlanRequest, plan_engine
+
+    chosen = plan_engine(engine)
+    for flag, value in fractions.items():
+        if value is not None and flag != chosen.fraction_flag:
+            owner = next((e for e in planner_engines() if get_engine(e).fraction_flag == flag), "?")
+            raise InvalidRequestError(flag, value, f"used with --engine {owner} (this plan uses {chosen.name})")
+    return PlanRequest(
+        model=model, engine=engine, fraction=fractions.get(chosen.fraction_flag or ""),
+        gpu_memory_bytes=_size(gpu_memory, "--gpu-memory"),
+        kv_budget_bytes=_signed_size(kv_budget) if kv_budget else None,
+        activation_bytes=_size(activation_memory, "--activation-memory"),
+        non_torch_bytes=_size(non_torch_memory, "--non-torch-memory"), **fields,
+    )
+
+
+def _size(text: str | None, flag: str) -> int | None:
+    from kvcalc.units import parse_size
+
+    return parse_size(text, flag) if text else None
+
+
 def _signed_size(text: str) -> int:
     """``--kv-budget`` accepts zero or a negative size (an answer: nothing fits)."""
     from kvcalc.units import parse_size
@@ -133,54 +163,63 @@ def _signed_size(text: str) -> int:
     return parse_size(stripped, "--kv-budget")
 
 
-def render_plan(p: Plan, console: Console) -> None:  # noqa: C901 - a linear report
-    from rich.table import Table
-
-    from kvcalc.units import format_bytes
-
-    def size(n: int | None) -> str:
-        return "unknown" if n is None else f"{format_bytes(n)} ({n:,} B)"
-
+def render_plan(p: Plan, console: Console) -> None:
+    """The plan as tables and lines; every figure is a field of ``p``."""
     where = f"{p.gpu_count} x {p.gpu}" if p.gpu else "a given KV budget"
     title = (f"{p.model} on {where}, TP {p.tp}" + (f" x PP {p.pp}" if p.pp > 1 else "")
              + (f", {p.replicas} replicas" if p.replicas > 1 else "") + f", {p.engine} ({p.engine_version})")
     console.print(f"[bold]{title}[/bold]")
-    ctx = f"{p.max_model_len:,} tokens per request"
+    # The verdict is ``fits``, the same answer as the JSON's, to the question it names.
+    verdict = "YES" if p.fits else "NO"
     if p.users is not None:
-        verdict = "YES" if p.users_fit else "NO"
-        console.print(f"[bold]Serve {p.users:,} users x {ctx}? {verdict}[/bold] ({p.binding_constraint})")
+        console.print(f"[bold]Serve {p.users:,} users x {p.max_model_len:,} tokens per request? {verdict}[/bold] "
+                      f"({p.binding_constraint})")
     else:
-        verdict = "YES" if p.fits else "NO"
-        console.print(f"[bold]Does one request of {ctx} fit? {verdict}[/bold]")
+        console.print(f"[bold]Does one request of {p.max_model_len:,} tokens per request fit? {verdict}[/bold]")
+    console.print(_memory_table(p))
+    console.print(_kv_table(p))
+    _print_lines(p, console)
+
+
+def _size_text(n: int | None) -> str:
+    from kvcalc.units import format_bytes
+
+    return "unknown" if n is None else f"{format_bytes(n)} ({n:,} B)"
+
+
+def _memory_table(p: Plan) -> Table:
+    from rich.table import Table
 
     b = p.budget
     mem = Table(title="Memory per GPU", title_justify="left", show_header=False)
     mem.add_column("item")
     mem.add_column("value", justify="right")
-    if b["total_bytes"] is not None:
-        # Rows in the order the engine applies them, so the column adds up (budget.py has the rules):
-        # vLLM takes its fraction of the total first; SGLang of what is free before the weights
-        # load; TensorRT-LLM of what is free after profiling.
-        fraction_row = (f"x {b['fraction_flag']} {b['fraction']}", b["requested_bytes"])
-        weights_row = (f"- weights ({p.weight_dtype}, {p.parameters_source}; 1/{p.tp * p.pp} per GPU)",
-                       b["weights_bytes"])
-        activation_row = ("- activation peak (--activation-memory)", b["activation_bytes"] or None)
-        non_torch_row = ("- non-torch: CUDA context, NCCL (--non-torch-memory)", b["non_torch_bytes"])
-        rows: list[tuple[str, int | None]] = [("GPU memory the engine sees", b["total_bytes"])]
-        if b["engine"] == "sglang":
-            rows += [non_torch_row, fraction_row, weights_row]
-        elif b["engine"] == "trtllm":
-            rows += [weights_row, activation_row, non_torch_row,
-                     (f"x {b['fraction_flag']} {b['fraction']} of what is left", None)]
-        else:
-            rows += [fraction_row, weights_row, activation_row, non_torch_row]
-        for label, value in rows:
-            if value is not None or (label.startswith("x ") and b["fraction"] is not None):
-                mem.add_row(label, size(value) if value is not None else "")
+    if b["total_bytes"] is None:
+        mem.add_row("weights (all GPUs)", _size_text(p.weights_bytes))
     else:
-        mem.add_row("weights (all GPUs)", size(p.weights_bytes))
-    mem.add_row("= KV cache budget", size(p.kv_budget_bytes), style="bold")
-    console.print(mem)
+        # Rows in the order the engine applies them (Budget.order), so the column adds up.
+        frac_label = f"x {b['fraction_flag']} {b['fraction']}"
+        rows: dict[str, tuple[str, int | None]] = {
+            "fraction": (frac_label + (" of what is left" if b["requested_bytes"] is None else ""),
+                         b["requested_bytes"]),
+            "weights": (f"- weights ({p.weight_dtype}, {p.parameters_source}; 1/{p.tp * p.pp} per GPU)",
+                        b["weights_bytes"]),
+            "activation": ("- activation peak (--activation-memory)", b["activation_bytes"] or None),
+            "non_torch": ("- non-torch: CUDA context, NCCL (--non-torch-memory)", b["non_torch_bytes"]),
+        }
+        mem.add_row("GPU memory the engine sees", _size_text(b["total_bytes"]))
+        for key in b["order"]:
+            label, value = rows[key]
+            if value is not None or (key == "fraction" and b["fraction"] is not None):
+                mem.add_row(label, _size_text(value) if value is not None else "")
+    mem.add_row("= KV cache budget", _size_text(p.kv_budget_bytes), style="bold")
+    return mem
+
+
+def _kv_table(p: Plan) -> Table:
+    from rich.table import Table
+
+    from kvcalc.units import format_bytes
 
     kv = Table(title=f"KV cache ({p.kv_dtype})", title_justify="left", show_header=False)
     kv.add_column("item")
@@ -195,18 +234,22 @@ def render_plan(p: Plan, console: Console) -> None:  # noqa: C901 - a linear rep
     if p.kv_cache_tokens is not None:
         kv.add_row("tokens the cache holds", f"{p.kv_cache_tokens:,}")
     kv.add_row("max concurrency at max_model_len", f"{p.max_concurrency:.2f}x")
-    kv.add_row("requests resident at once (per replica)" + (" (null block excluded)" if p.vllm else ""),
-               f"{p.max_sequences:,}")
+    resident = f"{p.max_sequences:,}"
+    if p.max_running_requests is not None and p.max_sequences < p.max_sequences_by_memory:
+        resident += f" (--max-num-seqs; the KV cache holds {p.max_sequences_by_memory:,})"
+    kv.add_row("requests resident at once (per replica)" + (" (null block excluded)" if p.vllm else ""), resident)
     kv.add_row(f"longest context for {p.batch:,} requests at once", f"{p.longest_context_at_batch:,} tokens")
-    kv.add_row("KV for this workload, per GPU", size(p.per_gpu_bytes))
+    kv.add_row("KV for this workload, per GPU", _size_text(p.per_gpu_bytes))
     if p.headroom_bytes is not None:
-        kv.add_row("headroom (KV left over)",
+        kv.add_row("headroom (KV left over after this workload)",
                    f"{format_bytes(p.headroom_bytes)} ({p.headroom_units:,} {p.capacity_unit})")
     if p.shared_prefix_tokens:
-        kv.add_row(f"shared prefix {p.shared_prefix_tokens:,} tokens: saving", size(p.shared_prefix_saving_bytes))
+        kv.add_row(f"shared prefix {p.shared_prefix_tokens:,} tokens: saving", _size_text(p.shared_prefix_saving_bytes))
         kv.add_row("requests resident without sharing", f"{p.max_sequences_without_prefix_sharing:,}")
-    console.print(kv)
+    return kv
 
+
+def _print_lines(p: Plan, console: Console) -> None:
     if p.tp_options:
         console.print("TP options for --users " + ", ".join(
             f"TP {o['tp']}: {o['max_sequences']:,} per replica" for o in p.tp_options)

@@ -35,10 +35,13 @@ def parse(argv: list[str]) -> dict[str, object] | None:
                 i += 1
             i += 1
             if name in _INT_FLAGS:
-                # Plain decimal digits only (no sign, no '_', no unicode digits): else typer decides.
-                if not (value.isascii() and value.isdigit() and value[0] != "0" and len(value) <= 12):
+                # Plain decimal digits (a "k" suffix on --seq-len, as everywhere): else typer decides.
+                digits = value[:-1] if name == "--seq-len" and value[-1:] in ("k", "K") else value
+                if not (digits.isascii() and digits.isdigit() and digits[0] != "0" and len(digits) <= 12):
                     return None
-                out[_INT_FLAGS[name]] = int(value)
+                from kvcalc.units import parse_tokens
+
+                out[_INT_FLAGS[name]] = parse_tokens(value, name) if name == "--seq-len" else int(value)
             else:
                 out[_STR_FLAGS[name]] = value
             continue
