@@ -368,16 +368,21 @@ class Engine:
 
     # -- advice -----------------------------------------------------------------------------
     smaller_cache_dtypes: tuple[tuple[str, str], ...] = ()
-    """(kvcalc dtype name, what it does) this engine can switch the cache to, smallest last."""
+    """(kvcalc dtype name, how to ask the engine for it), in the order to suggest them."""
+    beyond_context = "the model was not trained on longer contexts"
+    """What this engine does with a context beyond the model's max_position_embeddings."""
 
     def cache_dtype_hint(self, dtype: KVDtype) -> str | None:
-        """A smaller cache dtype this engine offers than ``dtype``, or None."""
+        """The first smaller cache dtype this engine offers than ``dtype``, with the bytes it
+        saves (per 1,024 values: exact), or None."""
         from kvcalc.dtypes import get_dtype
 
         current = dtype.row_bytes(1024)
-        for name, what in self.smaller_cache_dtypes:
-            if get_dtype(name).row_bytes(1024) < current:
-                return f"--kv-dtype {name} {what}"
+        for name, how in self.smaller_cache_dtypes:
+            smaller = get_dtype(name).row_bytes(1024)
+            if smaller < current:
+                return (f"--kv-dtype {name} ({how}): {smaller:,} B per 1,024 cached values instead of "
+                        f"{current:,} B ({dtype.name})")
         return None
 
     # -- logs -------------------------------------------------------------------------------

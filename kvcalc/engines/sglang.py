@@ -69,7 +69,7 @@ class SglangEngine(Engine):
     fraction_flag = "--mem-fraction-static"
     shares_prefix = True
     log_engine = "sglang"
-    smaller_cache_dtypes = (("fp8", "halves a 16-bit KV cache (SGLang --kv-cache-dtype fp8_e4m3)"),)
+    smaller_cache_dtypes = (("fp8", "SGLang --kv-cache-dtype fp8_e4m3"),)
 
     def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
         # sglang/srt/configs/model_config.py _get_and_verify_dtype (0.5.23): a float32 config runs
@@ -137,7 +137,7 @@ class SglangEngine(Engine):
             model_name=f"{model.name} {model.source.hf_repo or ''}")
         if not float(text) > 0:
             raise InvalidRequestError(
-                "--gpu", f"tp {tp} x pp {pp}",
+                "tp x pp", f"{tp} x {pp}",
                 f"a deployment SGLang's default memory fraction can start: {how}, which is not a fraction "
                 "(the reserve it computes exceeds the GPU); pass --mem-fraction-static, or use fewer GPUs per replica")
         return text, how

@@ -68,7 +68,8 @@ class VllmEngine(Engine):
     log_engine = "vllm"
     dtype_spellings: ClassVar[dict[str, str]] = {"fp8_inc": "fp8_e4m3"}
     """vllm/config/cache.py CacheDType: ``fp8_inc`` is fp8 E4M3 for Intel Gaudi (1 byte a value)."""
-    smaller_cache_dtypes = (("fp8", "halves a 16-bit KV cache (vLLM --kv-cache-dtype fp8)"),)
+    smaller_cache_dtypes = (("fp8", "vLLM --kv-cache-dtype fp8"),)
+    beyond_context = "vLLM refuses this unless overridden (VLLM_ALLOW_LONG_MAX_MODEL_LEN)"
 
     # MambaStateDtypeCalculator (vllm/model_executor/layers/mamba/mamba_utils.py, 0.19.1): conv
     # state in get_kv_cache_torch_dtype(mamba_cache_dtype "auto", model dtype), the temporal state

@@ -496,7 +496,7 @@ def _notes(req: PlanRequest, s: Settings, warnings: list[str]) -> list[str]:
     if s.max_len > s.model.max_position_embeddings:
         warnings.append(
             f"max_model_len {s.max_len:,} exceeds {s.model.name}'s max_position_embeddings "
-            f"({s.model.max_position_embeddings:,}); vLLM refuses this unless overridden"
+            f"({s.model.max_position_embeddings:,}); {s.engine.beyond_context}"
         )
     if req.shared_prefix_tokens and not s.engine.shares_prefix:
         notes.append(f"{s.engine.name}: no cross-request prefix sharing modelled; --shared-prefix-tokens ignored")
