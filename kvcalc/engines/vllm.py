@@ -293,7 +293,7 @@ def _check_vllm(engine: VllmEngine, facts: LogFacts, model: ModelConfig, dtype: 
     logged_tokens = int(num(facts.values["kv_tokens"][0])) if "kv_tokens" in facts.values else None
     blocks_item = "blocks"
     if logged_blocks is None and logged_tokens is not None and len(layout.grouping.groups) == 1:
-        logged_blocks = logged_tokens // layout.block_size
+        logged_blocks = logged_tokens // layout.grouping.groups[0].spec.block_size
         blocks_item = "blocks (logged tokens / block size)"
     out: list[Check] = []
     if avail_text is not None:
@@ -349,8 +349,8 @@ def _tokens_check(facts: LogFacts, r: object, specs: tuple[Spec, ...], dtype: KV
 
     assert isinstance(r, VllmKV)
     lo_b, hi_b = blocks
-    lo_t = lo_b // r.num_groups * r.block_size
-    hi_t = hi_b // r.num_groups * r.block_size
+    lo_t = lo_b // r.num_groups * r.token_block_size
+    hi_t = hi_b // r.num_groups * r.token_block_size
     req_len = int(num(facts.values["concurrency"][0])) if "concurrency" in facts.values else mml
     bpr = r.blocks_per_request if r.max_model_len == req_len else vllm_kv(
         specs, dtype, r.available_bytes, req_len, tp=tp, block_size=bs, layout=layout).blocks_per_request

@@ -392,6 +392,9 @@ class VllmKV:
     error: str | None
     log_lines: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    token_block_size: int = 0
+    """The smallest group block size, the one the logged token count uses (a hybrid Mamba model's
+    attention block is raised above ``block_size``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -491,6 +494,7 @@ def vllm_kv(
         error=error,
         log_lines=lines,
         groups=[f"{len(g.layers)} layers: {g.spec.describe()}" for g in grouping.groups],
+        token_block_size=min_block,
     )
 
 
