@@ -126,3 +126,27 @@ def test_million_layer_plan_is_per_group() -> None:
     assert p.fits and p.per_gpu_bytes == 500_000 * 4096 * 8 * 256 * 2 * 2
     assert p.per_gpu_bytes == get_engine("trtllm").request_bytes(lay, get_engine("trtllm").resolve_kv_dtype(
         "auto", big)[0], Workload(seq_len=4096))
+
+
+@pytest.mark.parametrize("argv", [
+    ["plan", "llama-3-8b", "--gpu", "h100", "--context", "8k"],
+    ["plan", "llama-3.1-70b", "--gpu", "h100:2", "--kv-dtype", "fp8", "--context", "32768", "--users", "20", "--json"],
+    ["plan", "qwen2.5-7b", "--gpu", "rtx-4090", "--engine", "llama.cpp", "--kv-dtype", "q4_0", "--weight-dtype",
+     "int4", "--batch", "4"],
+    ["plan", "llama-3-8b", "--gpu", "h100", "--engine", "tensorrt-llm", "--free-gpu-memory-fraction", "0.8"],
+    ["plan", "llama-3-8b", "--gpu", "h100", "--engine", "sglang", "--free-gpu-memory-fraction", "0.8"],
+    ["plan", "llama-2-7b", "--kv-budget", "-1GiB", "--max-model-len=4096"],
+    ["plan", "--config", "tests/fixtures/meta-llama--Llama-3.1-8B.json", "--gpu", "a100-80gb", "--json"],
+    ["estimate", "--config", "tests/fixtures/meta-llama--Llama-3.1-8B.json", "--seq-len", "4k"],
+    ["estimate", "--config", "tests/fixtures/google--gemma-2-9b.json", "--seq-len", "8192", "--json"],
+])
+def test_fast_path_matches_typer(cli: Any, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
+    """The lean start-up path (no typer, no pydantic) prints what the typer command prints."""
+    import kvcalc.cli.fast as fast_mod
+
+    assert (fast_mod.parse_plan(argv) if argv[0] == "plan" else fast_mod.parse(argv)) is not None
+    fast = cli(*argv)
+    monkeypatch.setattr(fast_mod, "try_fast", lambda _argv: None)
+    monkeypatch.setattr(fast_mod, "try_fast_plan", lambda _argv: None)
+    slow = cli(*argv)
+    assert (fast.exit_code, fast.stdout, fast.stderr) == (slow.exit_code, slow.stdout, slow.stderr)

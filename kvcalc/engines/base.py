@@ -23,7 +23,6 @@ The questions, grouped:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -386,8 +385,9 @@ class Engine:
         return None
 
     # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, re.Pattern[str]]] = {}
-    """Pattern name -> regex of each line this engine's start-up log prints (``check-log``)."""
+    log_patterns: ClassVar[dict[str, str]] = {}
+    """Pattern name -> regex (source text, compiled by ``check-log`` only) of each line this
+    engine's start-up log prints."""
     log_markers: tuple[str, ...] = ()
     """Substrings of a command line that launches this engine (``vllm serve``)."""
     log_keys: tuple[str, ...] = ()

@@ -13,7 +13,6 @@ planner concern); recurrent layers hold their state.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, ClassVar
 
 from kvcalc.dtypes import KVDtype, cdiv
@@ -196,12 +195,12 @@ class SglangEngine(Engine):
                                 log_lines=[*pool.log_lines, alloc_log_line(tokens, k, v)])
 
     # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, re.Pattern[str]]] = {
-        "sglang_alloc": re.compile(r"KV Cache is allocated\. #tokens:\s*" + NUM + r", K size:\s*" + NUM
+    log_patterns: ClassVar[dict[str, str]] = {
+        "sglang_alloc": (r"KV Cache is allocated\. #tokens:\s*" + NUM + r", K size:\s*" + NUM
                                    + r"\s*GB, V size:\s*" + NUM + r"\s*GB"),
-        "sglang_alloc_mla": re.compile(r"KV Cache is allocated\. #tokens:\s*" + NUM + r", KV size:\s*" + NUM
+        "sglang_alloc_mla": (r"KV Cache is allocated\. #tokens:\s*" + NUM + r", KV size:\s*" + NUM
                                        + r"\s*GB"),
-        "sglang_tokens": re.compile(r"max_total_num_tokens=\s*" + NUM),
+        "sglang_tokens": (r"max_total_num_tokens=\s*" + NUM),
     }
     log_markers = ("sglang.launch_server",)
     log_keys = ("sglang_alloc", "sglang_alloc_mla", "sglang_tokens")

@@ -20,7 +20,6 @@ Per-tensor fp8 scales live outside the page and are not counted (``KVQuantMode.F
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
@@ -253,22 +252,22 @@ class VllmEngine(Engine):
                     max_running_flag="--max-num-seqs")
 
     # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, re.Pattern[str]]] = {
-        "available_gib": re.compile(r"Available KV cache memory:\s*" + NUM + r"\s*GiB"),
-        "kv_tokens": re.compile(r"GPU KV cache size:\s*" + NUM + r"\s*tokens"),
-        "concurrency": re.compile(r"Maximum concurrency for\s*" + NUM + r"\s*tokens per request:\s*" + NUM + "x"),
-        "blocks": re.compile(r"#\s*(?:GPU|CUDA|cuda|gpu)\s+blocks:\s*" + NUM),
-        "total_gib": re.compile(r"total_gpu_memory \(\s*" + NUM + r"\s*GiB\) x gpu_memory_utilization \(\s*" + NUM),
-        "weights_gib": re.compile(r"model weights take\s*" + NUM + r"\s*GiB"),
-        "non_torch_gib": re.compile(r"non_torch_memory takes\s*" + NUM + r"\s*GiB"),
-        "activation_gib": re.compile(r"activation peak memory takes\s*" + NUM + r"\s*GiB"),
-        "rest_gib": re.compile(r"reserved for KV Cache is\s*" + NUM + r"\s*GiB"),
-        "fit_error": re.compile(r"max seq len \(" + NUM + r"\), \(" + NUM + r" GiB KV cache is needed.*?memory \("
+    log_patterns: ClassVar[dict[str, str]] = {
+        "available_gib": (r"Available KV cache memory:\s*" + NUM + r"\s*GiB"),
+        "kv_tokens": (r"GPU KV cache size:\s*" + NUM + r"\s*tokens"),
+        "concurrency": (r"Maximum concurrency for\s*" + NUM + r"\s*tokens per request:\s*" + NUM + "x"),
+        "blocks": (r"#\s*(?:GPU|CUDA|cuda|gpu)\s+blocks:\s*" + NUM),
+        "total_gib": (r"total_gpu_memory \(\s*" + NUM + r"\s*GiB\) x gpu_memory_utilization \(\s*" + NUM),
+        "weights_gib": (r"model weights take\s*" + NUM + r"\s*GiB"),
+        "non_torch_gib": (r"non_torch_memory takes\s*" + NUM + r"\s*GiB"),
+        "activation_gib": (r"activation peak memory takes\s*" + NUM + r"\s*GiB"),
+        "rest_gib": (r"reserved for KV Cache is\s*" + NUM + r"\s*GiB"),
+        "fit_error": (r"max seq len \(" + NUM + r"\), \(" + NUM + r" GiB KV cache is needed.*?memory \("
                                 + NUM + r" GiB\)(?:.*?estimated maximum model length is " + NUM + ")?"),
-        "model_cfg": re.compile(r"model='([^']+)'"),
-        "max_seq_len": re.compile(r"max_seq_len=([0-9]+)"),
-        "tp_cfg": re.compile(r"tensor_parallel_size=([0-9]+)"),
-        "kv_dtype_cfg": re.compile(r"kv_cache_dtype=([A-Za-z0-9_]+)"),
+        "model_cfg": (r"model='([^']+)'"),
+        "max_seq_len": (r"max_seq_len=([0-9]+)"),
+        "tp_cfg": (r"tensor_parallel_size=([0-9]+)"),
+        "kv_dtype_cfg": (r"kv_cache_dtype=([A-Za-z0-9_]+)"),
     }
     log_markers = ("vllm serve", "vllm.entrypoints")
     log_keys = ("available_gib", "kv_tokens", "blocks", "rest_gib")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kvcalc.engines import get_engine
+from kvcalc.engines import engine_names, get_engine
 from kvcalc.engines.base import Engine
 from kvcalc.engines.logcheck import Check, LogFacts, num
 from kvcalc.errors import InvalidRequestError, UnknownNameError
@@ -43,8 +43,7 @@ from kvcalc.units import MiB
 __all__ = ["Check", "LogCheck", "LogFacts", "check_log", "parse_log", "resolve_log_model"]
 
 MAX_LOG_BYTES = 64 * MiB
-LOG_ENGINES = ("vllm", "sglang")
-"""Engines whose start-up logs kvcalc reads (each declares ``log_patterns``)."""
+
 _CMD_FLAGS = {
     "--max-model-len": "max_model_len", "--tensor-parallel-size": "tp", "-tp": "tp", "--tp": "tp",
     "--tp-size": "tp", "--kv-cache-dtype": "kv_dtype", "--block-size": "block_size", "--model": "model",
@@ -53,7 +52,9 @@ _CMD_FLAGS = {
 
 
 def _engines() -> list[Engine]:
-    return [get_engine(name) for name in LOG_ENGINES]
+    """Engines whose start-up logs kvcalc reads (each declares ``log_engine`` and ``log_patterns``),
+    in registry order."""
+    return [e for e in (get_engine(name) for name in engine_names()) if e.log_engine]
 
 
 def _parse_command(line: str, facts: dict[str, Any]) -> None:
@@ -75,7 +76,7 @@ def parse_log(text: str) -> LogFacts:
     engines = _engines()
     patterns: dict[str, re.Pattern[str]] = {}
     for e in engines:
-        patterns.update(e.log_patterns)
+        patterns.update({k: re.compile(v) for k, v in e.log_patterns.items()})
     values: dict[str, list[str]] = {}
     cmd: dict[str, Any] = {}
     engine: str | None = None
@@ -91,7 +92,7 @@ def parse_log(text: str) -> LogFacts:
     if engine is None:
         # No command line: the engine whose own lines the log prints (vLLM's first, as before).
         owners = [e.log_engine for e in engines if any(k in values for k in e.log_keys)]
-        engine = owners[0] if owners else ("vllm" if values else None)
+        engine = owners[0] if owners else (engines[0].log_engine if values else None)
     model = cmd.get("model") or (values["model_cfg"][0] if "model_cfg" in values else None)
     mml = cmd.get("max_model_len") or (values["max_seq_len"][0] if "max_seq_len" in values else None)
     if mml is None and "concurrency" in values:
