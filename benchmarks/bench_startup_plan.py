@@ -17,6 +17,27 @@ from benchmarks.bench_startup import _kvcalc_cmd, _median_ms
 CONFIG = str(Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "meta-llama--Llama-3.1-8B.json")
 
 
+def million_layer_plan_ms() -> dict[str, float]:
+    """``plan`` (each engine, PP 2, --users 10) on a model of 10**6 layers built from two layer
+    groups, in process: the work is per layer group (issue 14's goal: under 1 s)."""
+    import time
+
+    from kvcalc.models import LayerGroup
+    from kvcalc.planner.plan import PlanRequest, plan
+    from kvcalc.registry import get_builtin
+
+    base = get_builtin("gemma-2-9b")
+    sliding, full = base.layer_specs[0], base.layer_specs[1]
+    big = base.replace(layers=[LayerGroup(pattern=[sliding], repeat=500_000),
+                               LayerGroup(pattern=[full], repeat=500_000)])
+    out = {}
+    for engine in ("vllm", "sglang", "trtllm", "llama.cpp", "hf"):
+        start = time.perf_counter()
+        plan(PlanRequest(model=big, engine=engine, kv_budget_bytes=1 << 50, max_model_len=4096, pp=2, users=10))
+        out[f"plan_1e6_layers_{engine}_ms"] = (time.perf_counter() - start) * 1000
+    return out
+
+
 def run() -> dict[str, float]:
     kv = _kvcalc_cmd()
     plan = ["plan", "llama-3-8b", "--gpu", "h100", "--context", "8192"]
@@ -31,6 +52,7 @@ def run() -> dict[str, float]:
         "plan_typer_path_ms": _median_ms([*kv, *plan, "--shared-prefix-tokens", "0"]),
         "estimate_config_typer_path_ms": _median_ms([*kv, *est_cfg, "--tp", "1"]),
     }
+    out.update(million_layer_plan_ms())
     return {k: round(v, 1) for k, v in out.items()}
 
 

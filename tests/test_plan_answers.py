@@ -124,6 +124,12 @@ def test_million_layer_plan_is_per_group() -> None:
     assert [[n for _, n in st.counts] for st in lay.stages] == [[500_000], [500_000]]
     p = plan(PlanRequest(model=big, engine="trtllm", kv_budget_bytes=1 << 50, max_model_len=4096, pp=2))
     assert p.fits and p.per_gpu_bytes == 500_000 * 4096 * 8 * 256 * 2 * 2
+    # vLLM: 2 groups of 500,000 layers (one per stage), the sliding layers reserving
+    # cdiv(min(4,095 + 8,192, 4,096), 16) + 1 = 257 blocks of 16 tokens on the first stage.
+    v = plan(PlanRequest(model=big, kv_budget_bytes=1 << 50, max_model_len=4096, pp=2))
+    assert v.vllm is not None and (v.vllm["num_groups"], v.vllm["group_size"]) == (2, 500_000)
+    assert v.per_gpu_bytes == 500_000 * 257 * 16 * 8 * 256 * 2 * 2
+    assert plan(PlanRequest(model=big, engine="sglang", kv_budget_bytes=1 << 50, max_model_len=4096, pp=2)).fits
     assert p.per_gpu_bytes == get_engine("trtllm").request_bytes(lay, get_engine("trtllm").resolve_kv_dtype(
         "auto", big)[0], Workload(seq_len=4096))
 

@@ -223,8 +223,7 @@ class VllmEngine(Engine):
 
     # -- pool: vLLM's own block arithmetic (engines/vllm_kv.py) ------------------------------
     def vllm_layout(self, layout: RankLayout, dtype: KVDtype, block_size: int | None) -> Layout:
-        return build_layout(layout.model.layer_specs, dtype, tp=layout.tp, pp=layout.pp, block_size=block_size,
-                            state_dtype=self.state_dtype(dtype, layout.model))
+        return build_layout(layout, dtype, block_size=block_size, state_dtype=self.state_dtype(dtype, layout.model))
 
     def pool(self, req: PoolRequest) -> Pool:
         from kvcalc.engines.capacity import Capacity
@@ -240,8 +239,7 @@ class VllmEngine(Engine):
 
         def shared(p: int) -> int:
             # Prefix caching hashes whole blocks of full-attention / MLA groups only.
-            return max(sum(p // g.spec.block_size for g in w.groups if g.spec.kind in ("full", "mla"))
-                       for w in workers)
+            return max(sum(p // v.block_size for v, _ in w.groups if v.kind in ("full", "mla")) for w in workers)
 
         cap = Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
                        max_len=max(req.model.max_position_embeddings, vk.max_model_len))
