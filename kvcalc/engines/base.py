@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from kvcalc.models import ModelConfig
 
 
+LOG_NUMBER = r"([0-9][0-9,]*(?:\.[0-9]+)?)"
+"""A number in an engine's log: digits with thousands commas, optionally a fraction."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Workload:
     """What an engine is asked to hold: one request shape, repeated ``batch`` times."""

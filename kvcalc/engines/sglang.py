@@ -16,14 +16,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from kvcalc.dtypes import KVDtype, cdiv
+from kvcalc.engines.base import LOG_NUMBER as NUM
 from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
-from kvcalc.engines.logcheck import NUM, Check, LogFacts, num
 from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
 from kvcalc.units import GiB, MiB
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
     from kvcalc.layout import RankLayout
     from kvcalc.measure.layout import TensorLayout
@@ -210,6 +211,7 @@ class SglangEngine(Engine):
 
     def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
                   block_size: int | None) -> list[Check]:
+        from kvcalc.engines.logcheck import Check, num
         from kvcalc.layout import RankLayout
 
         k, v = kv_row_bytes(RankLayout(model, tp, 1), dtype)
