@@ -309,10 +309,11 @@ class Engine:
 
     def batch_defaults(self, driver_bytes: int | None, gpu_label: str, max_model_len: int,
                        max_num_batched_tokens: int | None, max_num_seqs: int | None) -> tuple[int, int | None, str]:
-        """(tokens per scheduler step, cap on running requests or None, where they came from)."""
-        from kvcalc.engines.vllm_kv import DEFAULT_MAX_NUM_BATCHED_TOKENS
-
-        tokens = max_num_batched_tokens if max_num_batched_tokens is not None else DEFAULT_MAX_NUM_BATCHED_TOKENS
+        """(tokens per scheduler step, cap on running requests or None, where they came from); an
+        engine without such limits: the given step size or the ``Workload`` default, no cap."""
+        default = Workload.__dataclass_fields__["max_num_batched_tokens"].default
+        assert isinstance(default, int)
+        tokens = max_num_batched_tokens if max_num_batched_tokens is not None else default
         return tokens, None, "given"
 
     # -- pool -------------------------------------------------------------------------------
