@@ -91,3 +91,18 @@ def test_no_engine_name_branches_below_the_cli() -> None:
                 if form in text:
                     offenders.append(f"{rel}: {form}")
     assert offenders == []
+
+
+@pytest.mark.parametrize(("architecture", "slides"), [
+    ("Gemma2ForCausalLM", True), ("Gemma3ForCausalLM", True), ("GptOssForCausalLM", True),
+    ("Cohere2ForCausalLM", True), ("Llama4ForConditionalGeneration", True),
+    ("MistralForCausalLM", False), ("LlamaForCausalLM", False), ("Qwen2ForCausalLM", False),
+    ("Phi3ForCausalLM", False), (None, True),
+])
+def test_llama_cpp_window_rule_per_architecture(architecture: str | None, slides: bool) -> None:
+    # src/models/<arch>.cpp in llama-cpp-python 0.3.36's llama.cpp: only the architectures whose
+    # load_arch_hparams read LLM_KV_ATTENTION_SLIDING_WINDOW slide (phi3 reads it and turns it off);
+    # a model without an architecture keeps the windows it declares.
+    m = get_builtin("mistral-7b-v0.1").replace(architecture=architecture)
+    held = {g.tokens_held for g in estimate(m, 32768, engine="llama.cpp").layers}
+    assert held == ({4608} if slides else {32768})
