@@ -36,7 +36,14 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="kvcalc YAML, Hugging Face config.json, a model folder, "
                  "or a hub id from the local HF cache.", show_default=False),
 ]
-SeqLenOpt = Annotated[int, typer.Option("--seq-len", "-s", min=1, help="Tokens per sequence.")]
+def _seq_len(text: str) -> int:
+    from kvcalc.units import parse_tokens
+
+    return parse_tokens(text, "--seq-len")
+
+
+SeqLenOpt = Annotated[int, typer.Option("--seq-len", "-s", parser=_seq_len,
+                                        help="Tokens per sequence, e.g. 4096 or 32k (k = 1024).")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Concurrent sequences.")]
 KvDtypeOpt = Annotated[
     str,

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from kvcalc.models import ModelConfig
 
 
+LOG_NUMBER = r"([0-9][0-9,]*(?:\.[0-9]+)?)"
+"""A number in an engine's log: digits with thousands commas, optionally a fraction."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Workload:
     """What an engine is asked to hold: one request shape, repeated ``batch`` times."""
@@ -50,6 +54,9 @@ class Workload:
     max_num_batched_tokens: int = 8192
     state_page_bytes: int | None = None
     """Set by ``Engine.prepare`` where the engine pads a state to a page (vLLM hybrid models)."""
+    in_flight_tokens: int | None = None
+    """Tokens a sliding / chunked layer keeps past its window when the engine's release says more
+    than ``max_num_batched_tokens`` (vLLM 0.28+: (pp + 1) batches in flight; set by ``prepare``)."""
     windows: bool = True
     """Whether the engine honours the layers' sliding windows for this model (``prepare``: llama.cpp
     ignores them for some architectures)."""
@@ -305,10 +312,11 @@ class Engine:
 
     def batch_defaults(self, driver_bytes: int | None, gpu_label: str, max_model_len: int,
                        max_num_batched_tokens: int | None, max_num_seqs: int | None) -> tuple[int, int | None, str]:
-        """(tokens per scheduler step, cap on running requests or None, where they came from)."""
-        from kvcalc.engines.vllm_kv import DEFAULT_MAX_NUM_BATCHED_TOKENS
-
-        tokens = max_num_batched_tokens if max_num_batched_tokens is not None else DEFAULT_MAX_NUM_BATCHED_TOKENS
+        """(tokens per scheduler step, cap on running requests or None, where they came from); an
+        engine without such limits: the given step size or the ``Workload`` default, no cap."""
+        default = Workload.__dataclass_fields__["max_num_batched_tokens"].default
+        assert isinstance(default, int)
+        tokens = max_num_batched_tokens if max_num_batched_tokens is not None else default
         return tokens, None, "given"
 
     # -- pool -------------------------------------------------------------------------------
@@ -367,19 +375,36 @@ class Engine:
 
     # -- advice -----------------------------------------------------------------------------
     smaller_cache_dtypes: tuple[tuple[str, str], ...] = ()
-    """(kvcalc dtype name, what it does) this engine can switch the cache to, smallest last."""
+    """(kvcalc dtype name, how to ask the engine for it), in the order to suggest them."""
+    beyond_context = "the model was not trained on longer contexts"
+    """What this engine does with a context beyond the model's max_position_embeddings."""
 
     def cache_dtype_hint(self, dtype: KVDtype) -> str | None:
-        """A smaller cache dtype this engine offers than ``dtype``, or None."""
+        """The first smaller cache dtype this engine offers than ``dtype``, with the bytes it
+        saves (per 1,024 values: exact), or None."""
         from kvcalc.dtypes import get_dtype
 
         current = dtype.row_bytes(1024)
-        for name, what in self.smaller_cache_dtypes:
-            if get_dtype(name).row_bytes(1024) < current:
-                return f"--kv-dtype {name} {what}"
+        for name, how in self.smaller_cache_dtypes:
+            smaller = get_dtype(name).row_bytes(1024)
+            if smaller < current:
+                return (f"--kv-dtype {name} ({how}): {smaller:,} B per 1,024 cached values instead of "
+                        f"{current:,} B ({dtype.name})")
         return None
 
     # -- logs -------------------------------------------------------------------------------
+    log_patterns: ClassVar[dict[str, str]] = {}
+    """Pattern name -> regex (source text, compiled by ``check-log`` only) of each line this
+    engine's start-up log prints."""
+    log_markers: tuple[str, ...] = ()
+    """Substrings of a command line that launches this engine (``vllm serve``)."""
+    log_keys: tuple[str, ...] = ()
+    """Patterns only this engine prints: they name the engine when no command line does."""
+
+    def reads_log(self, facts: LogFacts) -> bool:
+        """Whether ``facts`` hold lines of this engine's log that ``check_log`` compares."""
+        return False
+
     def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
                   block_size: int | None) -> list[Check]:
         """kvcalc's prediction beside each figure this engine's start-up log printed."""

@@ -91,8 +91,7 @@ class LlamaCppPolicy(Engine):
     )
     splits_kv = True
     plannable = True
-    smaller_cache_dtypes = (("q8_0", "halves an f16 KV cache (llama.cpp -ctk q8_0 -ctv q8_0)"),
-                            ("q4_0", "quarters an f16 KV cache (llama.cpp -ctk q4_0 -ctv q4_0)"))
+    smaller_cache_dtypes = (("q8_0", "llama.cpp -ctk q8_0 -ctv q8_0"), ("q4_0", "llama.cpp -ctk q4_0 -ctv q4_0"))
 
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         # llama_memory_recurrent is built with recurrent_type_r = recurrent_type_s = GGML_TYPE_F32

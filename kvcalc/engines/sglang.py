@@ -13,18 +13,18 @@ planner concern); recurrent layers hold their state.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, ClassVar
 
 from kvcalc.dtypes import KVDtype, cdiv
+from kvcalc.engines.base import LOG_NUMBER as NUM
 from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
-from kvcalc.engines.logcheck import NUM, Check, LogFacts, num
 from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
 from kvcalc.units import GiB, MiB
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
     from kvcalc.layout import RankLayout
     from kvcalc.measure.layout import TensorLayout
@@ -69,7 +69,7 @@ class SglangEngine(Engine):
     fraction_flag = "--mem-fraction-static"
     shares_prefix = True
     log_engine = "sglang"
-    smaller_cache_dtypes = (("fp8", "halves a 16-bit KV cache (SGLang --kv-cache-dtype fp8_e4m3)"),)
+    smaller_cache_dtypes = (("fp8", "SGLang --kv-cache-dtype fp8_e4m3"),)
 
     def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
         # sglang/srt/configs/model_config.py _get_and_verify_dtype (0.5.23): a float32 config runs
@@ -137,7 +137,7 @@ class SglangEngine(Engine):
             model_name=f"{model.name} {model.source.hf_repo or ''}")
         if not float(text) > 0:
             raise InvalidRequestError(
-                "--gpu", f"tp {tp} x pp {pp}",
+                "tp x pp", f"{tp} x {pp}",
                 f"a deployment SGLang's default memory fraction can start: {how}, which is not a fraction "
                 "(the reserve it computes exceeds the GPU); pass --mem-fraction-static, or use fewer GPUs per replica")
         return text, how
@@ -196,12 +196,12 @@ class SglangEngine(Engine):
                                 log_lines=[*pool.log_lines, alloc_log_line(tokens, k, v)])
 
     # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, re.Pattern[str]]] = {
-        "sglang_alloc": re.compile(r"KV Cache is allocated\. #tokens:\s*" + NUM + r", K size:\s*" + NUM
+    log_patterns: ClassVar[dict[str, str]] = {
+        "sglang_alloc": (r"KV Cache is allocated\. #tokens:\s*" + NUM + r", K size:\s*" + NUM
                                    + r"\s*GB, V size:\s*" + NUM + r"\s*GB"),
-        "sglang_alloc_mla": re.compile(r"KV Cache is allocated\. #tokens:\s*" + NUM + r", KV size:\s*" + NUM
+        "sglang_alloc_mla": (r"KV Cache is allocated\. #tokens:\s*" + NUM + r", KV size:\s*" + NUM
                                        + r"\s*GB"),
-        "sglang_tokens": re.compile(r"max_total_num_tokens=\s*" + NUM),
+        "sglang_tokens": (r"max_total_num_tokens=\s*" + NUM),
     }
     log_markers = ("sglang.launch_server",)
     log_keys = ("sglang_alloc", "sglang_alloc_mla", "sglang_tokens")
@@ -211,6 +211,7 @@ class SglangEngine(Engine):
 
     def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
                   block_size: int | None) -> list[Check]:
+        from kvcalc.engines.logcheck import Check, num
         from kvcalc.layout import RankLayout
 
         k, v = kv_row_bytes(RankLayout(model, tp, 1), dtype)

@@ -123,7 +123,9 @@ def _compare_rounded(item: str, logged_text: str, predicted: Interval, basis: st
     logged = number(logged_text, line)
     ok = Interval.printed(logged).meets(predicted)
     mid = (predicted.lo + predicted.hi) / 2
-    return Check(item=item, logged=logged_text, predicted=predicted.text(places),
+    q = Decimal(1).scaleb(-places)
+    shown = f"{predicted.lo.quantize(q)}" if predicted.lo == predicted.hi else predicted.text(places)
+    return Check(item=item, logged=logged_text, predicted=shown,
                  difference=f"{logged - mid:+.3f} vs midpoint", matches=ok, basis=basis, line=line)
 
 
@@ -192,11 +194,12 @@ class _Ctx:
     notes: list[str]
 
     def dtype(self, engine: str) -> KVDtype:
+        """The cache dtype as the engine reads the log's ``kv_cache_dtype`` (its own spellings,
+        such as vLLM's ``fp8_inc``, and what ``auto`` means to it)."""
         assert self.model is not None
-        from kvcalc.engines import get_policy
+        from kvcalc.engines import get_engine
 
-        name = get_policy(engine).auto_dtype(self.model)[0] if self.kv_dtype == "auto" else self.kv_dtype
-        return resolve_dtype(name, self.model.dtype)
+        return get_engine(engine).resolve_kv_dtype(self.kv_dtype, self.model)[0]
 
 
 def _max_model_len(reading: LogReading) -> int | None:

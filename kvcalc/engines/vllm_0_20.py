@@ -33,9 +33,10 @@ class Vllm020Engine(VllmEngine):
     version = Vllm020.title
 
     def _flight(self, work: Workload) -> Workload:
-        """The tokens a sliding / chunked layer keeps past its window (the release's rule)."""
-        return dataclasses.replace(
-            work, max_num_batched_tokens=self.rules.in_flight_tokens(work.max_num_batched_tokens, 1))
+        """The tokens a sliding / chunked layer keeps past its window (the release's rule, for the
+        pipeline depth ``prepare`` saw; one stage when unprepared)."""
+        flight = work.in_flight_tokens or self.rules.in_flight_tokens(work.max_num_batched_tokens, 1)
+        return dataclasses.replace(work, max_num_batched_tokens=flight)
 
     @staticmethod
     def _local_as_full(spec: Spec, work: Workload) -> Spec:
@@ -53,6 +54,7 @@ class Vllm020Engine(VllmEngine):
         chunked = any(isinstance(s, ChunkedAttention) for s in specs)
         full = any(type(s) is FullAttention for s in specs)
         return dataclasses.replace(work, block_size=block, state_page_bytes=page,
+                                   in_flight_tokens=self.rules.in_flight_tokens(work.max_num_batched_tokens, layout.pp),
                                    windows=work.windows and not (chunked and full))
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
@@ -90,8 +92,7 @@ class Vllm020Engine(VllmEngine):
 
         def shared(p: int) -> int:
             # Prefix caching hashes whole blocks of full-attention / MLA groups only.
-            return max(sum(p // g.spec.block_size for g in w.groups if g.spec.kind in ("full", "mla"))
-                       for w in workers)
+            return max(sum(p // v.block_size for v, _ in w.groups if v.kind in ("full", "mla")) for w in workers)
 
         cap = Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
                        max_len=max(model.max_position_embeddings, vk.max_model_len))

@@ -92,6 +92,8 @@ class Vllm020:
     """vLLM V1 at 001cabc1: the 0.19.x and 0.20.0 wheels (kvcalc's first vLLM model)."""
 
     key = "0.20"
+    printed_version = "0.20.0"
+    """What this release prints on "Initializing a V1 LLM engine (vX)"."""
     title = "vLLM 0.20 (V1 @ 001cabc1; releases 0.19.0-0.20.0)"
     default_block_size = 16
     """``CacheConfig.DEFAULT_BLOCK_SIZE`` (0.20.0 ``config/cache.py:45``)."""
@@ -152,15 +154,23 @@ class Vllm020:
 
     def layout(self, specs: Sequence[Spec], dtype: KVDtype, *, tp: int = 1, pp: int = 1, block_size: int,
                state_dtype: KVDtype | None = None) -> vk.Layout:
-        """``vllm_kv.build_layout`` with this release's inputs."""
-        from kvcalc.estimate import pp_partition
+        """``vllm_kv.build_layout`` with this release's inputs: local layers promoted when the hybrid
+        manager is off, the release's hybrid block, and its Mamba pages per request."""
+        from kvcalc.layout import counts_in, pp_partition, segments_from_specs
 
         specs = _promote_chunked(specs)
         sd = state_dtype if state_dtype is not None else dtype
         shards: dict[Spec, Spec] = {}
-        rank_specs = [shards.setdefault(s, s.shard(tp)) for s in specs]
-        block = self.hybrid_block_size(rank_specs, dtype, sd, block_size)
-        vspecs = vk.layer_vspecs(rank_specs, dtype, block, sd)
+        rank = [shards[s] if s in shards else shards.setdefault(s, s.shard(tp)) for s in specs]
+        segments = tuple(segments_from_specs(rank))
+        stages: list[range] = []
+        start = 0
+        for size in pp_partition(len(rank), pp):
+            stages.append(range(start, start + size))
+            start += size
+        distinct: list[Spec] = list(dict.fromkeys(s for seg in segments for s in seg.pattern))
+        block = self.hybrid_block_size(distinct, dtype, sd, block_size)
+        vspecs = vk.layer_vspecs(distinct, dtype, block, sd)
         if self.state_pages() != 1:
             vspecs = [
                 AlignedMambaVSpec(kind=v.kind, block_size=v.block_size, page_size_bytes=v.page_size_bytes,
@@ -168,15 +178,13 @@ class Vllm020:
                 if v is not None and v.kind == "mamba" else v
                 for v in vspecs
             ]
-        grouping = vk.group_layers(vspecs)
-        stages: list[range] = []
-        start = 0
-        for size in pp_partition(len(specs), pp):
-            stages.append(range(start, start + size))
-            start += size
-        workers = tuple(vk.project(grouping, r) for r in stages)
-        return vk.Layout(block_size=block, vspecs=tuple(vspecs), grouping=grouping, workers=workers,
-                         stages=tuple(stages))
+        vspec_of = dict(zip(distinct, vspecs, strict=True))
+        total = counts_in(segments, 0, stages[-1].stop if stages else 0)
+        grouping = vk.group_layers(vspec_of, total)
+        workers = tuple(vk.project(grouping, segments, r) for r in stages)
+        stage_counts = tuple(tuple(counts_in(segments, r.start, r.stop).items()) for r in stages)
+        return vk.Layout(block_size=block, vspec_of=vspec_of, grouping=grouping, workers=workers,
+                         stage_counts=stage_counts)
 
     def fit_error(self, max_model_len: int, needed_bytes: int, check_bytes: int, estimated: int) -> str:
         based = (f"Based on the available memory, the estimated maximum model length is {estimated}. "
@@ -239,6 +247,7 @@ class Vllm033(Vllm020):
     """0.31.0-0.33.0: what changed since 0.20 (``docs/engines.md`` §1)."""
 
     key = "0.33"
+    printed_version = "0.33.0"
     title = "vLLM 0.33 (releases 0.31.0-0.33.0)"
     holds_back_null_block = True
     """0.33.0 ``v1/core/kv_cache_planning.py:1533`` (and 0.31.0 ``kv_cache_utils.py:2780``): the fit
@@ -267,6 +276,7 @@ class Vllm034(Vllm033):
     """0.34.0, the newest release read: default block 64 and the extensible KV cache."""
 
     key = "0.34"
+    printed_version = "0.34.0"
     title = "vLLM 0.34 (release 0.34.0)"
     default_block_size = 64
     """0.34.0 ``config/cache.py:185``; every CUDA backend read accepts 64, so it stays 64 (MLA too)."""

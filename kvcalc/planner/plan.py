@@ -361,12 +361,12 @@ def answer(req: PlanRequest, s: Settings, pool: Pool) -> Answer:
             elif users_fit is False:
                 binding = (f"{pool.max_running_flag} {s.max_running}: the engine runs at most that many requests "
                            "per replica")
-    elif req.batch is not None:
-        batch_fits = starts and resident >= req.batch
     elif starts:
         binding = "KV cache (max concurrent requests at max_model_len)"
         if s.max_running is not None and by_memory > s.max_running:
             binding = f"{pool.max_running_flag} {s.max_running} (the KV cache holds {by_memory:,})"
+    if req.users is None and req.batch is not None:
+        batch_fits = starts and resident >= req.batch
     load = per_replica_load if per_replica_load is not None else max(resident, 1)
     headroom_units = cap.available - cap.units_for(load, length, prefix) if starts else None
     headroom_bytes = headroom_units * pool.unit_bytes if headroom_units is not None else None
@@ -496,7 +496,7 @@ def _notes(req: PlanRequest, s: Settings, warnings: list[str]) -> list[str]:
     if s.max_len > s.model.max_position_embeddings:
         warnings.append(
             f"max_model_len {s.max_len:,} exceeds {s.model.name}'s max_position_embeddings "
-            f"({s.model.max_position_embeddings:,}); vLLM refuses this unless overridden"
+            f"({s.model.max_position_embeddings:,}); {s.engine.beyond_context}"
         )
     if req.shared_prefix_tokens and not s.engine.shares_prefix:
         notes.append(f"{s.engine.name}: no cross-request prefix sharing modelled; --shared-prefix-tokens ignored")
