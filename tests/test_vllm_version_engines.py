@@ -114,3 +114,17 @@ def test_chunked_local_attention_estimated_as_full() -> None:
     e = estimate(m, 65536, engine="vllm@0.20")
     assert {g.tokens_held for g in e.layers} == {65536}
     assert e.total_bytes == 16 * 65536 * 8 * 128 * 2 * 2
+
+
+def test_plan_picks_the_mla_block_by_gpu() -> None:
+    """DeepSeek-V3 under 0.33: the plan's GPU picks the backend (platforms/cuda.py): B200 ->
+    FLASHINFER_MLA, 32-token blocks of 32 x 1,152 B = 36,864 B; H100 with an fp8 cache -> FlashMLA, 64;
+    an AMD GPU kvcalc has no backend table for -> Hopper's 16, said in the note."""
+    m = load_model("deepseek-v3")
+    b200 = plan(PlanRequest(model=m, engine="vllm@0.33", gpu="b200:8", max_model_len=8192))
+    assert b200.vllm is not None and (b200.vllm["block_size"], b200.vllm["page_size_bytes"]) == (32, 36_864)
+    fp8 = plan(PlanRequest(model=m, engine="vllm@0.33", gpu="h100:8", max_model_len=8192, kv_dtype="fp8"))
+    assert fp8.vllm is not None and fp8.vllm["block_size"] == 64
+    amd = plan(PlanRequest(model=m, engine="vllm@0.33", gpu="mi300x:8", max_model_len=8192))
+    assert amd.vllm is not None and amd.vllm["block_size"] == 16
+    assert any("Hopper's assumed" in n for n in amd.notes)

@@ -75,6 +75,9 @@ class PoolRequest:
     max_num_batched_tokens: int
     max_num_seqs: int | None
     budget: Budget
+    gpu: str | None = None
+    """The catalog GPU the plan is for (vLLM picks its attention backend, hence the MLA block size,
+    by it); None with ``--gpu-memory`` / ``--kv-budget``."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -80,11 +80,12 @@ class Vllm020Engine(VllmEngine):
         from kvcalc.engines.capacity import Capacity
 
         rules, model = self.rules, req.model
-        vl = self.vllm_layout(req.layout, req.dtype, req.block_size)
+        choice = rules.block_size(model.layer_specs, req.dtype, gpu=req.gpu, block_size=req.block_size)
+        vl = self.vllm_layout(req.layout, req.dtype, choice.block_size)
         flight = rules.in_flight_tokens(req.max_num_batched_tokens, req.layout.pp)
         vk = rules.kv(model.layer_specs, req.dtype, req.kv_budget_bytes, req.max_model_len, tp=req.layout.tp,
-                      pp=req.layout.pp, block_size=req.block_size, max_num_batched_tokens=req.max_num_batched_tokens,
-                      state_dtype=self.state_dtype(req.dtype, model))
+                      pp=req.layout.pp, block_size=choice.block_size,
+                      max_num_batched_tokens=req.max_num_batched_tokens, state_dtype=self.state_dtype(req.dtype, model))
         workers = vl.active
 
         def cost(length: int) -> int:
@@ -96,7 +97,6 @@ class Vllm020Engine(VllmEngine):
 
         cap = Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
                        max_len=max(model.max_position_embeddings, vk.max_model_len))
-        choice = rules.block_size(model.layer_specs, req.dtype, block_size=req.block_size)
         return Pool(capacity=cap, fits=vk.fits, num_blocks=vk.num_blocks, kv_cache_tokens=vk.kv_cache_tokens,
                     max_concurrency=vk.max_concurrency, estimated_max_model_len=vk.estimated_max_model_len,
                     reason=vk.error, block_size=vk.block_size, unit_bytes=vk.block_bytes, engine_version=self.version,

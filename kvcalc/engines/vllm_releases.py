@@ -65,7 +65,7 @@ def _sm_major(gpu: str | None) -> tuple[int, str]:
         return DEFAULT_SM, "no --gpu given, Hopper assumed"
     key = gpu.strip().lower()
     if key not in SM_MAJOR:
-        raise UnknownNameError("CUDA GPU for vLLM's attention backend choice", gpu, SM_MAJOR)
+        return DEFAULT_SM, f"{key}: not a CUDA GPU whose backend kvcalc knows, Hopper's assumed"
     return SM_MAJOR[key], f"--gpu {key}"
 
 

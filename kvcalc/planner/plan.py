@@ -310,7 +310,7 @@ def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
     return s.engine.pool(PoolRequest(
         model=s.model, layout=s.layout, dtype=s.dtype, kv_budget_bytes=bud.kv_budget_bytes, max_model_len=s.max_len,
         block_size=req.block_size, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running,
-        budget=bud))
+        budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None))
 
 
 # -- 5. the answer ---------------------------------------------------------------------------
