@@ -322,3 +322,18 @@ def test_not_a_log(tmp_path: Path) -> None:
     p.write_text("hello\n")
     with pytest.raises(InvalidRequestError, match="no KV-cache line"):
         check_log(p)
+
+
+def test_llama_cpp_newer_cache_line() -> None:
+    """The line newer llama.cpp prints (llama-kv-cache.cpp: "%s: size = %7.2f MiB (%6u cells, %3d
+    layers, %2u/%u seqs), K (%s): %7.2f MiB, V (%s): %7.2f MiB"), for Llama-2-7B with a q8_0
+    cache of 4,096 cells: a 4,096-value row is 128 blocks of 34 B = 4,352 B, x 4,096 cells x 32
+    layers = 544.00 MiB for K and for V."""
+    text = ("llama_context: n_ctx         = 4096\n"
+            "llama_kv_cache:      CUDA0 KV buffer size =  1088.00 MiB\n"
+            "llama_kv_cache: size = 1088.00 MiB (  4096 cells,  32 layers,  1/1 seqs), K (q8_0):  544.00 MiB, "
+            "V (q8_0):  544.00 MiB\n")
+    r = _check_text(text, load_model("llama-2-7b"))
+    c = by_item(r)
+    assert c["K (MiB)"].matches and c["V (MiB)"].matches and c["KV self size = sum of device buffers (MiB)"].matches
+    assert r.engine == "llama.cpp" and r.all_match

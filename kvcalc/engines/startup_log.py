@@ -740,8 +740,11 @@ def _check_llama_cpp(ctx: _Ctx) -> list[Check]:
     out: list[Check] = []
     buffers = r.found.get("llama_kv_buffer", [])
     total_f = r.first("llama_kv_self")
+    cells_f: Found | None = None
     if total_f is None and (s := r.first("llama_kv_size")) is not None:
+        # Newer builds print the cache's own cell count (n_ctx, or n_ctx per slot when split).
         total_f = Found(groups=(s.groups[0], s.groups[3], s.groups[4], s.groups[5], s.groups[6]), line=s.line)
+        cells_f = Found(groups=(s.groups[1],), line=s.line)
     if total_f is not None and buffers:
         sizes = [number(b.groups[1], b.line) for b in buffers]
         iv = Interval(sum(sizes, Decimal(0)) - HALF * len(sizes), sum(sizes, Decimal(0)) + HALF * len(sizes))
@@ -753,7 +756,7 @@ def _check_llama_cpp(ctx: _Ctx) -> list[Check]:
         out.append(_compare_rounded("KV self size = K + V (MiB)", total_f.groups[0], k_iv + v_iv,
                                     f"K ({total_f.groups[1]}) {total_f.groups[2]} + V ({total_f.groups[3]}) "
                                     f"{total_f.groups[4]}", total_f.line))
-    n_ctx_f = r.first("llama_n_ctx")
+    n_ctx_f = cells_f or r.first("llama_n_ctx")
     if total_f is None or n_ctx_f is None:
         return out
     if ctx.model is None:
