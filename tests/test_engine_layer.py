@@ -106,3 +106,12 @@ def test_llama_cpp_window_rule_per_architecture(architecture: str | None, slides
     m = get_builtin("mistral-7b-v0.1").replace(architecture=architecture)
     held = {g.tokens_held for g in estimate(m, 32768, engine="llama.cpp").layers}
     assert held == ({4608} if slides else {32768})
+
+
+def test_engines_import_nothing_from_the_planner() -> None:
+    """The arrow points one way: the planner asks the engines, engines never import the planner."""
+    import kvcalc.engines as engines_pkg
+
+    root = Path(inspect.getfile(engines_pkg)).parent
+    offenders = [p.name for p in root.glob("*.py") if "kvcalc.planner" in p.read_text()]
+    assert offenders == []
