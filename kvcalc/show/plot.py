@@ -7,6 +7,7 @@ the non-interactive Agg backend, so importing this module never needs it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from kvcalc.errors import InvalidRequestError, MissingDependencyError
 
@@ -22,9 +23,17 @@ def plot_series(
     ylabel: str,
     series: dict[str, list[tuple[float, float]]],
     hlines: dict[str, float] | None = None,
+    vlines: dict[str, float] | None = None,
+    x_log2: bool = False,
+    y_log2: bool = False,
 ) -> Path:
-    """Draw one line per series (label -> [(x, y), ...]) and one dashed horizontal line per
-    ``hlines`` entry (label -> y), with a legend; write PNG or SVG by ``path``'s extension.
+    """Draw one line per series (label -> [(x, y), ...]), one dashed horizontal line per
+    ``hlines`` entry (label -> y) and one dotted vertical line per ``vlines`` entry (label -> x),
+    with a legend; write PNG or SVG by ``path``'s extension.
+
+    ``x_log2``: a base-2 context axis with ticks on powers of two labelled as ``--seq-len`` reads
+    them (1k, 2k ... 128k; ``kvcalc.show.axes``), so doubling contexts are evenly spaced.
+    ``y_log2``: a base-2 count axis (symmetric-log below 1, so a zero still draws).
 
     In SVG output each series and line carries its label as the element id prefix and in the
     legend text, so tests (and people) can read the file back.
@@ -55,6 +64,14 @@ def plot_series(
             for i, (label, y) in enumerate((hlines or {}).items()):
                 h = ax.axhline(float(y), linestyle="--", linewidth=1.1, color=f"C{(i + 7) % 10}", label=label)
                 h.set_gid(f"hline: {label}")
+            for i, (label, x) in enumerate((vlines or {}).items()):
+                v = ax.axvline(float(x), linestyle=":", linewidth=1.3, color=f"C{(i + 5) % 10}", label=label)
+                v.set_gid(f"vline: {label}")
+            if x_log2:
+                _log2_context_axis(ax, series, vlines)
+            if y_log2:
+                ax.set_yscale("symlog", base=2, linthresh=1)
+                ax.set_ylim(bottom=0)
             ax.set_title(title)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
@@ -66,3 +83,17 @@ def plot_series(
         finally:
             plt.close(fig)
     return out
+
+
+def _log2_context_axis(ax: Any, series: dict[str, list[tuple[float, float]]], vlines: dict[str, float] | None) -> None:
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    from kvcalc.show.axes import log2_ticks
+
+    xs = [int(x) for points in series.values() for x, _ in points] + [int(x) for x in (vlines or {}).values()]
+    ticks = log2_ticks(max(min(xs), 1), max(max(xs), 1))
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator([float(v) for v, _ in ticks]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([label for _, label in ticks])
+    ax.set_xlim(float(ticks[0][0]) / 1.1, float(ticks[-1][0]) * 1.1)
