@@ -96,7 +96,7 @@ def test_sweep_plot_svg_series_and_labels(cli: Any, tmp_path: Path) -> None:
     assert re.findall(r'id="series: ([^"]*)"', svg) == [
         "llama-2-7b bf16", "llama-2-7b fp8_e4m3", "llama-3-8b bf16", "llama-3-8b fp8_e4m3"]
     assert re.findall(r'id="hline: ([^"]*)"', svg) == ["--gpu-memory 24.00 GiB"]
-    for label in ("context length (tokens)", "KV cache (GiB)", "KV cache vs context"):
+    for label in ("context length (tokens, log2)", "KV cache (GiB)", "KV cache vs context"):
         assert label in svg
 
 

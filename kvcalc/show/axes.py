@@ -58,7 +58,7 @@ def count_ticks(hi: int) -> list[tuple[int, str]]:
         values.append(v)
         v *= 2
     step = 1
-    while len(values[::step]) > 11:
+    while len(values[::step]) > 12:
         step *= 2
     return ticks + [(v, f"{v:,}") for v in values[::step]]
 

@@ -70,8 +70,7 @@ def plot_series(
             if x_log2:
                 _log2_context_axis(ax, series, vlines)
             if y_log2:
-                ax.set_yscale("symlog", base=2, linthresh=1)
-                ax.set_ylim(bottom=0)
+                _log2_count_axis(ax, series, hlines)
             ax.set_title(title)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
@@ -97,3 +96,18 @@ def _log2_context_axis(ax: Any, series: dict[str, list[tuple[float, float]]], vl
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([label for _, label in ticks])
     ax.set_xlim(float(ticks[0][0]) / 1.1, float(ticks[-1][0]) * 1.1)
+
+
+def _log2_count_axis(ax: Any, series: dict[str, list[tuple[float, float]]], hlines: dict[str, float] | None) -> None:
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    from kvcalc.show.axes import count_ticks
+
+    ys = [int(y) for points in series.values() for _, y in points] + [int(y) for y in (hlines or {}).values()]
+    ticks = count_ticks(max(ys, default=1))
+    # Linear between 0 and 1, base 2 above: a plan where nothing fits (0 requests) still draws.
+    ax.set_yscale("symlog", base=2, linthresh=1, linscale=0.5)
+    ax.yaxis.set_major_locator(FixedLocator([float(v) for v, _ in ticks]))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_yticklabels([label for _, label in ticks])
+    ax.set_ylim(0, float(ticks[-1][0]) * 1.15)
