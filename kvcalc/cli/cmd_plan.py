@@ -229,8 +229,12 @@ def render_plan(p: Plan, console: Console) -> None:  # noqa: C901 - a linear rep
             + " tok/s per sequence)", markup=False)
     if p.log_lines:
         console.print(f"{p.engine} would log:", markup=False)
+        from kvcalc.show.loglines import unit_note
+
         for line in p.log_lines:
-            console.print(f"  {line}", markup=False)
+            console.print(f"  {line}", markup=False)  # verbatim: the engine's own words
+            if note := unit_note(p.engine, line):
+                console.print(f"  ({note})", markup=False)
     if p.reason and not any(p.reason in line for line in p.log_lines):
         console.print(f"Why not: {p.reason}", markup=False)
     for hint in p.hints:
