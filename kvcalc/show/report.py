@@ -235,7 +235,8 @@ class SweepLine:
     batch: int
     points: list[tuple[int, int]]
     longest_fitting: int | None
-    """The longest swept context whose cell is within the capacity (None: none is, or no capacity)."""
+    """The longest swept context within the capacity and the model's maximum context (None: none
+    is, or no capacity was given)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,7 +260,9 @@ def sweep_report(result: SweepResult, command: str) -> SweepReport:
 
     lines = []
     for (model, dtype, batch), cells in result.series().items():
-        within = [c.seq_len for c in cells if c.exceeds is False]
+        # Past the model's maximum context is not a context it serves: never an answer.
+        limit = result.model_max_context.get(model)
+        within = [c.seq_len for c in cells if c.exceeds is False and (limit is None or c.seq_len <= limit)]
         lines.append(SweepLine(label=series_label(result, model, dtype, batch), model=model, kv_dtype=dtype,
                                batch=batch, points=[(c.seq_len, c.per_gpu_bytes) for c in cells],
                                longest_fitting=max(within) if within else None))
@@ -420,11 +423,13 @@ def render_sweep_html(r: SweepReport) -> str:
     body = ["<h1>kvcalc KV-cache sweep</h1>", f'<p class="question">{escape(r.question)}</p>']
     if s["capacity_label"]:
         body += ["<h2>Longest context within the capacity</h2>", '<div class="scroll"><table id="answer">',
-                 '<tr><th>series</th><th class="num">longest swept context that fits</th></tr>']
+                 '<tr><th>series</th><th class="num">longest swept context that fits</th>'
+                 '<th class="num">model maximum</th></tr>']
         for line in r.lines:
             text = "none" if line.longest_fitting is None else f"{line.longest_fitting:,} tokens"
             body.append(f'<tr data-series="{escape(line.label, quote=True)}"><td>{escape(line.label)}</td>'
-                        f'<td class="num" data-key="longest_fitting">{escape(text)}</td></tr>')
+                        f'<td class="num" data-key="longest_fitting">{escape(text)}</td>'
+                        f'<td class="num">{s["model_max_context"].get(line.model, 0):,}</td></tr>')
         body.append("</table></div>")
     cap = (Mark(label=s["capacity_label"], value=s["capacity_bytes_per_gpu"], kind="capacity"),) \
         if s["capacity_bytes_per_gpu"] is not None else ()
