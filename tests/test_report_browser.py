@@ -157,7 +157,7 @@ def test_sweep_report_in_a_browser(browser_context: Any, cli: Any, tmp_path: Pat
         drawn = page.eval_on_selector_all(
             'svg[data-chart="kv-vs-context"] g.series', "gs => gs.map(g => [g.dataset.label, "
             "[...g.querySelectorAll('circle')].map(c => [+c.dataset.x, +c.dataset.y])])")
-        by_label = dict((label, pts) for label, pts in drawn)
+        by_label = dict(drawn)
         for c in data["cells"]:
             assert [c["seq_len"], c["per_gpu_bytes"]] in by_label[f"{c['model']} {c['kv_dtype']}"]
         ticks = page.eval_on_selector_all('svg[data-chart="kv-vs-context"] text.tick.x', "ts => ts.map(t => "
