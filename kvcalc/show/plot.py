@@ -26,6 +26,7 @@ def plot_series(
     vlines: dict[str, float] | None = None,
     x_log2: bool = False,
     y_log2: bool = False,
+    vline_series: dict[str, str] | None = None,
 ) -> Path:
     """Draw one line per series (label -> [(x, y), ...]), one dashed horizontal line per
     ``hlines`` entry (label -> y) and one dotted vertical line per ``vlines`` entry (label -> x),
@@ -34,6 +35,8 @@ def plot_series(
     ``x_log2``: a base-2 context axis with ticks on powers of two labelled as ``--seq-len`` reads
     them (1k, 2k ... 128k; ``kvcalc.show.axes``), so doubling contexts are evenly spaced.
     ``y_log2``: a base-2 count axis (symmetric-log below 1, so a zero still draws).
+    ``vline_series``: vertical line label -> the series whose colour it takes (a model's maximum
+    context drawn in that model's colour); other vertical lines are grey.
 
     In SVG output each series and line carries its label as the element id prefix and in the
     legend text, so tests (and people) can read the file back.
@@ -56,16 +59,19 @@ def plot_series(
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "kvcalc"}):
         fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
         try:
+            colors: dict[str, Any] = {}
             for label, points in series.items():
                 xs = [float(x) for x, _ in points]
                 ys = [float(y) for _, y in points]
                 (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6, label=label)
                 line.set_gid(f"series: {label}")
+                colors[label] = line.get_color()
             for i, (label, y) in enumerate((hlines or {}).items()):
                 h = ax.axhline(float(y), linestyle="--", linewidth=1.1, color=f"C{(i + 7) % 10}", label=label)
                 h.set_gid(f"hline: {label}")
             for i, (label, x) in enumerate((vlines or {}).items()):
-                v = ax.axvline(float(x), linestyle=":", linewidth=1.3, color=f"C{(i + 5) % 10}", label=label)
+                color = colors.get((vline_series or {}).get(label, ""), str(0.25 + 0.2 * (i % 3)))
+                v = ax.axvline(float(x), linestyle=(0, (1, 2 + i % 3)), linewidth=1.4, color=color, label=label)
                 v.set_gid(f"vline: {label}")
             if x_log2:
                 _log2_context_axis(ax, series, vlines)

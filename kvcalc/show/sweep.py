@@ -213,7 +213,11 @@ def plot_sweep(result: SweepResult, path: str) -> Any:
     hlines = None
     if result.capacity_bytes_per_gpu is not None:
         hlines = {result.capacity_label or "capacity": result.capacity_bytes_per_gpu / size}
-    vlines = {label: float(n) for label, n in max_context_marks(result).items()} or None
+    marks = max_context_marks(result)
+    vlines = {label: float(n) for label, n in marks.items()} or None
+    # Each mark in the colour of its model's first line.
+    first = {model: series_label(result, model, dtype, batch) for (model, dtype, batch) in reversed(result.series())}
+    owner = {label: first[model] for model in result.models for label in marks if label.startswith(f"{model} ")}
     title, ylabel = figure_labels(result)
     return plot_series(path, title=title, xlabel="context length (tokens, log2)", ylabel=f"{ylabel} ({units_label})",
-                       series=series, hlines=hlines, vlines=vlines, x_log2=True)
+                       series=series, hlines=hlines, vlines=vlines, x_log2=True, vline_series=owner)
