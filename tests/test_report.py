@@ -125,6 +125,15 @@ def test_memory_segments_add_up_for_each_engine() -> None:
         segs, total = memory_segments(p.to_dict())
         assert total == p.budget["total_bytes"] and sum(s.bytes for s in segs) == total, engine
         assert [s.kind for s in segs][-2:] == ["kv", "free"]
+    # llama-3-70b's 141 GB of bf16 weights on one L4: the KV budget is negative; the segments still
+    # sum to the total, and the rest is what --gpu-memory-utilization 0.92 leaves out.
+    p = plan(PlanRequest(model=get_builtin("llama-3-70b"), gpu="l4", max_model_len=8192))
+    segs, total = memory_segments(p.to_dict())
+    by_kind = {s.kind: s.bytes for s in segs}
+    assert p.kv_budget_bytes < 0 and by_kind["kv"] == p.kv_budget_bytes and sum(by_kind.values()) == total
+    assert by_kind["free"] == p.budget["total_bytes"] - p.budget["requested_bytes"]
+    assert plan_report(PlanRequest(model=get_builtin("llama-3-70b"), gpu="l4", max_model_len=8192), p,
+                       "x").verdict == "NO: memory: nothing left for the KV cache after weights and overheads"
     # --kv-budget alone: no memory model, no total; the KV segment is the given budget.
     p = plan(PlanRequest(model=get_builtin("llama-3-8b"), kv_budget_bytes=20 * GiB, max_model_len=8192))
     segs, total = memory_segments(p.to_dict())
@@ -165,7 +174,7 @@ def test_sglang_log_line_is_quoted_verbatim_and_annotated(cli: Any, tmp_path: Pa
     assert k
     note = unit_note("sglang", line)
     assert note and f"{k.group(1)} GiB = {float(k.group(1)) * 2**30 / 10**9:,.2f} GB" in note and escape(note) in html
-    assert "is 2^30 bytes" in res.stdout  # the terminal table says so too
+    assert "is GiB, 2^30 bytes" in res.stdout  # the terminal table says so too
     assert unit_note("vllm", "Available KV cache memory: 55.90 GiB") is None
 
 

@@ -234,7 +234,7 @@ def render_plan(p: Plan, console: Console) -> None:  # noqa: C901 - a linear rep
         for line in p.log_lines:
             console.print(f"  {line}", markup=False)  # verbatim: the engine's own words
             if note := unit_note(p.engine, line):
-                console.print(f"  ({note})", markup=False)
+                console.print(f"  note: {note}", markup=False)
     if p.reason and not any(p.reason in line for line in p.log_lines):
         console.print(f"Why not: {p.reason}", markup=False)
     for hint in p.hints:

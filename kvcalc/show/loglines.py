@@ -25,4 +25,4 @@ def unit_note(engine: str, line: str) -> str | None:
         return None
     # Display only: the logged figure is already rounded to 0.01 GiB, so the GB value is approximate.
     shown = ", ".join(f"{f} GiB = {float(f) * GiB / GB:,.2f} GB" for f in dict.fromkeys(figures))
-    return f'SGLang prints GiB as "GB" (its GB is 2^30 bytes, sglang/srt/mem_cache/memory_pool.py): {shown}'
+    return f'SGLang\'s "GB" is GiB, 2^30 bytes (sglang/srt/mem_cache/memory_pool.py): {shown}'

@@ -154,7 +154,9 @@ def memory_segments(p: dict[str, Any]) -> tuple[list[Segment], int | None]:
     segs.append(Segment(label="non-torch: CUDA context, NCCL (--non-torch-memory)", bytes=b["non_torch_bytes"],
                         kind="non-torch"))
     segs.append(kv)
-    rest = b["total_bytes"] - sum(s.bytes for s in segs[:-1]) - max(b["kv_budget_bytes"], 0)
+    # The rest is what the engine's fraction leaves out (vLLM: total - ceil(total x fraction)); with
+    # the KV budget taken as it is (negative when the weights do not fit) the segments sum to the total.
+    rest = b["total_bytes"] - sum(seg.bytes for seg in segs)
     if b["fraction_flag"]:
         rest_label = f"outside {b['fraction_flag']} {b['fraction']}"
     else:
@@ -181,8 +183,9 @@ def plan_verdict(p: dict[str, Any]) -> str:
         return head
     if p["fits"]:
         return f"YES: {p['max_sequences']:,} requests of {p['max_model_len']:,} tokens fit at once"
-    return "NO" + (f": the largest max_model_len that fits is {p['estimated_max_model_len']:,}"
-                   if p["estimated_max_model_len"] else "")
+    if p["estimated_max_model_len"]:
+        return f"NO: the largest max_model_len that fits is {p['estimated_max_model_len']:,}"
+    return f"NO: {p['binding_constraint']}" if p["binding_constraint"] else "NO"
 
 
 def plan_assumptions(req: PlanRequest, p: dict[str, Any], refused: list[str]) -> list[tuple[str, str]]:

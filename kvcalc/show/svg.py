@@ -176,6 +176,11 @@ def stacked_bar(chart_id: str, *, title: str, segments: list[Segment], total_byt
                    f'data-kind="{_attr(s.kind)}" data-label="{_attr(s.label)}" data-bytes="{s.bytes}">'
                    f"<title>{escape(s.label)}: {escape(format_bytes(s.bytes))}</title></rect>")
         x += w
+    if total_bytes is not None and scale > total_bytes:
+        # More asked of the GPU than it has: a line where its memory ends.
+        edge = _fmt(total_bytes / scale * _W)
+        out.append(f'<line class="overflow" x1="{edge}" x2="{edge}" y1="2" y2="54" stroke="#b42318" '
+                   f'stroke-width="3" data-bytes="{total_bytes}"><title>GPU memory ends here</title></line>')
     out.append("</svg>")
     rows = "".join(
         f'<tr><td><span class="swatch" style="background:{SEGMENT_COLORS.get(s.kind, "#aaa")}"></span>'
