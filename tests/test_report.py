@@ -214,3 +214,19 @@ def test_sweep_report_from_the_core() -> None:
     # 131,072 B/token: 1k = 128 MiB fits 300 MiB, 2k = 256 MiB fits too.
     assert r.lines[0].points == [(1024, 128 * 2**20), (2048, 256 * 2**20)] and r.lines[0].longest_fitting == 2048
     assert r.max_context_marks == {}  # 8,192 is outside 1k..2k
+
+
+def test_report_quotes_the_command_as_typed(tmp_path: Path) -> None:
+    # Run as a program, the page quotes argv itself (--context stays --context).
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "p.html"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    args = ["plan", "llama-3-8b", "--kv-budget", "20GiB", "--context", "4096", "--report", str(out)]
+    done = subprocess.run([sys.executable, "-m", "kvcalc", *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f'<pre class="command">kvcalc plan llama-3-8b --kv-budget 20GiB --context 4096 --report {out}</pre>' \
+        in out.read_text()

@@ -153,11 +153,14 @@ def render_sweep(result: SweepResult, console: Console) -> None:
 
 
 def render_chart(result: SweepResult) -> str:
+    from kvcalc.show.axes import context_label
     from kvcalc.show.termchart import bar_chart
     from kvcalc.units import format_bytes
 
+    # Contexts as --seq-len writes them (1k = 1,024 tokens), like the plots' base-2 axis.
     series = {
-        f"{m} {d} batch {b}": [(f"{c.seq_len:,}", c.per_gpu_bytes, format_bytes(c.per_gpu_bytes)) for c in cells]
+        f"{m} {d} batch {b}": [(context_label(c.seq_len), c.per_gpu_bytes, format_bytes(c.per_gpu_bytes))
+                               for c in cells]
         for (m, d, b), cells in result.series().items()
     }
     return bar_chart(series, capacity=result.capacity_bytes_per_gpu, capacity_label=result.capacity_label or "")

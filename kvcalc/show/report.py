@@ -40,11 +40,18 @@ def kvcalc_version() -> str:
 
 
 def command_line(ctx: Any) -> str:
-    """The running command as the user typed it, rebuilt from the command's ``typer.Context``:
-    the command name and each parameter that came from the command line (not a default), in
-    declaration order."""
+    """The running command as the user typed it: ``sys.argv`` when kvcalc is the running program
+    (the ``kvcalc`` script or ``python -m kvcalc``); otherwise (called in-process, e.g. by tests)
+    rebuilt from the command's ``typer.Context``: the command name and each parameter that came
+    from the command line (not a default), in declaration order, under its first flag name."""
     import shlex
+    import sys
 
+    argv = list(sys.argv)
+    program = Path(argv[0]).name if argv else ""
+    if (program == "kvcalc" or argv[0].endswith(("kvcalc/__main__.py", "kvcalc\\__main__.py"))) \
+            and ctx.info_name in argv[1:]:
+        return shlex.join(["kvcalc", *argv[1:]])
     words = ["kvcalc", ctx.info_name or ""]
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name) if param.name else None
