@@ -443,7 +443,10 @@ def render_sweep_html(r: SweepReport) -> str:
         body.append("</table></div>")
     cap = (Mark(label=s["capacity_label"], value=s["capacity_bytes_per_gpu"], kind="capacity"),) \
         if s["capacity_bytes_per_gpu"] is not None else ()
-    vl = tuple(Mark(label=k, value=v, kind="max-context") for k, v in r.max_context_marks.items())
+    first_line = {line.model: line.label for line in reversed(r.lines)}
+    vl = tuple(Mark(label=k, value=v, kind="max-context",
+                    series=next((first_line[m] for m in first_line if k.startswith(f"{m} ")), None))
+               for k, v in r.max_context_marks.items())
     body.append(line_chart("kv-vs-context", title=r.title, x_label="context length (tokens, log2)",
                            y_label=r.y_label, series=[Series(label=x.label, points=tuple(x.points)) for x in r.lines],
                            hlines=cap, vlines=vl))

@@ -40,6 +40,8 @@ class Mark:
     label: str
     value: int
     kind: str
+    series: str | None = None
+    """A vertical mark that belongs to a series (a model's maximum context) takes its colour."""
 
 
 def _attr(value: object) -> str:
@@ -114,16 +116,21 @@ def line_chart(chart_id: str, *, title: str, x_label: str, y_label: str, series:
     out.append(f'<text class="axis-label" x="{_L + _PW / 2}" y="{_H - 12}">{escape(x_label)}</text>')
     out.append(f'<text class="axis-label" transform="translate(16 {_T + _PH / 2}) rotate(-90)">'
                f"{escape(y_label)}</text>")
+    series_color = {s.label: COLORS[i % len(COLORS)] for i, s in enumerate(series)}
+
+    def mark_color(m: Mark) -> str:
+        return series_color.get(m.series or "", MARK_COLORS.get(m.kind, "#444"))
+
     for m in hlines:
         y = _fmt(py(m.value))
-        color = MARK_COLORS.get(m.kind, "#444")
+        color = mark_color(m)
         out.append(f'<g class="mark h" data-kind="{_attr(m.kind)}" data-label="{_attr(m.label)}" '
                    f'data-value="{m.value}"><line x1="{_L}" x2="{_L + _PW}" y1="{y}" y2="{y}" stroke="{color}"/>'
                    f'<text x="{_L + _PW - 4}" y="{y}" dy="-4" fill="{color}" class="mark-label end">'
                    f"{escape(m.label)}</text></g>")
     for i, m in enumerate(vlines):
         x = _fmt(px(m.value))
-        color = MARK_COLORS.get(m.kind, "#444")
+        color = mark_color(m)
         out.append(f'<g class="mark v" data-kind="{_attr(m.kind)}" data-label="{_attr(m.label)}" '
                    f'data-value="{m.value}"><line x1="{x}" x2="{x}" y1="{_T}" y2="{_T + _PH}" stroke="{color}"/>'
                    f'<text x="{x}" y="{_T + 12 + 13 * i}" dx="-4" fill="{color}" class="mark-label end">'
@@ -141,7 +148,7 @@ def line_chart(chart_id: str, *, title: str, x_label: str, y_label: str, series:
     out.append("</svg>")
     legend = "".join(f'<li><span class="swatch" style="background:{COLORS[i % len(COLORS)]}"></span>'
                      f"{escape(s.label)}</li>" for i, s in enumerate(series))
-    legend += "".join(f'<li><span class="swatch dash" style="border-color:{MARK_COLORS.get(m.kind, "#444")}">'
+    legend += "".join(f'<li><span class="swatch dash" style="border-color:{mark_color(m)}">'
                       f"</span>{escape(m.label)}</li>" for m in (*hlines, *vlines))
     return (f'<figure class="chart" id="{_attr(chart_id)}">{"".join(out)}'
             f'<figcaption><b>{escape(title)}</b><ul class="legend">{legend}</ul></figcaption></figure>')
