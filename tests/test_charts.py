@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvcalc.show.axes import context_label, context_points, count_ticks, log2_ticks
 
@@ -25,8 +27,9 @@ def test_log2_ticks_are_the_powers_of_two_spanning_the_range() -> None:
     assert [label for _, label in log2_ticks(1024, 131_072)] == ["1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k"]
     # 40,960 is not a power of two: the axis runs on to 64k so the point is inside it.
     assert [v for v, _ in log2_ticks(1024, 40_960)][-1] == 65_536
-    # 1k .. 8M is 14 powers: thinned to every second one so the labels stay legible.
-    assert [label for _, label in log2_ticks(1024, 8 << 20)] == ["1k", "4k", "16k", "64k", "256k", "1M", "4M"]
+    # 1k .. 8M is 14 powers: thinned to every second one so the labels stay legible, and run on
+    # to 16M so the axis still reaches 8M.
+    assert [label for _, label in log2_ticks(1024, 8 << 20)] == ["1k", "4k", "16k", "64k", "256k", "1M", "4M", "16M"]
     assert [v for v, _ in count_ticks(1788)] == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
     assert context_points(40_960) == [1024, 2048, 4096, 8192, 16384, 32768, 40960]
     assert context_points(300) == [256, 300]
@@ -105,3 +108,39 @@ def test_plan_plot_puts_the_users_line_where_it_belongs(cli: Any, tmp_path: Path
     assert abs((yt["32"] - yt["64"]) - (yt["64"] - yt["128"])) < 0.01
     marks = re.findall(r'id="vline: ([^"]*)"', svg)
     assert marks == ["--max-model-len 32k", "llama-3.1-8b maximum context 131,072"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(lo=st.integers(1, 1 << 24), span=st.integers(0, 1 << 26))
+def test_log2_ticks_cover_the_range_evenly(lo: int, span: int) -> None:
+    hi = lo + span
+    ticks = [v for v, _ in log2_ticks(lo, hi)]
+    assert ticks[0] <= lo and ticks[-1] >= hi and 1 <= len(ticks) <= 12
+    assert all(v & (v - 1) == 0 for v in ticks)  # powers of two
+    ratios = {b // a for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert len(ratios) <= 1  # one step: evenly spaced on a log axis
+
+
+@settings(max_examples=60, deadline=None)
+@given(points=st.lists(st.tuples(st.integers(1, 1 << 22), st.integers(0, 1 << 40)), min_size=1, max_size=20,
+                       unique_by=lambda p: p[0]),
+       budget=st.integers(1, 1 << 40), kind=st.sampled_from(["bytes", "count"]))
+def test_svg_chart_carries_every_point_exactly_inside_its_box(points: list[tuple[int, int]], budget: int,
+                                                              kind: str) -> None:
+    from kvcalc.show.svg import Mark, Series, line_chart
+
+    pts = tuple(sorted(points))
+    html = line_chart("c", title="t", x_label="x", y_label="y", series=[Series(label="s", points=pts)],
+                      hlines=(Mark(label="b", value=budget, kind="budget"),), y_kind=kind)
+    svg = ET.fromstring(re.search(r"<svg\b.*?</svg>", html, flags=re.S).group(0))  # type: ignore[union-attr]
+    circles = list(svg.iter(f"{SVG}circle"))
+    assert [(int(c.get("data-x", "")), int(c.get("data-y", ""))) for c in circles] == list(pts)
+    box = next(r for r in svg.iter(f"{SVG}rect") if r.get("class") == "plot")
+    x0, y0 = float(box.get("x", "")), float(box.get("y", ""))
+    x1, y1 = x0 + float(box.get("width", "")), y0 + float(box.get("height", ""))
+    for c in circles:
+        assert x0 - 0.05 <= float(c.get("cx", "")) <= x1 + 0.05 and y0 - 0.05 <= float(c.get("cy", "")) <= y1 + 0.05
+    # Larger values sit higher (smaller pixel y) on both the linear and the base-2 axis.
+    by_value = sorted(circles, key=lambda c: int(c.get("data-y", "")))
+    ys = [float(c.get("cy", "")) for c in by_value]
+    assert all(a >= b for a, b in zip(ys, ys[1:], strict=False))

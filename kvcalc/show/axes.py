@@ -29,6 +29,19 @@ def pow2_ceil(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
+def _thin(values: list[int], most: int) -> list[int]:
+    """Every step-th power of two (step 1, 2, 4 ...) so at most ``most`` remain, extended upward
+    so the last kept tick still reaches the largest value (the axis must cover the data)."""
+    step = 1
+    # Kept ticks: 1 + ceil((len - 1) / step), counting the extension past the last value.
+    while 1 + -(-(len(values) - 1) // step) > most:
+        step *= 2
+    values = list(values)
+    while (len(values) - 1) % step:
+        values.append(values[-1] * 2)
+    return values[::step]
+
+
 def log2_ticks(lo: int, hi: int) -> list[tuple[int, str]]:
     """Tick positions and labels for a base-2 axis spanning [lo, hi]: every power of two from
     ``pow2_floor(lo)`` to ``pow2_ceil(hi)``, thinned to every second (fourth ...) one past 12 ticks
@@ -41,10 +54,7 @@ def log2_ticks(lo: int, hi: int) -> list[tuple[int, str]]:
     while v <= last:
         values.append(v)
         v *= 2
-    step = 1
-    while len(values[::step]) > 12:
-        step *= 2
-    return [(v, context_label(v)) for v in values[::step]]
+    return [(v, context_label(v)) for v in _thin(values, 12)]
 
 
 def count_ticks(hi: int) -> list[tuple[int, str]]:
@@ -57,10 +67,7 @@ def count_ticks(hi: int) -> list[tuple[int, str]]:
     while v <= pow2_ceil(max(hi, 1)):
         values.append(v)
         v *= 2
-    step = 1
-    while len(values[::step]) > 12:
-        step *= 2
-    return ticks + [(v, f"{v:,}") for v in values[::step]]
+    return ticks + [(v, f"{v:,}") for v in _thin(values, 12)]
 
 
 def context_points(hi: int, *, lo: int = 1024, extra: tuple[int, ...] = ()) -> list[int]:
