@@ -394,7 +394,9 @@ def render_plan_html(r: PlanReport) -> str:
         "kv-vs-context", title=f"KV cache for {r.kv_workload}{per_gpu}, by KV dtype",
         x_label="context per request (tokens, log2)", y_label=f"KV cache{per_gpu}",
         series=[Series(label=f"{d} KV", points=tuple(pts)) for d, pts in r.kv_curves.items()],
-        hlines=hl, vlines=tuple(marks_v)))
+        hlines=hl, vlines=tuple(marks_v),
+        # Where the curves cross the budget is the point of the chart: stop the axis at 4x the budget.
+        y_limit=4 * p["kv_budget_bytes"] if p["kv_budget_bytes"] > 0 else None))
     body.append("<h2>Concurrency vs context</h2>")
     hc = []
     if p["users"] is not None:

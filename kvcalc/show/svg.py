@@ -72,9 +72,12 @@ def _byte_ticks(top: int) -> tuple[list[tuple[int, str]], int]:
 
 
 def line_chart(chart_id: str, *, title: str, x_label: str, y_label: str, series: list[Series],
-               hlines: tuple[Mark, ...] = (), vlines: tuple[Mark, ...] = (), y_kind: str = "bytes") -> str:
+               hlines: tuple[Mark, ...] = (), vlines: tuple[Mark, ...] = (), y_kind: str = "bytes",
+               y_limit: int | None = None) -> str:
     """A ``<figure>``: the SVG (base-2 context axis; y linear in bytes, or base 2 for counts) and
-    an HTML legend that wraps on a phone."""
+    an HTML legend that wraps on a phone. ``y_limit`` (bytes) stops the y axis there so a budget
+    line is not flattened by a curve running far past it: points above are drawn on the top edge
+    (hollow), their exact values still in ``data-y`` and the tooltip."""
     xs = [x for s in series for x, _ in s.points] + [m.value for m in vlines]
     ys = [y for s in series for _, y in s.points] + [m.value for m in hlines]
     if not xs:
@@ -92,11 +95,16 @@ def line_chart(chart_id: str, *, title: str, x_label: str, y_label: str, series:
         def py(y: int) -> float:
             pos = 0.0 if y <= 0 else (1 + math.log2(y)) / (1 + math.log2(ytop))
             return _T + _PH - pos * _PH
+        py_line = py
         y_scale = "log2"
     else:
-        yticks, ytop = _byte_ticks(max(ys, default=1))
+        top = max(ys, default=1)
+        yticks, ytop = _byte_ticks(min(top, y_limit) if y_limit else top)
 
         def py(y: int) -> float:
+            return _T + _PH - min(max(y, 0), ytop) / ytop * _PH
+
+        def py_line(y: int) -> float:  # unclamped: the line leaves through the top, clipped there
             return _T + _PH - max(y, 0) / ytop * _PH
         y_scale = "linear"
 
@@ -104,6 +112,8 @@ def line_chart(chart_id: str, *, title: str, x_label: str, y_label: str, series:
            f'aria-label="{_attr(title)}" data-chart="{_attr(chart_id)}" data-x-scale="log2" '
            f'data-y-scale="{y_scale}" data-y-unit="{"count" if y_kind == "count" else "bytes"}">',
            f"<title>{escape(title)}</title>",
+           f'<clipPath id="clip-{_attr(chart_id)}"><rect x="{_L}" y="{_T - 4}" width="{_PW + 4}" '
+           f'height="{_PH + 8}"/></clipPath>',
            f'<rect x="{_L}" y="{_T}" width="{_PW}" height="{_PH}" class="plot"/>']
     for v, label in xticks:
         x = _fmt(px(v))
@@ -137,21 +147,26 @@ def line_chart(chart_id: str, *, title: str, x_label: str, y_label: str, series:
                    f"{escape(m.label)}</text></g>")
     for i, s in enumerate(series):
         color = COLORS[i % len(COLORS)]
-        coords = " ".join(f"{_fmt(px(x))},{_fmt(py(y))}" for x, y in s.points)
+        coords = " ".join(f"{_fmt(px(x))},{_fmt(py_line(y))}" for x, y in s.points)
         out.append(f'<g class="series" data-label="{_attr(s.label)}" stroke="{color}" fill="{color}">'
-                   f'<polyline points="{coords}" fill="none"/>')
+                   f'<polyline points="{coords}" fill="none" clip-path="url(#clip-{_attr(chart_id)})"/>')
         for px_x, px_y in s.points:
             shown = format_bytes(px_y) if y_kind == "bytes" else f"{px_y:,}"
-            out.append(f'<circle cx="{_fmt(px(px_x))}" cy="{_fmt(py(px_y))}" r="3" data-x="{px_x}" data-y="{px_y}">'
-                       f"<title>{escape(s.label)}: {px_x:,} tokens, {escape(shown)}</title></circle>")
+            above = y_kind == "bytes" and px_y > ytop
+            out.append(f'<circle cx="{_fmt(px(px_x))}" cy="{_fmt(py(px_y))}" r="3" data-x="{px_x}" data-y="{px_y}"'
+                       + (' class="above" fill="#fff"' if above else "")
+                       + f"><title>{escape(s.label)}: {px_x:,} tokens, {escape(shown)}</title></circle>")
         out.append("</g>")
     out.append("</svg>")
     legend = "".join(f'<li><span class="swatch" style="background:{COLORS[i % len(COLORS)]}"></span>'
                      f"{escape(s.label)}</li>" for i, s in enumerate(series))
     legend += "".join(f'<li><span class="swatch dash" style="border-color:{mark_color(m)}">'
                       f"</span>{escape(m.label)}</li>" for m in (*hlines, *vlines))
+    clipped = y_kind == "bytes" and top > ytop
+    note = (f'<p class="note">The axis stops at {escape(format_bytes(ytop))}: hollow points on the top edge are '
+            "higher (hover for the exact figure; the JSON has them all).</p>") if clipped else ""
     return (f'<figure class="chart" id="{_attr(chart_id)}">{"".join(out)}'
-            f'<figcaption><b>{escape(title)}</b><ul class="legend">{legend}</ul></figcaption></figure>')
+            f'<figcaption><b>{escape(title)}</b><ul class="legend">{legend}</ul>{note}</figcaption></figure>')
 
 
 @dataclass(frozen=True)
