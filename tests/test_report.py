@@ -99,6 +99,12 @@ def test_charts_carry_the_plans_figures(gallery_plan: tuple[PlanRequest, Any, st
     assert list(curves) == ["bf16 KV", "fp8_e4m3 KV"]
     assert (32768, result.per_gpu_bytes) in curves["bf16 KV"]
     assert marks(kv)["budget"] == result.kv_budget_bytes
+    # The axis stops at 4x the budget (250 GiB here: 4 x 55.90 GiB, ticks of 50 GiB) so the crossing
+    # is readable; points above sit hollow on the edge with their exact value.
+    ytop = max(int(t.get("data-value", "")) for t in kv.iter(f"{SVG}text") if t.get("class") == "tick y")
+    assert result.kv_budget_bytes < ytop <= 4 * result.kv_budget_bytes + 50 * GiB
+    above = [int(c.get("data-y", "")) for c in kv.iter(f"{SVG}circle") if c.get("class") == "above"]
+    assert above and min(above) > ytop and 64 * 32768 * 131_072 in above  # bf16 at 32k: 256 GiB
     # Memory: the segments add up to the GPU's memory, the KV segment is the budget.
     bar = svgs["memory"]
     seg = {r.get("data-kind"): int(r.get("data-bytes", "")) for r in bar.iter(f"{SVG}rect")}
