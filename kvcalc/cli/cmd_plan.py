@@ -25,6 +25,7 @@ EPILOG = (
 def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
     @app.command("plan", epilog=EPILOG)
     def plan_cmd(
+        ctx: typer.Context,
         model: Annotated[Optional[str], typer.Argument(help="Built-in model name or alias.", show_default=False)]
         = None,
         config: Annotated[Optional[str], typer.Option("--config", "-c", help="kvcalc YAML or HF config.json.")]
@@ -79,6 +80,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
         plot: Annotated[Optional[str], typer.Option("--plot", help="Write concurrency vs context to FILE.png/.svg.")]
         = None,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+        report: Annotated[Optional[str], typer.Option(
+            "--report", help="Write a self-contained HTML report (answer, charts, assumptions) to FILE.html.")]
+        = None,
     ) -> None:
         """Plan a deployment: KV budget, blocks, concurrency, whether --users fit, and what to change."""
         from kvcalc.cli.output import print_json, stdout_console, warn
@@ -117,6 +121,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
 
             written = plot_plan(req, result, plot)
             typer.echo(f"wrote {written}", err=True)
+        if report:
+            from kvcalc.show.report import command_line, plan_report, write_report
+
+            typer.echo(f"wrote {write_report(report, plan_report(req, result, command_line(ctx)))}", err=True)
         if json:
             print_json(result.to_dict())
             return
@@ -222,8 +230,12 @@ def render_plan(p: Plan, console: Console) -> None:  # noqa: C901 - a linear rep
             + " tok/s per sequence)", markup=False)
     if p.log_lines:
         console.print(f"{p.engine} would log:", markup=False)
+        from kvcalc.show.loglines import unit_note
+
         for line in p.log_lines:
-            console.print(f"  {line}", markup=False)
+            console.print(f"  {line}", markup=False)  # verbatim: the engine's own words
+            if note := unit_note(p.engine, line):
+                console.print(f"  note: {note}", markup=False)
     if p.reason and not any(p.reason in line for line in p.log_lines):
         console.print(f"Why not: {p.reason}", markup=False)
     for hint in p.hints:
