@@ -21,6 +21,7 @@ EPILOG = (
 def register(app: typer.Typer) -> None:
     @app.command("plan", epilog=EPILOG)
     def plan_cmd(
+        ctx: typer.Context,
         model: Annotated[Optional[str], typer.Argument(help="Built-in model name or alias.", show_default=False)]
         = None,
         config: Annotated[Optional[str], typer.Option("--config", "-c", help="kvcalc YAML or HF config.json.")]
@@ -75,6 +76,9 @@ def register(app: typer.Typer) -> None:
         plot: Annotated[Optional[str], typer.Option("--plot", help="Write concurrency vs context to FILE.png/.svg.")]
         = None,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+        report: Annotated[Optional[str], typer.Option(
+            "--report", help="Write a self-contained HTML report (answer, charts, assumptions) to FILE.html.")]
+        = None,
     ) -> None:
         """Plan a deployment: KV budget, blocks, concurrency, whether --users fit, and what to change.
 
@@ -84,6 +88,7 @@ def register(app: typer.Typer) -> None:
         fractions = {"--gpu-memory-utilization": gpu_memory_utilization, "--mem-fraction-static": mem_fraction_static,
                      "--free-gpu-memory-fraction": free_gpu_memory_fraction}
         run_plan(model, config, engine, fractions, json=json, plot=plot, max_model_len=context, kv_dtype=kv_dtype,
+                 report=report, command=_command_line(ctx) if report else "",
                  weight_dtype=weight_dtype, gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget, tp=tp, pp=pp,
                  block_size=block_size, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
                  activation_memory=activation_memory, non_torch_memory=non_torch_memory, users=users, batch=batch,
@@ -99,3 +104,8 @@ def _tokens(flag: str) -> Callable[[str], int]:
 
     return parse
 
+
+def _command_line(ctx: typer.Context) -> str:
+    from kvcalc.show.report import command_line
+
+    return command_line(ctx)

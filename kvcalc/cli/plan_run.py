@@ -15,9 +15,11 @@ if TYPE_CHECKING:
 
 
 def run_plan(model: str | None, config: str | None, engine: str, fractions: dict[str, str | None], *,
-             json: bool, plot: str | None = None, **flags: Any) -> int:
-    """Resolve the model, plan, warn, and print the JSON or the tables. A plan that does not fit
-    is an answer: exit 0."""
+             json: bool, plot: str | None = None, report: str | None = None, command: str = "",
+             **flags: Any) -> int:
+    """Resolve the model, plan, warn, write the plot / HTML report asked for, and print the JSON
+    or the tables. A plan that does not fit is an answer: exit 0. ``command``: the command line
+    the report quotes."""
     from kvcalc.cli.output import print_json, warn
     from kvcalc.cli.run_estimate import resolve_model
     from kvcalc.planner.plan import plan
@@ -34,6 +36,12 @@ def run_plan(model: str | None, config: str | None, engine: str, fractions: dict
 
         written = plot_plan(req, result, plot)
         sys.stderr.write(f"wrote {written}\n")
+    if report:
+        import sys
+
+        from kvcalc.show.report import plan_report, write_report
+
+        sys.stderr.write(f"wrote {write_report(report, plan_report(req, result, command))}\n")
     if json:
         print_json(result.to_dict())
         return 0
@@ -186,8 +194,12 @@ def _print_lines(p: Plan, console: Console) -> None:
             + " tok/s per sequence)", markup=False)
     if p.log_lines:
         console.print(f"{p.engine} would log:", markup=False)
+        from kvcalc.show.loglines import unit_note
+
         for line in p.log_lines:
-            console.print(f"  {line}", markup=False)
+            console.print(f"  {line}", markup=False)  # verbatim: the engine's own words
+            if note := unit_note(p.engine, line):
+                console.print(f"  note: {note}", markup=False)
     if p.reason and not any(p.reason in line for line in p.log_lines):
         console.print(f"Why not: {p.reason}", markup=False)
     for hint in p.hints:

@@ -404,6 +404,11 @@ class Engine:
     log_keys: tuple[str, ...] = ()
     """Patterns only this engine prints: they name the engine when no command line does."""
 
+    def log_unit_note(self, line: str) -> str | None:
+        """A note for one of this engine's log lines whose unit word differs from kvcalc's (the
+        line itself is quoted verbatim), or None."""
+        return None
+
     def reads_log(self, facts: LogFacts) -> bool:
         """Whether ``facts`` hold lines of this engine's log that ``check_log`` compares."""
         return False

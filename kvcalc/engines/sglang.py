@@ -206,6 +206,20 @@ class SglangEngine(Engine):
     log_markers = ("sglang.launch_server",)
     log_keys = ("sglang_alloc", "sglang_alloc_mla", "sglang_tokens")
 
+    def log_unit_note(self, line: str) -> str | None:
+        # sglang/srt/mem_cache/memory_pool.py (0.5.23, the wheel's line 116): GB = 2^30 and the pool
+        # logs ``K size: {k_size / GB:.2f} GB``; kvcalc's GB is 10^9 bytes, so give both.
+        import re
+
+        from kvcalc.units import GB
+
+        figures = re.findall(r"(\d+(?:\.\d+)?) GB\b", line)
+        if not figures:
+            return None
+        # Display only: the logged figure is already rounded to 0.01 GiB, so the GB value is approximate.
+        shown = ", ".join(f"{f} GiB = {float(f) * GiB / GB:,.2f} GB" for f in dict.fromkeys(figures))
+        return f'SGLang\'s "GB" is GiB, 2^30 bytes (sglang/srt/mem_cache/memory_pool.py): {shown}'
+
     def reads_log(self, facts: LogFacts) -> bool:
         return "sglang_alloc" in facts.values or "sglang_alloc_mla" in facts.values
 
