@@ -162,6 +162,9 @@ def memory_segments(p: dict[str, Any]) -> tuple[list[Segment], int | None]:
                             kind="activation"))
     segs.append(Segment(label="non-torch: CUDA context, NCCL (--non-torch-memory)", bytes=b["non_torch_bytes"],
                         kind="non-torch"))
+    if b.get("reserve_bytes"):
+        # Memory the engine keeps free besides those (vLLM 0.34's extensible-cache margin).
+        segs.append(Segment(label=b["reserve_label"], bytes=b["reserve_bytes"], kind="reserve"))
     segs.append(kv)
     # The rest is what the engine's fraction leaves out (vLLM: total - ceil(total x fraction)); with
     # the KV budget taken as it is (negative when the weights do not fit) the segments sum to the total.
