@@ -37,7 +37,15 @@ from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.specs import ChunkedAttention, FixedState, SlidingWindowAttention, Spec
+from kvcalc.errors import UnsupportedByEngineError
+from kvcalc.specs import (
+    ChunkedAttention,
+    CrossAttention,
+    FixedState,
+    IndexedLatentAttention,
+    SlidingWindowAttention,
+    Spec,
+)
 
 if TYPE_CHECKING:
     from kvcalc.models import ModelConfig
@@ -77,6 +85,11 @@ class LlamaCppPolicy(StoragePolicy):
         return "fp16", "llama.cpp default cache type f16"
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if isinstance(spec, (IndexedLatentAttention, CrossAttention)):
+            # Not checked against a llama.cpp build: the DSA indexer cache and the Mllama
+            # cross-attention cache (removed with the vision-model rework) are refused, not guessed.
+            raise UnsupportedByEngineError(
+                f"--engine llama.cpp: {spec.kind} layers are not modelled for {LLAMA_CPP_VERSION}")
         if not spec.grows:
             return 0
         n_ctx = pad(work.seq_len, N_CTX_PAD)

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.specs import FixedState, Spec
+from kvcalc.errors import UnsupportedByEngineError
+from kvcalc.specs import CrossAttention, FixedState, IndexedLatentAttention, Spec
 
 if TYPE_CHECKING:
     from kvcalc.models import ModelConfig
@@ -51,7 +52,20 @@ class SglangPolicy(StoragePolicy):
 
         return [(key, n, get_dtype("bf16" if key == "conv" else "fp32")) for key, n in spec.state_elements.items()]
 
+    def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
+        if isinstance(spec, IndexedLatentAttention):
+            # NSATokenToKVPool (memory_pool.py) / pool_configurator: the latent plus an fp8 indexer key
+            # with one float32 scale per 128 values, index_head_dim + index_head_dim // 128 x 4 bytes
+            # (kvcalc reference 2.4), whatever the latent's dtype.
+            return spec.latent_bytes_per_token(dtype) + spec.index_head_dim + spec.index_head_dim // 128 * 4
+        return spec.bytes_per_token(dtype)
+
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if isinstance(spec, CrossAttention):
+            if spec.encoder_tokens:
+                raise UnsupportedByEngineError(
+                    "--engine sglang: cross-attention (Mllama) pools for vision tokens are not modelled")
+            return 0
         if not spec.grows:
             return 0
         page = work.block_size or 1

@@ -23,10 +23,46 @@ from typing import TYPE_CHECKING
 from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines.base import StoragePolicy, Workload
 from kvcalc.planner.vllm_kv import DEFAULT_BLOCK_SIZE, MLA_BLOCK_SIZE, VLLM_VERSION
-from kvcalc.specs import ChunkedAttention, LatentAttention, SlidingWindowAttention, Spec
+from kvcalc.errors import UnsupportedByEngineError
+from kvcalc.specs import (
+    ChunkedAttention,
+    CrossAttention,
+    IndexedLatentAttention,
+    LatentAttention,
+    SlidingWindowAttention,
+    Spec,
+)
 
 if TYPE_CHECKING:
     from kvcalc.models import ModelConfig
+
+
+DSA_INDEXER_QUANT_BLOCK = 128
+"""``Indexer.quant_block_size`` (vllm/model_executor/models/deepseek_v2.py): one float32 scale per 128
+fp8 indexer values."""
+FP8_DS_MLA_BYTES = 656
+"""``fp8_ds_mla`` entry: 512 fp8 latent values + 4 float32 scales (16 B) + 64 bf16 rope values (128 B)
+(vllm/v1/attention/backends/mla/flashmla_sparse.py; kvcalc reference 1.2)."""
+
+
+def vllm_dsa_bytes_per_token(spec: IndexedLatentAttention, dtype: KVDtype) -> int:
+    """One token of a DSA layer in vLLM: the MLA page plus the indexer's own cache.
+
+    * The indexer key lives in a separate ``DeepseekV32IndexerCache`` layer whatever ``--kv-cache-dtype``
+      says: ``head_dim = index_head_dim + index_head_dim // 128 x 4`` bytes of ``torch.uint8`` (fp8
+      values and float32 scales; vllm/model_executor/models/deepseek_v2.py ``Indexer.__init__``, vLLM
+      main 2026): 132 B for ``index_head_dim`` 128.
+    * An fp8 cache for the latent becomes ``fp8_ds_mla`` (``DeepseekV32ForCausalLM.verify_and_update_config``):
+      656 B per token, valid only for the 512 + 64 latent of DeepSeek-V3.2 / GLM-5.
+    """
+    indexer = spec.index_head_dim + spec.index_head_dim // DSA_INDEXER_QUANT_BLOCK * 4
+    if dtype.name == "fp8_e4m3":
+        if (spec.kv_lora_rank, spec.qk_rope_head_dim) != (512, 64):
+            raise UnsupportedByEngineError(
+                f"--engine vllm: fp8_ds_mla is laid out for a 512 + 64 latent, not "
+                f"{spec.kv_lora_rank} + {spec.qk_rope_head_dim}")
+        return FP8_DS_MLA_BYTES + indexer
+    return spec.latent_bytes_per_token(dtype) + indexer
 
 
 class VllmPolicy(StoragePolicy):
@@ -68,9 +104,21 @@ class VllmPolicy(StoragePolicy):
         return cdiv(length, b)
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if isinstance(spec, CrossAttention):
+            # vLLM V1 would hold it as a CrossAttentionSpec (cdiv(max_num_encoder_input_tokens, B) pages),
+            # but no vLLM release since 0.10.2 serves Mllama (its model file was removed), and the
+            # version modelled here is later.
+            raise UnsupportedByEngineError(
+                f"--engine vllm: {VLLM_VERSION} does not serve cross-attention (Mllama) models; "
+                "vLLM dropped Mllama in 0.10.2")
         if not spec.grows:
             return 0
         return self._blocks(spec, work) * self.block_size(spec, work)
+
+    def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
+        if isinstance(spec, IndexedLatentAttention):
+            return vllm_dsa_bytes_per_token(spec, dtype)
+        return spec.bytes_per_token(dtype)
 
     def fixed_layer_bytes(self, spec: Spec, dtype: KVDtype) -> int:
         # Per-tensor K/V scales are module attributes, not carved from the KV pages.
