@@ -97,10 +97,10 @@ def to_yaml(model: ModelConfig) -> str:
     return text
 
 
-def import_to_yaml(path: str, name: str | None = None) -> tuple[ModelConfig, str]:
+def import_to_yaml(path: str, name: str | None = None, assume_standard: bool = False) -> tuple[ModelConfig, str]:
     from kvcalc.registry import load_model
 
-    model = load_model(path)
+    model = load_model(path, assume_standard)
     if name:
         model = model.replace(name=name)
     return model, to_yaml(model)

@@ -382,7 +382,7 @@ def _layer_kinds(r: _Reader, family: str, n: int, window: int | None) -> tuple[l
 # ---------------------------------------------------------------------------------------------
 
 
-def _linear_state(r: _Reader, family: str) -> FixedState:
+def _linear_state(r: _Reader, family: str) -> FixedState | None:
     """The recurrent state of a linear-attention layer, by the keys that describe it."""
     if r.has("linear_num_value_heads", "linear_key_head_dim"):
         # Gated DeltaNet (Qwen3-Next, Qwen3.5): vLLM MambaStateShapeCalculator.gated_delta_net_state_shape:
@@ -414,7 +414,7 @@ def _linear_state(r: _Reader, family: str) -> FixedState:
         r.refuse("layer_types", "linear_attention", f"no state keys kvcalc understands for {family!r} "
                  "(linear_* for Gated DeltaNet; mamba_num_heads / mamba_n_heads for Mamba2; Mamba-1 "
                  "(Jamba) and lightning attention (MiniMax-01) are not modelled)", "no state for those layers")
-        return FixedState(state_elements={"unknown": 1})
+        return None
     # Mamba2 (vLLM MambaStateShapeCalculator.mamba2_state_shape): conv (kernel - 1) x (inner + 2 x groups x
     # state); ssm heads x head_dim x state.
     inner = heads * head_dim
@@ -538,7 +538,7 @@ def _structural(r: _Reader, family: str) -> list[Spec]:
     full: Spec = latent if latent is not None else FullAttention(num_kv_heads=kv, head_dim=d, v_head_dim=v_dim)
     specs: list[Spec] = []
     indexer = _indexer_flags(r, n) if "indexed" in kinds else [False] * n
-    state: FixedState | None = None
+    state: Spec | None = None
     for i, kind in enumerate(kinds):
         if kind == "full":
             specs.append(full)
@@ -583,7 +583,7 @@ def _structural(r: _Reader, family: str) -> list[Spec]:
                 specs.append(ChunkedAttention(num_kv_heads=kv, head_dim=d, v_head_dim=v_dim, chunk_size=size))
         elif kind == "linear":
             if state is None:
-                state = _linear_state(r, family)
+                state = _linear_state(r, family) or NoCache(reason="state not understood (--assume-standard)")
             specs.append(state)
         elif kind == "cross":
             specs.append(CrossAttention(num_kv_heads=kv or heads, head_dim=d or hidden // heads))

@@ -53,11 +53,11 @@ def run_show(name: str, json: bool, as_yaml: bool) -> None:
         console.print(line, markup=False, highlight=False)
 
 
-def run_import(path: str, output: Path | None, name: str | None) -> None:
+def run_import(path: str, output: Path | None, name: str | None, assume_standard: bool = False) -> None:
     from kvcalc.catalog import import_to_yaml
     from kvcalc.cli.output import warn
 
-    model, text = import_to_yaml(path, name)
+    model, text = import_to_yaml(path, name, assume_standard)
     for assumption in model.source.assumptions:
         warn(assumption)
     if output is None:
