@@ -309,7 +309,9 @@ def _default_types(r: _Reader, family: str, n: int, window: int | None) -> tuple
         return (lambda i: "full_attention" if i % period == offset else "linear_attention"), "JambaConfig"
     if family == "falcon_h1":
         return _every("hybrid"), "FalconH1Config (every layer hybrid)"
-    if family == "mllama":
+    if family == "zamba2":
+        return _every("hybrid"), "Zamba2Config (Mamba layers with shared hybrid attention blocks)"
+    if family in ("mllama", "mllama_text_model"):
         cross = r.data.get("cross_attention_layers")
         if cross is None:
             cross = [3, 8, 13, 18, 23, 28, 33, 38]
@@ -364,13 +366,16 @@ def _layer_kinds(r: _Reader, family: str, n: int, window: int | None) -> tuple[l
     if listed is not None:
         types, key = listed
     else:
-        rule, key = _default_types(r, family, n, window)
+        rule, origin = _default_types(r, family, n, window)
         types = [rule(i) for i in range(n)]
+        key = "layer_types"
     kinds: list[str] = []
     for i, t in enumerate(types):
         kind = LAYER_TYPES.get(t)
         if kind is None:
             why = _UNPLACED_TYPES.get(t, "not a layer type kvcalc understands")
+            if listed is None:
+                why += f" (no layer_types in the config: the {origin} default)"
             r.refuse(f"{key}[{i}]", t, f"{why} (understood: {', '.join(sorted(LAYER_TYPES))})", "full attention")
             kind = "full"
         kinds.append(kind)
@@ -718,7 +723,7 @@ KNOWN_FAMILIES = frozenset({
     "gemma3_text", "gpt_neox", "phi3", "phi", "gpt_oss", "llama4", "llama4_text", "starcoder2", "olmo", "olmo2",
     "olmo3", "granite", "cohere", "cohere2", "internlm2", "deepseek_v2", "deepseek_v3", "deepseek_v32",
     "glm4_moe", "glm4_moe_lite", "glm_moe_dsa", "minimax_m2", "mimo_v2_flash", "nemotron_h", "smollm3", "exaone4",
-    "granitemoehybrid", "jamba", "falcon_h1", "mllama", "minimax",
+    "granitemoehybrid", "jamba", "falcon_h1", "mllama", "mllama_text_model", "minimax", "zamba2",
 })
 """``model_type``s read without the unknown-family warning: transformers 5.23 ships each, and kvcalc
 knows what its code alone decides (``_default_types``, ``_SPECIAL``)."""
