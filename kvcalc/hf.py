@@ -67,8 +67,8 @@ LAYER_TYPES: dict[str, str] = {
     "mamba": "linear",  # legacy name of linear_attention
     "cross_attention": "cross",
     "dummy": "none",  # DummyLayer: KV-sharing consumers, MLP/MoE-only layers
-    "moe": "none",
-    "mlp": "none",
+    "moe": "moe",  # no attention: nothing cached (get_layer_types_and_kwargs maps it to "dummy")
+    "mlp": "mlp",
 }
 """Every ``layer_types`` value kvcalc places, mapped to its layer kind (transformers 5.23
 ``cache_utils.py`` ``DYNAMIC_LAYER_TYPE_MAPPING`` and ``get_layer_types_and_kwargs``). Not here, so
@@ -238,9 +238,34 @@ def _rope_flags(r: _Reader, n: int) -> list[int]:
     return [int((i + 1) % interval != 0) for i in range(n)]
 
 
+def _mimo_types(r: _Reader, n: int) -> tuple[Callable[[int], str], str]:
+    pattern = r.data.get("hybrid_layer_pattern")
+    if pattern is not None:
+        # XiaomiMiMo's config key: 0 = full attention, 1 = sliding (their modeling code); transformers
+        # 5.23 ignores it and builds the default below, identical for the released checkpoint.
+        if not isinstance(pattern, list) or any(p not in (0, 1) for p in pattern) or len(pattern) != n:
+            r.refuse("hybrid_layer_pattern", pattern, f"a list of {n} values 0 (full) or 1 (sliding) "
+                     "is understood", "the MiMoV2FlashConfig default pattern")
+        else:
+            return (lambda i: "sliding_attention" if pattern[i] else "full_attention"), "hybrid_layer_pattern"
+    return (lambda i: "full_attention" if i == 0 or (i + 1) % 6 == 0 else "sliding_attention"), \
+        "MiMoV2FlashConfig"
+
+
+def _mllama_types(r: _Reader, n: int) -> tuple[Callable[[int], str], str]:
+    cross = r.data.get("cross_attention_layers")
+    if cross is None:
+        cross = [3, 8, 13, 18, 23, 28, 33, 38]
+        r.assumptions.append("cross_attention_layers not set: using MllamaTextConfig's default")
+    if not isinstance(cross, list) or any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < n
+                                          for c in cross):
+        raise InvalidConfigError(r.source, f"field 'cross_attention_layers' must list layer indices below {n}")
+    where = set(cross)
+    return (lambda i: "cross_attention" if i in where else "full_attention"), "cross_attention_layers"
+
+
 def _default_types(r: _Reader, family: str, n: int, window: int | None) -> tuple[Callable[[int], str], str]:
     """The family's default ``layer_types`` (when the config has none), and where it comes from."""
-    chunk = r.opt_int("attention_chunk_size")
     if family in ("qwen2", "qwen3", "mimo"):
         # Qwen2Config / Qwen3Config.__post_init__: sliding when a window is set and i >= max_window_layers.
         if window is None:
@@ -280,6 +305,12 @@ def _default_types(r: _Reader, family: str, n: int, window: int | None) -> tuple
         flags = _rope_flags(r, n)
         return (lambda i: "sliding_attention" if window is not None and not flags[i] else "full_attention"), \
             "SmolLM3Config"
+    return _default_hybrid_types(r, family, n, window)
+
+
+def _default_hybrid_types(r: _Reader, family: str, n: int, window: int | None) -> tuple[Callable[[int], str], str]:
+    """``_default_types`` continued: families with state, DSA, cross-attention or hybrid layers."""
+    chunk = r.opt_int("attention_chunk_size")
     if family in ("qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"):
         # Qwen3NextConfig / Qwen3_5TextConfig.__post_init__: full every full_attention_interval-th layer.
         interval = r.get_int("full_attention_interval", default=4, why="transformers default")
@@ -287,17 +318,7 @@ def _default_types(r: _Reader, family: str, n: int, window: int | None) -> tuple
     if family == "minimax":
         return (lambda i: "full_attention" if (i + 1) % 2 else "linear_attention"), "MiniMaxConfig"
     if family == "mimo_v2_flash":
-        pattern = r.data.get("hybrid_layer_pattern")
-        if pattern is not None:
-            # XiaomiMiMo's config key: 0 = full attention, 1 = sliding (their modeling code); transformers
-            # 5.23 ignores it and builds the default below, identical for the released checkpoint.
-            if not isinstance(pattern, list) or any(p not in (0, 1) for p in pattern) or len(pattern) != n:
-                r.refuse("hybrid_layer_pattern", pattern, f"a list of {n} values 0 (full) or 1 (sliding) "
-                         "is understood", "the MiMoV2FlashConfig default pattern")
-            else:
-                return (lambda i: "sliding_attention" if pattern[i] else "full_attention"), "hybrid_layer_pattern"
-        return (lambda i: "full_attention" if i == 0 or (i + 1) % 6 == 0 else "sliding_attention"), \
-            "MiMoV2FlashConfig"
+        return _mimo_types(r, n)
     if family in ("deepseek_v32", "glm_moe_dsa"):
         return _every("indexed_attention"), f"{family} config (every layer DSA)"
     if family == "granitemoehybrid":
@@ -312,15 +333,7 @@ def _default_types(r: _Reader, family: str, n: int, window: int | None) -> tuple
     if family == "zamba2":
         return _every("hybrid"), "Zamba2Config (Mamba layers with shared hybrid attention blocks)"
     if family in ("mllama", "mllama_text_model"):
-        cross = r.data.get("cross_attention_layers")
-        if cross is None:
-            cross = [3, 8, 13, 18, 23, 28, 33, 38]
-            r.assumptions.append("cross_attention_layers not set: using MllamaTextConfig's default")
-        if not isinstance(cross, list) or any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < n
-                                              for c in cross):
-            raise InvalidConfigError(r.source, f"field 'cross_attention_layers' must list layer indices below {n}")
-        where = set(cross)
-        return (lambda i: "cross_attention" if i in where else "full_attention"), "cross_attention_layers"
+        return _mllama_types(r, n)
     # transformers' own fallback (cache_utils.py get_layer_types_and_kwargs): a sliding_window makes
     # every layer slide, else an attention_chunk_size makes it chunked, else full (Mistral, Phi-3, ...).
     if window is not None:
@@ -502,6 +515,49 @@ def _attention_geometry(r: _Reader, family: str, heads: int, hidden: int) -> tup
     return kv, d, r.opt_int("v_head_dim")
 
 
+def _latent(r: _Reader) -> LatentAttention | None:
+    """An MLA latent when ``kv_lora_rank`` is set, whatever the model_type (needs ``qk_rope_head_dim``)."""
+    rank = r.opt_int("kv_lora_rank")
+    if rank is None:
+        return None
+    rope = r.opt_int("qk_rope_head_dim")
+    if rope is None:
+        r.refuse("kv_lora_rank", rank, "a latent (MLA) needs its qk_rope_head_dim", "qk_rope_head_dim 64")
+        rope = 64
+    nextn = r.opt_count("num_nextn_predict_layers") or 0
+    if nextn:
+        r.notes.append(f"{nextn} multi-token-prediction layer(s) (num_nextn_predict_layers) are not cached")
+    return LatentAttention(kv_lora_rank=rank, qk_rope_head_dim=rope, qk_nope_head_dim=r.opt_int("qk_nope_head_dim"),
+                           v_head_dim=r.opt_int("v_head_dim"), q_lora_rank=r.opt_int("q_lora_rank"))
+
+
+def _indexed(r: _Reader, latent: LatentAttention, index_dim: int) -> IndexedLatentAttention:
+    return IndexedLatentAttention(
+        kv_lora_rank=latent.kv_lora_rank, qk_rope_head_dim=latent.qk_rope_head_dim,
+        qk_nope_head_dim=latent.qk_nope_head_dim, v_head_dim=latent.v_head_dim, q_lora_rank=latent.q_lora_rank,
+        index_head_dim=index_dim, index_n_heads=r.opt_int("index_n_heads"))
+
+
+def _local_spec(r: _Reader, family: str, kind: str, size: int, full: FullAttention) -> Spec:
+    """A sliding or chunked layer: the full layer's geometry with the ``swa_*`` overrides."""
+    if kind == "chunked":
+        return ChunkedAttention(num_kv_heads=full.num_kv_heads, head_dim=full.head_dim,
+                                v_head_dim=full.v_head_dim, chunk_size=size)
+    kv = r.opt_int("swa_num_key_value_heads")
+    hf_heads = None
+    if family == "mimo_v2_flash":
+        # MiMoV2FlashAttention.__init__: sliding layers get num_key_value_heads x 2 heads
+        # (swa_num_key_value_heads is not read by transformers 5.23).
+        if kv is None:
+            kv = 2 * full.num_kv_heads
+        elif kv != 2 * full.num_kv_heads:
+            hf_heads = 2 * full.num_kv_heads
+    v_dim = r.opt_int("swa_v_head_dim")
+    return SlidingWindowAttention(num_kv_heads=kv or full.num_kv_heads, head_dim=r.opt_int("swa_head_dim") or
+                                  full.head_dim, v_head_dim=v_dim if v_dim is not None else full.v_head_dim,
+                                  window=size, hf_cache_heads=hf_heads)
+
+
 def _structural(r: _Reader, family: str) -> list[Spec]:
     n = r.get_int("num_hidden_layers", "n_layer", "num_layers")
     heads = r.get_int("num_attention_heads", "n_head")
@@ -510,90 +566,49 @@ def _structural(r: _Reader, family: str) -> list[Spec]:
         return _nas_specs(r, n, heads, _head_dim(r, hidden, heads))
     window = _window(r, family)
     kinds, key = _layer_kinds(r, family, n, window)
-    n = len(kinds)
     chunk = r.opt_int("attention_chunk_size")
     if family in ("llama4", "llama4_text") and chunk is None and "chunked" in kinds:
         chunk = 8192
         r.assumptions.append("attention_chunk_size not set: using 8192 (Llama4TextConfig default)")
-    latent: Spec | None = None
-    rank = r.opt_int("kv_lora_rank")
-    if rank is not None:
-        rope = r.opt_int("qk_rope_head_dim")
-        if rope is None:
-            r.refuse("kv_lora_rank", rank, "a latent (MLA) needs its qk_rope_head_dim", "qk_rope_head_dim 64")
-            rope = 64
-        latent = LatentAttention(kv_lora_rank=rank, qk_rope_head_dim=rope,
-                                 qk_nope_head_dim=r.opt_int("qk_nope_head_dim"),
-                                 v_head_dim=r.opt_int("v_head_dim"), q_lora_rank=r.opt_int("q_lora_rank"))
-        nextn = r.opt_count("num_nextn_predict_layers") or 0
-        if nextn:
-            r.notes.append(f"{nextn} multi-token-prediction layer(s) (num_nextn_predict_layers) are not cached")
+    latent = _latent(r)
     index_dim = r.opt_int("index_head_dim")
     if index_dim is not None and latent is None:
         r.refuse("index_head_dim", index_dim, "a DSA indexer key cache is understood next to an MLA latent "
                  "(kv_lora_rank) only", "no indexer keys")
-        index_dim = None
     if latent is not None and index_dim is not None:
         kinds = ["indexed" if k == "full" else k for k in kinds]
     elif "indexed" in kinds:
         r.refuse(key, "indexed_attention", "an indexed (DSA) layer needs kv_lora_rank, qk_rope_head_dim and "
                  "index_head_dim", "full attention")
         kinds = ["full" if k == "indexed" else k for k in kinds]
-    kv, d, v_dim = (0, 0, None) if latent is not None else _attention_geometry(r, family, heads, hidden)
-    full: Spec = latent if latent is not None else FullAttention(num_kv_heads=kv, head_dim=d, v_head_dim=v_dim)
+    if latent is not None and ("sliding" in kinds or "chunked" in kinds):
+        r.refuse(key, "sliding_attention", "a sliding or chunked MLA layer is not understood", "full MLA")
+        kinds = ["full" if k in ("sliding", "chunked") else k for k in kinds]
+    kv, d, v_dim = _attention_geometry(r, family, heads, hidden) if latent is None else (heads, 1, None)
+    attention = FullAttention(num_kv_heads=kv, head_dim=d, v_head_dim=v_dim)
+    indexer = _indexer_flags(r, len(kinds)) if "indexed" in kinds else []
+    made: dict[str, Spec] = {"full": latent or attention, "none": NoCache(reason="no attention (layer_types)"),
+                             "mlp": NoCache(reason="MLP"), "moe": NoCache(reason="MoE")}
     specs: list[Spec] = []
-    indexer = _indexer_flags(r, n) if "indexed" in kinds else [False] * n
-    state: Spec | None = None
     for i, kind in enumerate(kinds):
-        if kind == "full":
-            specs.append(full)
-        elif kind == "indexed":
-            assert isinstance(latent, LatentAttention) and index_dim is not None
-            if not indexer[i]:
-                specs.append(latent)
+        if kind == "indexed":
+            assert latent is not None and index_dim is not None
+            specs.append(_indexed(r, latent, index_dim) if indexer[i] else latent)
+            continue
+        if kind in ("sliding", "chunked") and (window if kind == "sliding" else chunk) is None:
+            r.refuse(f"{key}[{i}]", f"{kind}_attention", "a sliding/chunked layer needs sliding_window / "
+                     "attention_chunk_size (or use_sliding_window is false)", "full attention")
+            kind = "full"
+        if kind not in made:
+            if kind == "linear":
+                made[kind] = _linear_state(r, family) or NoCache(reason="state not understood (--assume-standard)")
+            elif kind == "cross":
+                made[kind] = CrossAttention(num_kv_heads=kv, head_dim=d)
             else:
-                specs.append(IndexedLatentAttention(
-                    kv_lora_rank=latent.kv_lora_rank, qk_rope_head_dim=latent.qk_rope_head_dim,
-                    qk_nope_head_dim=latent.qk_nope_head_dim, v_head_dim=latent.v_head_dim,
-                    q_lora_rank=latent.q_lora_rank, index_head_dim=index_dim,
-                    index_n_heads=r.opt_int("index_n_heads")))
-        elif kind in ("sliding", "chunked"):
-            if latent is not None:
-                r.refuse(key, kind, "a sliding or chunked MLA layer is not understood", "full MLA")
-                specs.append(latent)
-                continue
-            size = window if kind == "sliding" else chunk
-            if size is None:
-                r.refuse(f"{key}[{i}]", f"{kind}_attention", "a sliding/chunked layer needs sliding_window / "
-                         "attention_chunk_size (or use_sliding_window is false)", "full attention")
-                specs.append(full)
-                continue
-            sw_kv = r.opt_int("swa_num_key_value_heads") if kind == "sliding" else None
-            sw_d = r.opt_int("swa_head_dim") if kind == "sliding" else None
-            sw_v = r.opt_int("swa_v_head_dim") if kind == "sliding" else None
-            hf_heads = None
-            if family == "mimo_v2_flash" and kind == "sliding":
-                # MiMoV2FlashAttention.__init__: sliding layers get num_key_value_heads x 2 heads
-                # (swa_num_key_value_heads is not read by transformers 5.23).
-                if sw_kv is None:
-                    sw_kv = 2 * kv
-                elif sw_kv != 2 * kv:
-                    hf_heads = 2 * kv
-            layer_kv, layer_d = sw_kv or kv, sw_d or d
-            layer_v = sw_v if sw_v is not None else v_dim
-            if kind == "sliding":
-                specs.append(SlidingWindowAttention(num_kv_heads=layer_kv, head_dim=layer_d, v_head_dim=layer_v,
-                                                    window=size, hf_cache_heads=hf_heads))
-            else:
-                specs.append(ChunkedAttention(num_kv_heads=kv, head_dim=d, v_head_dim=v_dim, chunk_size=size))
-        elif kind == "linear":
-            if state is None:
-                state = _linear_state(r, family) or NoCache(reason="state not understood (--assume-standard)")
-            specs.append(state)
-        elif kind == "cross":
-            specs.append(CrossAttention(num_kv_heads=kv or heads, head_dim=d or hidden // heads))
-        else:
-            specs.append(NoCache(reason="no attention (layer_types)"))
+                size = window if kind == "sliding" else chunk
+                assert size is not None
+                made[kind] = _local_spec(r, family, kind, size, attention)
+        specs.append(made[kind])
     return specs
 
 

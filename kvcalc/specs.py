@@ -360,7 +360,8 @@ class IndexedLatentAttention(LatentAttention):
         return self
 
     def describe(self) -> str:
-        return f"mla+indexer, latent {self.kv_lora_rank} + rope {self.qk_rope_head_dim}, indexer key {self.index_head_dim}"
+        return (f"mla+indexer, latent {self.kv_lora_rank} + rope {self.qk_rope_head_dim}, "
+                f"indexer key {self.index_head_dim}")
 
     def formula_terms(self, dtype: KVDtype) -> str:
         dims = f"({self.kv_lora_rank} kv_lora_rank + {self.qk_rope_head_dim} rope + {self.index_head_dim} indexer key)"

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.planner.vllm_kv import DEFAULT_BLOCK_SIZE, MLA_BLOCK_SIZE, VLLM_VERSION
 from kvcalc.errors import UnsupportedByEngineError
+from kvcalc.planner.vllm_kv import DEFAULT_BLOCK_SIZE, MLA_BLOCK_SIZE, VLLM_VERSION
 from kvcalc.specs import (
     ChunkedAttention,
     CrossAttention,
