@@ -42,6 +42,8 @@ _MLA = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "nu
 
 
 def _text(name: str) -> dict[str, Any]:
+    if not name:
+        return {}
     data: dict[str, Any] = json.loads(hf_fixture(name).read_text())
     text = data.get("text_config")
     return dict(text) if isinstance(text, dict) and "num_hidden_layers" not in data else data
@@ -117,9 +119,30 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                              "mamba_num_heads": 4, "mamba_head_dim": 16, "n_groups": 2, "ssm_state_size": 8,
                              "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16,
                              "moe_shared_expert_intermediate_size": 16, "chunk_size": 8, "expand": 1}),
+    # Synthetic (no real config.json found; see HF_CONFIG_SOURCES.md): the family's own keys, so that
+    # kvcalc's family rules meet transformers' own defaults.
+    # SmolLM3: use_sliding_window with no_rope_layers: only the NoPE layers (0 in the list) slide.
+    "smollm3-nope-sliding": ("", {"model_type": "smollm3", "num_hidden_layers": 4, "hidden_size": 64,
+                                  "num_attention_heads": 4, "num_key_value_heads": 2, "use_sliding_window": True,
+                                  "sliding_window": 8, "no_rope_layers": [1, 1, 1, 0]}),
+    # Cohere2: sliding_window_pattern default 4 (every 4th layer global); head_dim = hidden / heads.
+    "cohere2-pattern": ("", {"model_type": "cohere2", "num_hidden_layers": 4, "hidden_size": 64,
+                             "num_attention_heads": 4, "num_key_value_heads": 2, "sliding_window": 8}),
+    # Exaone-4: sliding_window_pattern 4.
+    "exaone4-pattern": ("", {"model_type": "exaone4", "num_hidden_layers": 4, "hidden_size": 64,
+                             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "sliding_window": 8,
+                             "sliding_window_pattern": 4}),
+    # Granite-4 hybrid: Mamba2 layers and attention layers by the legacy layer_types names.
+    "granite4-hybrid": ("", {"model_type": "granitemoehybrid", "num_hidden_layers": 4, "hidden_size": 64,
+                             "num_attention_heads": 4, "num_key_value_heads": 2,
+                             "layer_types": ["mamba", "mamba", "attention", "mamba"], "mamba_n_heads": 4,
+                             "mamba_d_head": 16, "mamba_n_groups": 2, "mamba_d_state": 8, "mamba_d_conv": 4,
+                             "mamba_expand": 1, "mamba_chunk_size": 8, "num_local_experts": 2,
+                             "num_experts_per_tok": 1, "shared_intermediate_size": 32, "position_embedding_type": "rope"}),
 }
-SLIDING = {"mimo-v2-flash-swa", "llama-4-scout-chunked", "gemma-4-31b-global"}
-STATEFUL = {"qwen3.5-27b-gdn", "qwen3.5-397b-gdn-moe", "nemotron-3-nano-moe"}
+SLIDING = {"mimo-v2-flash-swa", "llama-4-scout-chunked", "gemma-4-31b-global", "smollm3-nope-sliding",
+           "cohere2-pattern", "exaone4-pattern"}
+STATEFUL = {"qwen3.5-27b-gdn", "qwen3.5-397b-gdn-moe", "nemotron-3-nano-moe", "granite4-hybrid"}
 
 
 def _folder(root: Path, case: str) -> Path:
