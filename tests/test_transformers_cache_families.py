@@ -24,7 +24,7 @@ import pytest
 from conftest import hf_fixture
 
 from kvcalc.estimate import estimate
-from kvcalc.hf import model_from_hf
+from kvcalc.hf import model_from_hf, with_image_tokens
 from kvcalc.registry import load_model
 
 pytestmark = pytest.mark.transformers
@@ -243,3 +243,43 @@ def test_nested_config_reads_as_its_text_config(fixture: str) -> None:
     flat = model_from_hf(_text(fixture) | {"torch_dtype": "bfloat16"}, "text")
     assert nested.layer_specs == flat.layer_specs
     assert estimate(nested, 4096).total_bytes == estimate(flat, 4096).total_bytes
+
+
+def _tiny_mllama() -> Any:
+    # Synthetic (no real Llama-3.2-Vision config.json was found): one cross-attention layer of four, and a
+    # vision tower of 2 tiles x (15 x 15 patches + 1 class token) = 452 vision tokens per image.
+    text = {"model_type": "mllama_text_model", "vocab_size": 99, "hidden_size": 32, "intermediate_size": 37,
+            "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": 512, "cross_attention_layers": [1], "pad_token_id": 0, "bos_token_id": 1,
+            "eos_token_id": 2}
+    vision = {"image_size": 30, "patch_size": 2, "num_channels": 3, "hidden_size": 16,
+              "intermediate_layers_indices": [0], "vision_output_dim": 32, "projection_dim": 32,
+              "num_hidden_layers": 2, "num_global_layers": 1, "num_attention_heads": 4, "intermediate_size": 37,
+              "supported_aspect_ratios": [[1, 1], [1, 2]], "max_num_tiles": 2}
+    return transformers.MllamaConfig(text_config=text, vision_config=vision, image_token_index=98)
+
+
+@pytest.mark.parametrize("with_image", [False, True])
+def test_mllama_cross_attention_holds_the_vision_tokens(tmp_path: Path, with_image: bool) -> None:
+    config = _tiny_mllama()
+    torch.manual_seed(0)
+    model = transformers.MllamaForConditionalGeneration(config).eval()
+    ids = torch.tensor([[98, *range(3, 15)]])  # the image token, then 12 text tokens: 13 prompt tokens
+    kwargs: dict[str, Any] = {"max_new_tokens": NEW, "min_new_tokens": NEW, "do_sample": False,
+                              "return_dict_in_generate": True, "pad_token_id": 0, "eos_token_id": None}
+    if with_image:
+        kwargs |= {"pixel_values": torch.randn(1, 1, 2, 3, 30, 30), "aspect_ratio_ids": torch.tensor([[2]]),
+                   "aspect_ratio_mask": torch.tensor([[[1, 1]]]),
+                   "cross_attention_mask": torch.ones(1, PROMPT, 1, 2, dtype=torch.long)}
+    with torch.no_grad():
+        cache = model.generate(input_ids=ids, **kwargs).past_key_values
+    payload, _ = _payload_and_scalars(cache)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict() | {"torch_dtype": "float32"}))
+    kv_model = load_model(str(tmp_path))
+    if with_image:
+        kv_model = with_image_tokens(kv_model, 2 * (15 * 15 + 1))
+    est = estimate(kv_model, CACHED, engine="hf")
+    assert est.total_bytes == payload
+    # 3 self-attention layers x 18 tokens x 2 KV x 8 x 2 (K, V) x 4 B = 3 x 18 x 128; the cross layer
+    # 452 x 128 with the image, 0 without.
+    assert payload == 3 * CACHED * 128 + (452 * 128 if with_image else 0)
