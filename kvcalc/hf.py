@@ -695,6 +695,10 @@ def _gemma4(r: _Reader, family: str) -> tuple[list[Spec], dict[str, Any]]:
 
 
 def _gpt2(r: _Reader, family: str) -> tuple[list[Spec], dict[str, Any]]:
+    if r.get_bool("add_cross_attention", False):
+        # GPT2Block with add_cross_attention caches the encoder's states too (an encoder-decoder setup).
+        r.refuse("add_cross_attention", True, "cross-attention over an encoder's states is not modelled for "
+                 f"{family}", "self-attention only")
     n = r.get_int("n_layer", "num_hidden_layers")
     heads = r.get_int("n_head", "num_attention_heads")
     hidden = r.get_int("n_embd", "hidden_size")
@@ -763,7 +767,7 @@ UNDERSTOOD_KEYS = frozenset({
     "mamba_n_heads", "mamba_d_head", "mamba_n_groups", "mamba_d_state", "mamba_d_conv", "mamba_expand",
     "attn_layer_period", "attn_layer_offset", "global_head_dim", "num_global_key_value_heads", "attention_k_eq_v",
     "num_kv_shared_layers", "per_layer_config", "use_bidirectional_attention", "num_nextn_predict_layers",
-    "new_decoder_architecture", "multi_query", "first_k_dense_replace",
+    "new_decoder_architecture", "multi_query", "first_k_dense_replace", "add_cross_attention",
 })
 """Every cache-looking key kvcalc reads (``CACHE_KEY_RE`` matches them)."""
 
@@ -800,6 +804,21 @@ NOT_CACHE_KEYS: dict[str, str] = {
     "video_token_index": "a token id",
     "attention_value_scale": "a scale applied to values: no size",
     "kv_sharing_modes": "set by Gemma-4's own code from num_kv_shared_layers",
+    "mlp_layer_types": "dense or MoE MLP per layer: weights",
+    "expert_layer_period": "MoE placement (Jamba): weights",
+    "expert_layer_offset": "MoE placement (Jamba): weights",
+    "boi_token_index": "a token id",
+    "eoi_token_index": "a token id",
+    "eoa_token_index": "a token id",
+    "use_mamba_kernels": "which kernels run the scan: compute",
+    "use_mambapy": "which kernels run the scan: compute",
+    "mamba_dt_init_floor": "time-step initialisation: weights",
+    "mamba_dt_limit": "time-step clamp: values",
+    "mamba_dt_max": "time-step initialisation: weights",
+    "mamba_dt_min": "time-step initialisation: weights",
+    "mtp_hybrid_override_pattern": "multi-token-prediction layers: not part of the served model's cache",
+    "mtp_layers_block_type": "multi-token-prediction layers: not part of the served model's cache",
+    "qkv_bias": "a bias term: weights",
 }
 """Cache-looking keys that do not change the cache, each with the reason."""
 

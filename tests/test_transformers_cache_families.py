@@ -138,7 +138,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                              "layer_types": ["mamba", "mamba", "attention", "mamba"], "mamba_n_heads": 4,
                              "mamba_d_head": 16, "mamba_n_groups": 2, "mamba_d_state": 8, "mamba_d_conv": 4,
                              "mamba_expand": 1, "mamba_chunk_size": 8, "num_local_experts": 2,
-                             "num_experts_per_tok": 1, "shared_intermediate_size": 32, "position_embedding_type": "rope"}),
+                             "num_experts_per_tok": 1, "shared_intermediate_size": 32,
+                             "position_embedding_type": "rope"}),
 }
 SLIDING = {"mimo-v2-flash-swa", "llama-4-scout-chunked", "gemma-4-31b-global", "smollm3-nope-sliding",
            "cohere2-pattern", "exaone4-pattern"}
