@@ -37,7 +37,7 @@ from typing import Any
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
+from kvcalc.specs import FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec
 
 ELEMENT_BYTES: dict[str, int] = {
     "float32": 4,
@@ -103,7 +103,9 @@ def layer_tensors(spec: Spec, policy: StoragePolicy, dtype: KVDtype, work: Workl
     if spec.grows:
         tokens = policy.tokens_held(spec, work)
         if tokens > 0:
-            if isinstance(spec, LatentAttention):
+            if isinstance(spec, IndexedLatentAttention):
+                tensors += _indexed(spec, family, dtype, policy, work, tokens)
+            elif isinstance(spec, LatentAttention):
                 tensors += _latent(spec, family, dtype, policy, work, tokens)
             elif isinstance(spec, FullAttention):
                 tensors += _attention(spec, family, dtype, policy, work, tokens)
@@ -192,6 +194,33 @@ def _latent(spec: LatentAttention, family: str, dtype: KVDtype, policy: StorageP
         out.append(_typed("latent", (b, tokens, latent), dtype))
     if dtype.scale_bytes_per_token_head:
         out += _token_scales(dtype, b, tokens, 1, ("scales",))
+    return out
+
+
+def _indexed(spec: IndexedLatentAttention, family: str, dtype: KVDtype, policy: StoragePolicy,
+             work: Workload, tokens: int) -> list[TensorLayout]:
+    """A DSA layer: the latent, then the single-headed indexer key cache.
+
+    transformers 5.23 ``DynamicIndexedLayer.indexer_keys`` ``[batch, seq, index_head_dim]``; vLLM a
+    ``DeepseekV32IndexerCache`` of uint8 ``[num_blocks, block, index_head_dim + index_head_dim // 128 x 4]``
+    (fp8 values and float32 scales) and, under fp8, the latent as ``fp8_ds_mla`` 656-byte entries; SGLang
+    the same fp8 indexer row per token (``kvcalc.engines``)."""
+    b, d = work.batch, spec.index_head_dim
+    fp8_row = d + d // 128 * 4
+    paged = _blocks(policy, spec, work, tokens) if family == "vllm" else None
+    if paged is not None:
+        num_blocks, block = paged
+        latent = (
+            [TensorLayout(name="kv_cache", shape=(num_blocks, block, 656), torch_dtype="uint8")]
+            if dtype.name == "fp8_e4m3" else _latent(spec, family, dtype, policy, work, tokens)
+        )
+        return [*latent, TensorLayout(name="indexer_k_cache", shape=(num_blocks, block, fp8_row), torch_dtype="uint8")]
+    out = _latent(spec, family, dtype, policy, work, tokens)
+    if family == "sglang":
+        return [*out, TensorLayout(name="index_k_buffer", shape=(b * tokens, 1, fp8_row), torch_dtype="uint8")]
+    out.append(_row("indexer_keys", (b, tokens), d, dtype))
+    if dtype.scale_bytes_per_token_head:
+        out += _token_scales(dtype, b, tokens, 1, ("indexer_scales",))
     return out
 
 
