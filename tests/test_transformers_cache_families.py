@@ -140,8 +140,30 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                              "mamba_expand": 1, "mamba_chunk_size": 8, "num_local_experts": 2,
                              "num_experts_per_tok": 1, "shared_intermediate_size": 32,
                              "position_embedding_type": "rope"}),
+    # Qwen2-MoE: sliding only on even-indexed layers below max_window_layers (Qwen2MoeConfig).
+    "qwen2-moe-sliding": ("", {"model_type": "qwen2_moe", "num_hidden_layers": 4, "hidden_size": 64,
+                               "num_attention_heads": 4, "num_key_value_heads": 2, "use_sliding_window": True,
+                               "sliding_window": 8, "max_window_layers": 3, "num_experts": 4,
+                               "num_experts_per_tok": 2, "moe_intermediate_size": 16,
+                               "shared_expert_intermediate_size": 16}),
+    # Qwen3-MoE: no layer_types default of its own, so transformers' fallback slides every layer.
+    "qwen3-moe-sliding": ("", {"model_type": "qwen3_moe", "num_hidden_layers": 3, "hidden_size": 64,
+                               "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                               "use_sliding_window": True, "sliding_window": 8, "num_experts": 4,
+                               "num_experts_per_tok": 2, "moe_intermediate_size": 16}),
+    # Qwen3 with max_window_layers 0: zero is a value, every layer slides.
+    "qwen3-window-layers-0": ("Qwen--Qwen3-8B", {"num_hidden_layers": 3, "hidden_size": 64, "num_attention_heads": 4,
+                                                 "num_key_value_heads": 2, "head_dim": 16,
+                                                 "use_sliding_window": True, "sliding_window": 8,
+                                                 "max_window_layers": 0}),
+    # gpt-oss without layer_types: GptOssConfig alternates sliding / full from layer 0.
+    "gpt-oss-default-pattern": ("openai--gpt-oss-20b", {"num_hidden_layers": 4, "hidden_size": 64,
+                                                        "num_attention_heads": 4, "num_key_value_heads": 2,
+                                                        "head_dim": 16, "sliding_window": 8, "layer_types": None,
+                                                        "num_local_experts": 4, "num_experts_per_tok": 2}),
 }
-SLIDING = {"mimo-v2-flash-swa", "llama-4-scout-chunked", "gemma-4-31b-global", "smollm3-nope-sliding",
+SLIDING = {"qwen2-moe-sliding", "qwen3-moe-sliding", "qwen3-window-layers-0", "gpt-oss-default-pattern",
+           "mimo-v2-flash-swa", "llama-4-scout-chunked", "gemma-4-31b-global", "smollm3-nope-sliding",
            "cohere2-pattern", "exaone4-pattern"}
 STATEFUL = {"qwen3.5-27b-gdn", "qwen3.5-397b-gdn-moe", "nemotron-3-nano-moe", "granite4-hybrid"}
 
