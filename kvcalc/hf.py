@@ -558,8 +558,70 @@ def _local_spec(r: _Reader, family: str, kind: str, size: int, full: FullAttenti
                                   window=size, hf_cache_heads=hf_heads)
 
 
+def _layer_count(r: _Reader) -> int:
+    """``num_hidden_layers``; without it, the length of the config's own layer list (transformers 5.23
+    NemotronHConfig: ``num_hidden_layers`` is deprecated and ``layers_block_type`` decides)."""
+    n = r.opt_int("num_hidden_layers", "n_layer", "num_layers")
+    if n is not None:
+        return n
+    for key in ("layer_types", "layers_block_type", "hybrid_override_pattern"):
+        listed = r.data.get(key)
+        if isinstance(listed, (list, str)) and listed:
+            r.notes.append(f"no num_hidden_layers: {len(listed)} layers, the length of {key}")
+            return len(listed)
+    return r.get_int("num_hidden_layers", "n_layer", "num_layers")
+
+
+_PER_LAYER_KEYS = {"num_key_value_heads": "num_kv_heads", "head_dim": "head_dim", "v_head_dim": "v_head_dim",
+                   "sliding_window": "window"}
+
+
+def _per_layer(r: _Reader, specs: list[Spec]) -> list[Spec]:
+    """transformers 5.23 ``per_layer_config`` (HeterogeneousConfigMixin: ``{layer index: {attribute:
+    value}}``, sparse overrides of the global config) applied to the attention layers it names."""
+    import dataclasses
+
+    raw = r.data.get("per_layer_config")
+    if raw is None:
+        return specs
+    if not isinstance(raw, dict):
+        raise InvalidConfigError(r.source, "field 'per_layer_config' must map layer indices to settings")
+    out = list(specs)
+    for key, overrides in raw.items():
+        index = parse_count(str(key))
+        if index is None or index >= len(out) or not isinstance(overrides, dict):
+            raise InvalidConfigError(
+                r.source, f"per_layer_config entry {str(key)[:40]!r}: expected a layer index < {len(out)}")
+        changes: dict[str, Any] = {}
+        for name, value in overrides.items():
+            if name in _PER_LAYER_KEYS:
+                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    raise InvalidConfigError(r.source, f"field 'per_layer_config.{key}.{name}' = {value!r}: "
+                                             "expected a positive integer")
+                changes[_PER_LAYER_KEYS[name]] = value
+            elif isinstance(name, str) and CACHE_KEY_RE.search(name) and name not in NOT_CACHE_KEYS:
+                r.refuse(f"per_layer_config.{key}.{name}", value, f"per-layer overrides understood: "
+                         f"{', '.join(sorted(_PER_LAYER_KEYS))}", "the global value")
+        spec = out[index]
+        if "window" in changes and not isinstance(spec, SlidingWindowAttention):
+            r.refuse(f"per_layer_config.{key}.sliding_window", changes["window"], "a window override on a layer "
+                     "that does not slide is not understood", "no window")
+            changes.pop("window")
+        if changes and not isinstance(spec, FullAttention):
+            r.refuse(f"per_layer_config.{key}", overrides, f"layer {index} is {spec.kind}: only attention "
+                     "layers take head overrides", "the global value")
+            continue
+        if changes:
+            out[index] = dataclasses.replace(spec, **changes)
+    return out
+
+
 def _structural(r: _Reader, family: str) -> list[Spec]:
-    n = r.get_int("num_hidden_layers", "n_layer", "num_layers")
+    return _per_layer(r, _structural_layers(r, family))
+
+
+def _structural_layers(r: _Reader, family: str) -> list[Spec]:
+    n = _layer_count(r)
     heads = r.get_int("num_attention_heads", "n_head")
     hidden = r.get_int("hidden_size", "n_embd", "d_model")
     if r.has("block_configs"):
@@ -819,6 +881,9 @@ NOT_CACHE_KEYS: dict[str, str] = {
     "mtp_hybrid_override_pattern": "multi-token-prediction layers: not part of the served model's cache",
     "mtp_layers_block_type": "multi-token-prediction layers: not part of the served model's cache",
     "qkv_bias": "a bias term: weights",
+    "chunk_size_feed_forward": "a PreTrainedConfig default (feed-forward chunking): compute",
+    "cross_attention_hidden_size": "a PreTrainedConfig default for encoder-decoder models (add_cross_attention "
+                                   "decides whether such layers exist)",
 }
 """Cache-looking keys that do not change the cache, each with the reason."""
 
@@ -869,6 +934,9 @@ def model_from_hf(data: Any, source: str, name: str | None = None, assume_standa
         for key in cache_keys_not_understood(data):
             r.refuse(key, data[key], f"unknown model_type {family or '(none)'!r} with a cache-shaping key kvcalc "
                      "does not understand", "it does not change the cache")
+    if r.get_bool("add_cross_attention", False) and family not in ("gpt2", "gpt_bigcode"):
+        r.refuse("add_cross_attention", True, "decoder layers cross-attending to an encoder's states are not "
+                 "modelled", "self-attention only")
     rule = _SPECIAL.get(family)
     specs = rule(r, family)[0] if rule is not None else _structural(r, family)
     if not specs:

@@ -208,3 +208,17 @@ def test_nas_no_op_layers_cache_nothing() -> None:
     model = model_from_hf(_load("nvidia--Llama-3_3-Nemotron-Super-49B-v1"), "nas")
     assert sum(isinstance(s, NoCache) for s in model.layer_specs) == 31
     assert model.num_layers == 80
+
+
+def test_per_layer_config_overrides_attention_layers() -> None:
+    # transformers 5.23 HeterogeneousConfigMixin: layer 1 gets 2 KV heads of 64, layer 2 a window of 16.
+    # By hand only: transformers' Mistral itself refuses heterogeneous head_dim (AmbiguousGlobalPerLayerAttributeError).
+    data = {"model_type": "mistral", "num_hidden_layers": 3, "hidden_size": 256, "num_attention_heads": 8,
+            "num_key_value_heads": 4, "head_dim": 32, "sliding_window": 32, "max_position_embeddings": 512,
+            "torch_dtype": "bfloat16",
+            "per_layer_config": {"1": {"num_key_value_heads": 2, "head_dim": 64}, "2": {"sliding_window": 16}}}
+    model = model_from_hf(data, "het")
+    # seq 64, bf16: layer 0: 32 x 4 x 32 x 4 B = 16,384; layer 1: 32 x 2 x 64 x 4 = 16,384; layer 2: 16 x 512 = 8,192.
+    assert estimate(model, 64).total_bytes == 16_384 + 16_384 + 8_192
+    with pytest.raises(UnplacedConfigKeyError, match="per_layer_config.0.kv_lora_rank"):
+        model_from_hf(data | {"per_layer_config": {"0": {"kv_lora_rank": 8}}}, "het")
