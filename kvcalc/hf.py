@@ -264,6 +264,18 @@ def _mllama_types(r: _Reader, n: int) -> tuple[Callable[[int], str], str]:
     return (lambda i: "cross_attention" if i in where else "full_attention"), "cross_attention_layers"
 
 
+def _exaone4_types(r: _Reader, window: int | None) -> tuple[Callable[[int], str], str]:
+    # Exaone4Config.__post_init__: no sliding_window -> every layer full.
+    if window is None:
+        return _every("full_attention"), "Exaone4Config"
+    letters = r.data.get("sliding_window_pattern")
+    if isinstance(letters, str) and letters and set(letters) <= {"L", "G"}:
+        # Exaone4Config docstring: "LLLG" = three local (sliding) layers, then a global one, repeated.
+        return (lambda i: "sliding_attention" if letters[i % len(letters)] == "L" else "full_attention"), \
+            "Exaone4Config sliding_window_pattern"
+    return _by_pattern(r, "sliding_window_pattern", 4, "sliding_attention", "full_attention"), "Exaone4Config"
+
+
 def _default_types(r: _Reader, family: str, n: int, window: int | None) -> tuple[Callable[[int], str], str]:
     """The family's default ``layer_types`` (when the config has none), and where it comes from."""
     if family in ("qwen2", "qwen3", "mimo"):
@@ -290,10 +302,7 @@ def _default_types(r: _Reader, family: str, n: int, window: int | None) -> tuple
     if family == "cohere2":
         return _by_pattern(r, "sliding_window_pattern", 4, "sliding_attention", "full_attention"), "Cohere2Config"
     if family == "exaone4":
-        # Exaone4Config.__post_init__: no sliding_window -> every layer full.
-        if window is None:
-            return _every("full_attention"), "Exaone4Config"
-        return _by_pattern(r, "sliding_window_pattern", 4, "sliding_attention", "full_attention"), "Exaone4Config"
+        return _exaone4_types(r, window)
     if family == "olmo3":
         return (lambda i: "full_attention" if (i + 1) % 4 == 0 else "sliding_attention"), "Olmo3Config"
     if family in ("llama4", "llama4_text"):
@@ -428,10 +437,17 @@ def _linear_state(r: _Reader, family: str) -> FixedState | None:
         groups = r.get_int("mamba_n_groups", default=1)
         state = r.get_int("mamba_d_state")
         kernel = r.get_int("mamba_d_conv", default=4)
+    elif family == "jamba" and r.has("mamba_d_state"):
+        # Mamba-1 (JambaMambaMixer, modeling_jamba.py): channels = mamba_expand x hidden_size; vLLM
+        # MambaStateShapeCalculator.mamba1_state_shape: conv (d_conv - 1) x channels, ssm channels x d_state.
+        channels = r.get_int("mamba_expand", default=2, why="JambaConfig default") * r.get_int("hidden_size")
+        kernel = r.get_int("mamba_d_conv", default=4, why="JambaConfig default")
+        return FixedState(state_elements={"conv": (kernel - 1) * channels,
+                                          "ssm": channels * r.get_int("mamba_d_state")}, conv_kernel=kernel)
     else:
         r.refuse("layer_types", "linear_attention", f"no state keys kvcalc understands for {family!r} "
-                 "(linear_* for Gated DeltaNet; mamba_num_heads / mamba_n_heads for Mamba2; Mamba-1 "
-                 "(Jamba) and lightning attention (MiniMax-01) are not modelled)", "no state for those layers")
+                 "(linear_* for Gated DeltaNet; mamba_num_heads / mamba_n_heads for Mamba2; mamba_d_state for "
+                 "Jamba's Mamba-1; lightning attention (MiniMax-01) is not modelled)", "no state for those layers")
         return None
     # Mamba2 (vLLM MambaStateShapeCalculator.mamba2_state_shape): conv (kernel - 1) x (inner + 2 x groups x
     # state); ssm heads x head_dim x state.

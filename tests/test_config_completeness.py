@@ -26,7 +26,6 @@ transformers = pytest.importorskip("transformers")
 REFUSED_FAMILIES = {
     "falcon_h1": "every layer is 'hybrid' (a Mamba state and a KV cache in one layer): refused",
     "zamba2": "its default pattern has 'hybrid' layers (shared attention blocks): refused",
-    "jamba": "Mamba-1 state layers: refused (no mamba_n_heads / mamba_num_heads)",
     "minimax": "lightning-attention state layers: refused (no Gated DeltaNet or Mamba2 keys)",
 }
 """Families whose non-attention layers kvcalc refuses; ``test_refused_families_refuse`` proves it."""
@@ -118,7 +117,7 @@ def test_the_scan_catches_a_new_attribute() -> None:
 @pytest.mark.parametrize("family", sorted(REFUSED_FAMILIES))
 def test_refused_families_refuse(family: str) -> None:
     data = {"model_type": family, "num_hidden_layers": 8, "hidden_size": 64, "num_attention_heads": 4,
-            "max_position_embeddings": 512, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2}
+            "max_position_embeddings": 512}
     with pytest.raises(UnplacedConfigKeyError):
         model_from_hf(data, family)
 

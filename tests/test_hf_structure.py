@@ -222,3 +222,33 @@ def test_per_layer_config_overrides_attention_layers() -> None:
     assert estimate(model, 64).total_bytes == 16_384 + 16_384 + 8_192
     with pytest.raises(UnplacedConfigKeyError, match="per_layer_config.0.kv_lora_rank"):
         model_from_hf(data | {"per_layer_config": {"0": {"kv_lora_rank": 8}}}, "het")
+
+
+def test_exaone4_letter_pattern() -> None:
+    # Exaone4Config: sliding_window_pattern "LLLG" = 3 sliding layers then a global one; 8 layers, 4 KV x 64,
+    # bf16 (1,024 B/token), window 16, seq 64: 6 x 16 x 1024 + 2 x 64 x 1024 = 229,376.
+    data = {"model_type": "exaone4", "num_hidden_layers": 8, "hidden_size": 512, "num_attention_heads": 8,
+            "num_key_value_heads": 4, "head_dim": 64, "sliding_window": 16, "sliding_window_pattern": "LLLG",
+            "max_position_embeddings": 512, "torch_dtype": "bfloat16"}
+    assert estimate(model_from_hf(data, "exaone"), 64).total_bytes == 229_376
+
+
+def test_image_tokens_flag(cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    path = _write(tmp_path, _mllama())
+    text_only = cli("estimate", "--config", path, "--seq-len", "4096", "--json")
+    image = cli("estimate", "--config", path, "--seq-len", "4096", "--image-tokens", "6404", "--json")
+    assert text_only.exit_code == 0 and image.exit_code == 0
+    assert image.json()["total_bytes"] - text_only.json()["total_bytes"] == 8 * 6404 * 4096
+    plain = cli("estimate", "llama-3.1-8b", "--seq-len", "4096", "--image-tokens", "10")
+    assert plain.exit_code == 2 and plain.stdout == "" and "--image-tokens" in plain.stderr
+
+
+def test_import_assume_standard(cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    data, _ = _bad_configs()["pattern shorter than the layers (issue 14)"]
+    path = _write(tmp_path, data)
+    refused = cli("import", path)
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assumed = cli("import", path, "--assume-standard")
+    assert assumed.exit_code == 0
+    assert "layers:" in assumed.stdout or "layout:" in assumed.stdout
+    assert "--assume-standard:" in assumed.stderr

@@ -161,11 +161,18 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                                                         "num_attention_heads": 4, "num_key_value_heads": 2,
                                                         "head_dim": 16, "sliding_window": 8, "layer_types": None,
                                                         "num_local_experts": 4, "num_experts_per_tok": 2}),
+    # Jamba: Mamba-1 layers (conv d_conv x expand x hidden, ssm expand x hidden x d_state) and attention
+    # every attn_layer_period-th layer from attn_layer_offset.
+    "jamba-mamba1": ("", {"model_type": "jamba", "num_hidden_layers": 4, "hidden_size": 64, "num_attention_heads": 4,
+                          "num_key_value_heads": 2, "attn_layer_period": 4, "attn_layer_offset": 2,
+                          "expert_layer_period": 2, "expert_layer_offset": 1, "num_experts": 2,
+                          "num_experts_per_tok": 1, "mamba_d_state": 8, "mamba_d_conv": 4, "mamba_expand": 2,
+                          "mamba_dt_rank": 8, "use_mamba_kernels": False}),
 }
 SLIDING = {"qwen2-moe-sliding", "qwen3-moe-sliding", "qwen3-window-layers-0", "gpt-oss-default-pattern",
            "mimo-v2-flash-swa", "llama-4-scout-chunked", "gemma-4-31b-global", "smollm3-nope-sliding",
            "cohere2-pattern", "exaone4-pattern"}
-STATEFUL = {"qwen3.5-27b-gdn", "qwen3.5-397b-gdn-moe", "nemotron-3-nano-moe", "granite4-hybrid"}
+STATEFUL = {"jamba-mamba1", "qwen3.5-27b-gdn", "qwen3.5-397b-gdn-moe", "nemotron-3-nano-moe", "granite4-hybrid"}
 
 
 def _folder(root: Path, case: str) -> Path:
