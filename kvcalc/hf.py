@@ -734,6 +734,10 @@ def _gemma4(r: _Reader, family: str) -> tuple[list[Spec], dict[str, Any]]:
         window = window // 2 + 1
         r.notes.append(f"use_bidirectional_attention 'all': sliding window becomes {window}")
     types = _layer_types(r, n, lambda i: "full_attention" if (i + 1) % 6 == 0 else "sliding_attention")
+    for i, t in enumerate(types):
+        if LAYER_TYPES.get(t) not in ("full", "sliding"):
+            r.refuse(f"layer_types[{i}]", t, "Gemma-4 layers are full_attention or sliding_attention", "full attention")
+            types[i] = "full_attention"
     if types[-1] != "full_attention":
         r.assumptions.append("the last layer is forced to full_attention (Gemma4TextConfig)")
         types = [*types[:-1], "full_attention"]

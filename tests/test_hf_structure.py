@@ -252,3 +252,11 @@ def test_import_assume_standard(cli: Callable[..., CliResult], tmp_path: Path) -
     assert assumed.exit_code == 0
     assert "layers:" in assumed.stdout or "layout:" in assumed.stdout
     assert "--assume-standard:" in assumed.stderr
+
+
+def test_gemma4_unknown_layer_type_refused() -> None:
+    data = _load("google--gemma-4-26B-A4B")
+    text = dict(data["text_config"])
+    text["layer_types"] = ["bogus_attention", *text["layer_types"][1:]]
+    with pytest.raises(UnplacedConfigKeyError, match=r"layer_types\[0\]"):
+        model_from_hf(data | {"text_config": text}, "gemma4")
