@@ -708,7 +708,7 @@ def _layer_types(r: _Reader, n: int, default: Callable[[int], str]) -> list[str]
             raise InvalidConfigError(
                 r.source, f"field 'layer_types' must list {n} strings (one per layer)"
             )
-        return types
+        return list(types)
     return [default(i) for i in range(n)]
 
 
@@ -999,7 +999,7 @@ def model_from_hf(data: Any, source: str, name: str | None = None, assume_standa
             vocab_size=r.opt_int("vocab_size"),
             tie_word_embeddings=r.get_bool("tie_word_embeddings", tie_default),
             moe=_moe(r),
-            architecture=_architecture(data),
+            architecture=_architecture(data) or _architecture(outer),
             layers=groups,
             source=Source(
                 hf_repo=name if name and "/" in name else None,
