@@ -84,7 +84,9 @@ def to_yaml(model: ModelConfig) -> str:
     text = yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True)
 
     def flow(obj: Any) -> str:
-        return str(yaml.safe_dump(obj, default_flow_style=True, width=400, sort_keys=False)).strip()
+        text = str(yaml.safe_dump(obj, default_flow_style=True, width=400, sort_keys=False))
+        # A plain top-level scalar ("F", a layout string) is dumped with a "..." document-end marker.
+        return text.removesuffix("\n...\n").strip()
 
     if "layers" in structural:
         text += "layers:\n"

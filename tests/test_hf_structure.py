@@ -260,3 +260,17 @@ def test_gemma4_unknown_layer_type_refused() -> None:
     text["layer_types"] = ["bogus_attention", *text["layer_types"][1:]]
     with pytest.raises(UnplacedConfigKeyError, match=r"layer_types\[0\]"):
         model_from_hf(data | {"text_config": text}, "gemma4")
+
+
+@pytest.mark.parametrize("name", ["llama-3.3-nemotron-super-49b", "nemotron-h-56b", "mimo-v2-flash", "deepseek-v3.2",
+                                  "qwen3.5-27b", "glm-5"])
+def test_builtin_yaml_round_trip(name: str) -> None:
+    # `kvcalc models show NAME --yaml` must load back to the same layers (a one-letter legend key once
+    # dumped as "F\n...", a YAML document-end marker, and broke the file).
+    from kvcalc.catalog import to_yaml
+    from kvcalc.loader import model_from_data, parse_yaml
+    from kvcalc.registry import get_builtin
+
+    model = get_builtin(name)
+    again = model_from_data(parse_yaml(to_yaml(model), "rt.yaml"), "rt.yaml")
+    assert again.layer_specs == model.layer_specs
