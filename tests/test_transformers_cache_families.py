@@ -139,7 +139,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                              "mamba_d_head": 16, "mamba_n_groups": 2, "mamba_d_state": 8, "mamba_d_conv": 4,
                              "mamba_expand": 1, "mamba_chunk_size": 8, "num_local_experts": 2,
                              "num_experts_per_tok": 1, "shared_intermediate_size": 32,
-                             "position_embedding_type": "rope"}),
+                             "position_embedding_type": "rope", "dtype": "bfloat16", "torch_dtype": "bfloat16"}),
     # Qwen2-MoE: sliding only on even-indexed layers below max_window_layers (Qwen2MoeConfig).
     "qwen2-moe-sliding": ("", {"model_type": "qwen2_moe", "num_hidden_layers": 4, "hidden_size": 64,
                                "num_attention_heads": 4, "num_key_value_heads": 2, "use_sliding_window": True,
@@ -167,7 +167,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                           "num_key_value_heads": 2, "attn_layer_period": 4, "attn_layer_offset": 2,
                           "expert_layer_period": 2, "expert_layer_offset": 1, "num_experts": 2,
                           "num_experts_per_tok": 1, "mamba_d_state": 8, "mamba_d_conv": 4, "mamba_expand": 2,
-                          "mamba_dt_rank": 8, "use_mamba_kernels": False}),
+                          "mamba_dt_rank": 8, "use_mamba_kernels": False,
+                          "dtype": "bfloat16", "torch_dtype": "bfloat16"}),
 }
 SLIDING = {"qwen2-moe-sliding", "qwen3-moe-sliding", "qwen3-window-layers-0", "gpt-oss-default-pattern",
            "mimo-v2-flash-swa", "llama-4-scout-chunked", "gemma-4-31b-global", "smollm3-nope-sliding",
