@@ -274,3 +274,17 @@ def test_builtin_yaml_round_trip(name: str) -> None:
     model = get_builtin(name)
     again = model_from_data(parse_yaml(to_yaml(model), "rt.yaml"), "rt.yaml")
     assert again.layer_specs == model.layer_specs
+
+
+def test_vllm_plan_pages_equal_the_estimate_for_dsa() -> None:
+    # The planner's vLLM page (engines/vllm_kv.py) is the estimate's: 64-token MLA blocks of
+    # (656 fp8_ds_mla + 132 indexer) B = 50,432 B per layer; a request of 4096 tokens: 64 blocks x 61 layers.
+    from kvcalc.dtypes import get_dtype
+    from kvcalc.engines.vllm_kv import build_layout
+    from kvcalc.registry import get_builtin
+
+    model = get_builtin("deepseek-v3.2")
+    layout = build_layout(model.layer_specs, get_dtype("fp8"), tp=1, pp=1, block_size=None)
+    assert layout.block_size == 64
+    assert {v.page_size_bytes for v in layout.vspecs if v is not None} == {50_432}
+    assert estimate(model, 4096, kv_dtype="fp8", engine="vllm").total_bytes == 61 * 64 * 50_432

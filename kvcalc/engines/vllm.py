@@ -30,6 +30,8 @@ from kvcalc.engines.logcheck import NUM, Check, LogFacts, gib_range, num
 from kvcalc.engines.vllm_kv import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
+    DSA_INDEXER_QUANT_BLOCK,
+    FP8_DS_MLA_BYTES,
     MAMBA_ALIGN,
     MLA_BLOCK_SIZE,
     VLLM_VERSION,
@@ -37,9 +39,10 @@ from kvcalc.engines.vllm_kv import (
     build_layout,
     default_block_size,
     num_blocks_interval,
+    refuse_cross_attention,
+    vllm_dsa_bytes_per_token,
     vllm_kv,
 )
-from kvcalc.errors import UnsupportedByEngineError
 from kvcalc.specs import (
     ChunkedAttention,
     CrossAttention,
@@ -60,34 +63,6 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_NUM_SEQS = 256
 """``max_num_seqs`` when no GPU is named (``--kv-budget`` alone); with a GPU, vLLM's own default."""
-
-
-DSA_INDEXER_QUANT_BLOCK = 128
-"""``Indexer.quant_block_size`` (vllm/model_executor/models/deepseek_v2.py): one float32 scale per 128
-fp8 indexer values."""
-FP8_DS_MLA_BYTES = 656
-"""``fp8_ds_mla`` entry: 512 fp8 latent values + 4 float32 scales (16 B) + 64 bf16 rope values (128 B)
-(vllm/v1/attention/backends/mla/flashmla_sparse.py; kvcalc reference 1.2)."""
-
-
-def vllm_dsa_bytes_per_token(spec: IndexedLatentAttention, dtype: KVDtype) -> int:
-    """One token of a DSA layer in vLLM: the MLA page plus the indexer's own cache.
-
-    * The indexer key lives in a separate ``DeepseekV32IndexerCache`` layer whatever ``--kv-cache-dtype``
-      says: ``head_dim = index_head_dim + index_head_dim // 128 x 4`` bytes of ``torch.uint8`` (fp8
-      values and float32 scales; vllm/model_executor/models/deepseek_v2.py ``Indexer.__init__``, vLLM
-      main 2026): 132 B for ``index_head_dim`` 128.
-    * An fp8 cache for the latent becomes ``fp8_ds_mla`` (``DeepseekV32ForCausalLM.verify_and_update_config``):
-      656 B per token, valid only for the 512 + 64 latent of DeepSeek-V3.2 / GLM-5.
-    """
-    indexer = spec.index_head_dim + spec.index_head_dim // DSA_INDEXER_QUANT_BLOCK * 4
-    if dtype.name == "fp8_e4m3":
-        if (spec.kv_lora_rank, spec.qk_rope_head_dim) != (512, 64):
-            raise UnsupportedByEngineError(
-                f"--engine vllm: fp8_ds_mla is laid out for a 512 + 64 latent, not "
-                f"{spec.kv_lora_rank} + {spec.qk_rope_head_dim}")
-        return FP8_DS_MLA_BYTES + indexer
-    return spec.latent_bytes_per_token(dtype) + indexer
 
 
 class VllmEngine(Engine):
@@ -159,12 +134,7 @@ class VllmEngine(Engine):
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
         if isinstance(spec, CrossAttention):
-            # vLLM V1 would hold it as a CrossAttentionSpec (cdiv(max_num_encoder_input_tokens, B) pages),
-            # but no vLLM release since 0.10.2 serves Mllama (its model file was removed), and the
-            # version modelled here is later.
-            raise UnsupportedByEngineError(
-                f"--engine vllm: {VLLM_VERSION} does not serve cross-attention (Mllama) models; "
-                "vLLM dropped Mllama in 0.10.2")
+            refuse_cross_attention([spec])
         if not spec.grows:
             return 0
         return self._blocks(spec, work) * self.block_size(spec, work)
