@@ -71,6 +71,20 @@ class InvalidConfigError(KvcalcError):
         super().__init__(f"{source}: {message}")
 
 
+class UnplacedConfigKeyError(InvalidConfigError):
+    """A config key that shapes the cache and that kvcalc cannot place (an unknown ``layer_types``
+    value, a latent without its rope dim, a pattern of the wrong length): refused, never guessed.
+    Exit code 2; ``--assume-standard`` proceeds under a stated assumption instead."""
+
+    exit_code = 2
+
+
+class UnsupportedByEngineError(KvcalcError):
+    """A layer kind the chosen engine (at the version kvcalc models) does not serve or store."""
+
+    exit_code = 2
+
+
 class DoesNotFitError(KvcalcError):
     """Something does not fit in the memory it must fit in (needed vs available, and what to change)."""
 

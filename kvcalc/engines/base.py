@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kvcalc.dtypes import KVDtype
-from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
+from kvcalc.specs import FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -276,6 +276,17 @@ class Engine:
         from kvcalc.measure.layout import typed
 
         return [typed("latent", (work.batch, tokens, spec.latent_dim), dtype)]
+
+    def indexer_tensors(self, spec: IndexedLatentAttention, dtype: KVDtype, work: Workload,
+                        tokens: int) -> list[TensorLayout]:
+        """A DSA layer's indexer keys, one single-headed row per token (transformers 5.23
+        ``DynamicIndexedLayer.indexer_keys`` ``[batch, seq, index_head_dim]``), scales as the latent's."""
+        from kvcalc.measure.layout import row, token_scales
+
+        out = [row("indexer_keys", (work.batch, tokens), spec.index_head_dim, dtype)]
+        if dtype.scale_bytes_per_token_head:
+            out += token_scales(dtype, work.batch, tokens, 1, ("indexer_scales",))
+        return out
 
     def block_rows_lead(self, work: Workload, tokens: int) -> tuple[int, ...]:
         """Leading shape of block-format (GGUF, packed int4) rows: per sequence and token."""

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, ClassVar
 from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines.base import LOG_NUMBER as NUM
 from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
-from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
+from kvcalc.errors import UnsupportedByEngineError
+from kvcalc.specs import CrossAttention, FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec
 from kvcalc.units import GiB, MiB
 
 if TYPE_CHECKING:
@@ -91,7 +92,20 @@ class SglangEngine(Engine):
 
         return [(key, n, get_dtype("bf16" if key == "conv" else "fp32")) for key, n in spec.state_elements.items()]
 
+    def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
+        if isinstance(spec, IndexedLatentAttention):
+            # NSATokenToKVPool (memory_pool.py) / pool_configurator: the latent plus an fp8 indexer key
+            # with one float32 scale per 128 values, index_head_dim + index_head_dim // 128 x 4 bytes
+            # (kvcalc reference 2.4), whatever the latent's dtype.
+            return spec.latent_bytes_per_token(dtype) + spec.index_head_dim + spec.index_head_dim // 128 * 4
+        return spec.bytes_per_token(dtype)
+
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if isinstance(spec, CrossAttention):
+            if spec.encoder_tokens:
+                raise UnsupportedByEngineError(
+                    "--engine sglang: cross-attention (Mllama) pools for vision tokens are not modelled")
+            return 0
         if not spec.grows:
             return 0
         page = work.block_size or 1
@@ -117,6 +131,14 @@ class SglangEngine(Engine):
         from kvcalc.measure.layout import typed
 
         return [typed("kv_buffer", (work.batch * tokens, 1, spec.latent_dim), dtype)]
+
+    def indexer_tensors(self, spec: IndexedLatentAttention, dtype: KVDtype, work: Workload,
+                        tokens: int) -> list[TensorLayout]:
+        # The NSA indexer key buffer: fp8 values and a float32 scale per 128, as uint8 rows.
+        from kvcalc.measure.layout import TensorLayout as TL
+
+        row = spec.index_head_dim + spec.index_head_dim // 128 * 4
+        return [TL(name="index_k_buffer", shape=(work.batch * tokens, 1, row), torch_dtype="uint8")]
 
     def block_rows_lead(self, work: Workload, tokens: int) -> tuple[int, ...]:
         return (work.batch * tokens,)

@@ -29,15 +29,28 @@ from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
 from kvcalc.engines.vllm_kv import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
+    DSA_INDEXER_QUANT_BLOCK,
+    FP8_DS_MLA_BYTES,
     MAMBA_ALIGN,
     MLA_BLOCK_SIZE,
     VLLM_VERSION,
     Layout,
     build_layout,
     default_block_size,
+    refuse_cross_attention,
+    vllm_dsa_bytes_per_token,
     vllm_kv,
 )
-from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, LatentAttention, SlidingWindowAttention, Spec
+from kvcalc.specs import (
+    ChunkedAttention,
+    CrossAttention,
+    FixedState,
+    FullAttention,
+    IndexedLatentAttention,
+    LatentAttention,
+    SlidingWindowAttention,
+    Spec,
+)
 from kvcalc.units import GiB
 
 if TYPE_CHECKING:
@@ -120,9 +133,16 @@ class VllmEngine(Engine):
         return cdiv(length, b)
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if isinstance(spec, CrossAttention):
+            refuse_cross_attention([spec])
         if not spec.grows:
             return 0
         return self._blocks(spec, work) * self.block_size(spec, work)
+
+    def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
+        if isinstance(spec, IndexedLatentAttention):
+            return vllm_dsa_bytes_per_token(spec, dtype)
+        return spec.bytes_per_token(dtype)
 
     def fixed_bytes(self, spec: Spec, dtype: KVDtype, work: Workload | None = None) -> int:
         state = super().fixed_bytes(spec, dtype, work)
@@ -173,12 +193,25 @@ class VllmEngine(Engine):
 
     def latent_tensors(self, spec: LatentAttention, dtype: KVDtype, work: Workload,
                        tokens: int) -> list[TensorLayout]:
+        from kvcalc.measure.layout import TensorLayout as TensorLayoutCls
         from kvcalc.measure.layout import typed
 
         paged = self._paged(spec, work, tokens)
         if paged is None:
             return super().latent_tensors(spec, dtype, work, tokens)
+        if isinstance(spec, IndexedLatentAttention) and dtype.name == "fp8_e4m3":
+            return [TensorLayoutCls(name="kv_cache", shape=(paged[0], paged[1], FP8_DS_MLA_BYTES), torch_dtype="uint8")]
         return [typed("kv_cache", (paged[0], paged[1], spec.latent_dim), dtype)]
+
+    def indexer_tensors(self, spec: IndexedLatentAttention, dtype: KVDtype, work: Workload,
+                        tokens: int) -> list[TensorLayout]:
+        # DeepseekV32IndexerCache: uint8 [num_blocks, block, index_head_dim + index_head_dim // 128 x 4].
+        from kvcalc.measure.layout import TensorLayout as TL
+
+        paged = self._paged(spec, work, tokens)
+        blocks, block = paged if paged is not None else (work.batch, tokens)
+        row = spec.index_head_dim + spec.index_head_dim // DSA_INDEXER_QUANT_BLOCK * 4
+        return [TL(name="indexer_k_cache", shape=(blocks, block, row), torch_dtype="uint8")]
 
     def block_rows_lead(self, work: Workload, tokens: int) -> tuple[int, ...]:
         return (work.batch * tokens,)

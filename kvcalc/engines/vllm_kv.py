@@ -41,9 +41,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kvcalc.dtypes import KVDtype, cdiv
-from kvcalc.errors import InvalidRequestError
+from kvcalc.errors import InvalidRequestError, UnsupportedByEngineError
 from kvcalc.layout import Segment, counts_in, pp_partition, segments_from_specs
-from kvcalc.specs import ChunkedAttention, FixedState, LatentAttention, SlidingWindowAttention, Spec
+from kvcalc.specs import (
+    ChunkedAttention,
+    CrossAttention,
+    FixedState,
+    IndexedLatentAttention,
+    LatentAttention,
+    SlidingWindowAttention,
+    Spec,
+)
 from kvcalc.units import GiB
 
 if TYPE_CHECKING:
@@ -102,9 +110,50 @@ def default_block_size(specs: Sequence[Spec], block_size: int | None) -> int:
     return DEFAULT_BLOCK_SIZE
 
 
+DSA_INDEXER_QUANT_BLOCK = 128
+"""``Indexer.quant_block_size`` (vllm/model_executor/models/deepseek_v2.py): one float32 scale per 128
+fp8 indexer values."""
+FP8_DS_MLA_BYTES = 656
+"""``fp8_ds_mla`` entry: 512 fp8 latent values + 4 float32 scales (16 B) + 64 bf16 rope values (128 B)
+(vllm/v1/attention/backends/mla/flashmla_sparse.py; kvcalc reference 1.2)."""
+
+
+def vllm_dsa_bytes_per_token(spec: IndexedLatentAttention, dtype: KVDtype) -> int:
+    """One token of a DSA layer in vLLM: the MLA page plus the indexer's own cache.
+
+    * The indexer key lives in a separate ``DeepseekV32IndexerCache`` layer whatever ``--kv-cache-dtype``
+      says: ``head_dim = index_head_dim + index_head_dim // 128 x 4`` bytes of ``torch.uint8`` (fp8
+      values and float32 scales; vllm/model_executor/models/deepseek_v2.py ``Indexer.__init__``, vLLM
+      main 2026): 132 B for ``index_head_dim`` 128. Both pages share the MLA block size.
+    * An fp8 cache for the latent becomes ``fp8_ds_mla`` (``DeepseekV32ForCausalLM.verify_and_update_config``):
+      656 B per token, valid only for the 512 + 64 latent of DeepSeek-V3.2 / GLM-5.
+    """
+    indexer = spec.index_head_dim + spec.index_head_dim // DSA_INDEXER_QUANT_BLOCK * 4
+    if dtype.name == "fp8_e4m3":
+        if (spec.kv_lora_rank, spec.qk_rope_head_dim) != (512, 64):
+            raise UnsupportedByEngineError(
+                f"--engine vllm: fp8_ds_mla is laid out for a 512 + 64 latent, not "
+                f"{spec.kv_lora_rank} + {spec.qk_rope_head_dim}")
+        return FP8_DS_MLA_BYTES + indexer
+    return spec.latent_bytes_per_token(dtype) + indexer
+
+
+def refuse_cross_attention(specs: Sequence[Spec]) -> None:
+    """vLLM V1 would hold cross-attention as a ``CrossAttentionSpec`` (``cdiv(max_num_encoder_input_tokens,
+    B)`` pages), but no release since 0.10.2 serves Mllama (its model file was removed), and the version
+    modelled here is later: refused, naming the version."""
+    if any(isinstance(s, CrossAttention) for s in specs):
+        raise UnsupportedByEngineError(
+            f"--engine vllm: {VLLM_VERSION} does not serve cross-attention (Mllama) models; "
+            "vLLM dropped Mllama in 0.10.2")
+
+
 def attention_bytes_per_token(spec: Spec, dtype: KVDtype) -> int:
     """Page bytes per token: H x (d + d_v) x b plus per-token-head scales
-    (``AttentionSpec.page_size_bytes``), or the MLA latent; kvcalc's ``bytes_per_token``."""
+    (``AttentionSpec.page_size_bytes``), or the MLA latent; kvcalc's ``bytes_per_token``; a DSA
+    layer adds its fp8 indexer page (``vllm_dsa_bytes_per_token``)."""
+    if isinstance(spec, IndexedLatentAttention):
+        return vllm_dsa_bytes_per_token(spec, dtype)
     return spec.bytes_per_token(dtype)
 
 
@@ -116,6 +165,7 @@ def layer_vspecs(specs: Sequence[Spec], dtype: KVDtype, block_size: int,
     of 16 whose page holds the Mamba state, and the Mamba page is padded to it
     (``HybridAttentionMambaModelConfig``); an explicit larger block size is kept.
     """
+    refuse_cross_attention(specs)
     # Mamba / GDN states are in the model dtype (MambaStateDtypeCalculator), not --kv-cache-dtype.
     sd = state_dtype if state_dtype is not None else dtype
     state_pages = [s.fixed_bytes(sd) for s in specs if isinstance(s, FixedState)]
