@@ -319,4 +319,10 @@ def _load_hf(path: Path, data: Any = None) -> ModelConfig:
     if data is None:
         data = parse_json(read_text_capped(path), str(path))
     check_layer_counts(data, str(path))
-    return hf.load_hf_config(path, data)
+    model = hf.load_hf_config(path, data)
+    quant = data.get("quantization_config") if isinstance(data, dict) else None
+    if isinstance(quant, dict):  # sizes the weights (kvcalc.planner.weights), never the cache
+        import dataclasses
+
+        model = dataclasses.replace(model, quantization_config=quant)
+    return model

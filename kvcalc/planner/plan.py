@@ -29,7 +29,7 @@ from kvcalc.planner.vllm_kv import (
     reserved_bytes_per_request,
     vllm_kv,
 )
-from kvcalc.planner.weights import get_weight_dtype, model_parameters, read_safetensors
+from kvcalc.planner.weights import WeightsEstimate, checkpoint_weights
 from kvcalc.specs import LatentAttention
 from kvcalc.units import GiB, MiB, format_bytes
 
@@ -130,6 +130,10 @@ class Plan:
     roofline: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    weights_source: str = ""
+    """Which source sized the weights (``kvcalc.planner.weights.checkpoint_weights``)."""
+    weights_breakdown: dict[str, int] = field(default_factory=dict)
+    """Weight bytes per storage kind (fp8, scales, unquantized bf16, ggml types ...)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -167,21 +171,15 @@ def _deployment(req: PlanRequest) -> _Deployment:
     return _Deployment(gpu=gpu, gpu_name=name, total_bytes=total, count=count, tp=tp, replicas=count // (tp * pp))
 
 
-def _weights(req: PlanRequest, engine: str) -> tuple[int | None, int | None, str, str]:
-    """(weights bytes, parameters, parameter source, weight dtype name). ``auto`` is the dtype the
-    engine runs the model in: vLLM, SGLang and TensorRT-LLM run a float32 config in 16 bits
-    (the same rule as the cache's auto dtype); llama.cpp and transformers as the config says."""
+def _weights(req: PlanRequest, engine: str) -> WeightsEstimate:
+    """The weights from the best source there is (``kvcalc.planner.weights.checkpoint_weights``:
+    --weights, --weight-dtype, a GGUF tensor table, quantization_config, the model dtype). ``auto``
+    is the dtype the engine runs the model in: vLLM, SGLang and TensorRT-LLM run a float32 config
+    in 16 bits (the same rule as the cache's auto dtype); llama.cpp and transformers as the config says."""
     compute: str = req.model.dtype
     if engine in ("vllm", "sglang", "trtllm"):
         compute = _auto_kv_dtype(engine, req.model, "auto")
-    wdtype = get_weight_dtype(req.weight_dtype, compute)
-    if req.weights_path is not None:
-        st = read_safetensors(req.weights_path)
-        return st.bytes, (st.parameters or None), f"safetensors ({st.source})", "as stored"
-    count = model_parameters(req.model)
-    if count.parameters is None:
-        return None, None, count.source, wdtype.name
-    return wdtype.bytes_for(count.parameters), count.parameters, count.source, wdtype.name
+    return checkpoint_weights(req.model, req.weight_dtype, compute, req.weights_path)
 
 
 def vllm_batch_defaults(gpu_total_bytes: int | None, gpu_name: str, max_model_len: int,
@@ -274,10 +272,13 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     req = dataclasses.replace(req, max_num_batched_tokens=mnbt, max_num_seqs=max_seqs_cap)
     kv_name = _auto_kv_dtype(engine, model, req.kv_dtype)
     dtype = resolve_dtype(kv_name, model.dtype)
-    weights, params, params_source, wname = _weights(req, engine)
+    w = _weights(req, engine)
+    weights, params, params_source, wname = w.bytes, w.parameters, w.parameters_source, w.dtype
     weights_per_gpu = cdiv(weights, tp * pp) if weights is not None else None
     warnings: list[str] = []
-    notes: list[str] = []
+    notes: list[str] = [] if weights is None else [
+        f"weights {format_bytes(weights)} ({weights:,} B) from {w.source}"
+        + ("; " + ", ".join(f"{k} {format_bytes(v)}" for k, v in w.breakdown.items()) if w.breakdown else "")]
     if engine == "vllm" and batch_why != "given":
         notes.append(f"max_num_batched_tokens {mnbt:,}, max_num_seqs {max_seqs_cap:,}: {batch_why} "
                      "(EngineArgs.get_batch_defaults); pass --max-num-batched-tokens / --max-num-seqs to change")
@@ -464,7 +465,7 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         rb = max(1, min(rb, max(max_seqs, 1)))
         kv_seq = _neutral_rank_bytes(model, dtype, tp, pp, max_len)
         active = _active_params(model, params)
-        flops = dep.gpu.fp8_flops if wname in ("fp8",) and dep.gpu.fp8_flops else dep.gpu.dense_flops
+        flops = dep.gpu.fp8_flops if wname.startswith("fp8") and dep.gpu.fp8_flops else dep.gpu.dense_flops
         roof = decode_roofline(
             batch=rb, weights_per_gpu=weights_per_gpu,
             kv_per_sequence_per_gpu=kv_seq,
@@ -524,6 +525,8 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         roofline=roof.to_dict() if roof is not None else None,
         notes=notes,
         warnings=warnings,
+        weights_source=w.source,
+        weights_breakdown=dict(w.breakdown),
     )
 
 
