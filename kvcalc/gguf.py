@@ -278,7 +278,7 @@ def _meta_int(g: GgufFile, key: str, *, required: bool = True) -> int | None:
     return value
 
 
-def model_from_gguf(g: GgufFile) -> Any:
+def model_from_gguf(g: GgufFile) -> Any:  # noqa: C901 - one linear read of the header
     """A ``ModelConfig`` from the GGUF header: layers, heads, KV heads, head dims, context length,
     sliding window (``{arch}.attention.sliding_window``; with ``sliding_window_pattern`` the
     layers it marks true are sliding, as llama.cpp's ``swa_layers``), vocab (token count)."""
@@ -300,8 +300,11 @@ def model_from_gguf(g: GgufFile) -> Any:
     value_len = _meta_int(g, "attention.value_length", required=False) or key_len
     window = _meta_int(g, "attention.sliding_window", required=False)
     ffn = _meta_int(g, "feed_forward_length", required=False)
+    # The vocabulary: the token_embd rows (what the weights hold), else the tokenizer's token count.
+    embd = next((t for t in g.tensors if t.name == "token_embd.weight" and len(t.shape) == 2), None)
     tokens = g.metadata.get("tokenizer.ggml.tokens")
-    vocab = tokens.get("array_length") if isinstance(tokens, dict) else _meta_int(g, "vocab_size", required=False)
+    vocab = embd.shape[1] if embd is not None else (
+        tokens.get("array_length") if isinstance(tokens, dict) else _meta_int(g, "vocab_size", required=False))
     full = FullAttention(num_kv_heads=kv_heads, head_dim=key_len, v_head_dim=value_len if value_len != key_len else None)
     specs: list[Any] = [full] * layers
     notes = [f"read from the GGUF header ({g.files} file(s)), architecture {g.architecture}"]

@@ -279,6 +279,10 @@ def load_model_file(path: str | Path) -> ModelConfig:
         if cfg.is_file():
             return _load_hf(cfg)
         raise InvalidConfigError(source, "is a directory without a config.json")
+    if _is_gguf(p):  # told apart by content (the GGUF magic), like every other format
+        from kvcalc.gguf import model_from_gguf, read_gguf
+
+        return model_from_gguf(read_gguf(p))  # type: ignore[no-any-return]
     text = read_text_capped(p)
     stripped = text.lstrip()
     if stripped.startswith("{"):
@@ -292,6 +296,16 @@ def load_model_file(path: str | Path) -> ModelConfig:
     ):
         return _load_hf(p, data)
     return model_from_data(data, source)
+
+
+def _is_gguf(path: Path) -> bool:
+    try:
+        if not path.is_file():
+            return False
+        with path.open("rb") as fh:
+            return fh.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def check_layer_counts(data: Any, source: str, depth: int = 0) -> None:
