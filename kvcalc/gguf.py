@@ -20,6 +20,7 @@ memory-maps the file and parses the header and tensor table: no tensor data is r
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,7 +250,7 @@ def read_gguf(path: str | Path) -> GgufFile:
                 raise InvalidConfigError(str(f), "not a GGUF file (no GGUF magic)")
         try:
             reader = gguf.GGUFReader(str(f), "r")
-        except (ValueError, KeyError, IndexError, OverflowError, OSError) as exc:
+        except (ValueError, KeyError, IndexError, OverflowError, OSError, TypeError, struct.error) as exc:
             raise InvalidConfigError(str(f), f"malformed GGUF: {str(exc)[:120]}") from None
         if i == 0:
             metadata = {name: _value(fld) for name, fld in reader.fields.items() if not name.startswith("GGUF.")}
@@ -305,7 +306,8 @@ def model_from_gguf(g: GgufFile) -> Any:  # noqa: C901 - one linear read of the 
     tokens = g.metadata.get("tokenizer.ggml.tokens")
     vocab = embd.shape[1] if embd is not None else (
         tokens.get("array_length") if isinstance(tokens, dict) else _meta_int(g, "vocab_size", required=False))
-    full = FullAttention(num_kv_heads=kv_heads, head_dim=key_len, v_head_dim=value_len if value_len != key_len else None)
+    v_dim = value_len if value_len != key_len else None
+    full = FullAttention(num_kv_heads=kv_heads, head_dim=key_len, v_head_dim=v_dim)
     specs: list[Any] = [full] * layers
     notes = [f"read from the GGUF header ({g.files} file(s)), architecture {g.architecture}"]
     if window:

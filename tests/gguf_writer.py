@@ -47,7 +47,7 @@ def write_gguf(path: Path, arch: str, meta: dict[str, object], tensors: Iterable
     w.write_ti_data_to_file()
     files = []
     assert w.fout is not None
-    for fout, part in zip(w.fout, w.tensors):
+    for fout, part in zip(w.fout, w.tensors, strict=True):
         pos = fout.tell()
         start = -(-pos // w.data_alignment) * w.data_alignment
         data = sum(gguf.GGUFWriter.ggml_pad(ti.nbytes, w.data_alignment) for ti in part.values())

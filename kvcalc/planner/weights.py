@@ -187,7 +187,7 @@ class WeightTensor:
         return self.role in ("attn", "mlp", "expert", "shared_expert")
 
 
-def weight_tensors(model: ModelConfig) -> list[WeightTensor] | None:
+def weight_tensors(model: ModelConfig) -> list[WeightTensor] | None:  # noqa: C901 - one tensor list per layer kind
     """The weight matrices the architecture implies (the same count as ``computed_parameters``),
     or None when that count is unknown."""
     h, vocab, inter = model.hidden_size, model.vocab_size, model.intermediate_size
@@ -222,7 +222,8 @@ def weight_tensors(model: ModelConfig) -> list[WeightTensor] | None:
                         t("self_attn.q_b_proj", "attn_q_b", "attn", n_h * qk, spec.q_lora_rank)]
             else:
                 out.append(t("self_attn.q_proj", "attn_q", "attn", n_h * qk, h))
-            out += [t("self_attn.kv_a_proj_with_mqa", "attn_kv_a_mqa", "attn", spec.kv_lora_rank + spec.qk_rope_head_dim, h),
+            kv_a = spec.kv_lora_rank + spec.qk_rope_head_dim
+            out += [t("self_attn.kv_a_proj_with_mqa", "attn_kv_a_mqa", "attn", kv_a, h),
                     t("self_attn.kv_a_layernorm", "norm", "norm", 1, spec.kv_lora_rank),
                     t("self_attn.kv_b_proj", "attn_kv_b", "attn", n_h * (spec.qk_nope_head_dim + spec.v_head_dim),
                       spec.kv_lora_rank),
@@ -462,7 +463,7 @@ def _compressed_tensors(qc: dict[str, Any], model_dtype_bytes: int) -> Checkpoin
 QUANT_METHODS = ("fp8", "compressed-tensors", "awq", "gptq", "bitsandbytes", "mxfp4", "modelopt")
 
 
-def checkpoint_format(qc: Any, model_dtype_bytes: int = 2) -> CheckpointFormat:
+def checkpoint_format(qc: Any, model_dtype_bytes: int = 2) -> CheckpointFormat:  # noqa: C901 - one branch per method
     """The storage a ``quantization_config`` describes; anything else is refused, naming it."""
     if not isinstance(qc, dict):
         raise InvalidConfigError("quantization_config", f"expected a mapping, got {type(qc).__name__}")
@@ -585,7 +586,7 @@ def checkpoint_weights(model: ModelConfig, weight_dtype: str, compute_dtype: str
         if tensors is None:
             raise InvalidRequestError("--weight-dtype", weight_dtype, "an explicit dtype: "
                                       f"{model.name}'s config lacks what a per-tensor count needs")
-        kinds: dict[str, int] = {}
+        kinds = {}
         for t in tensors:
             for k, v in fmt.tensor_bytes(t).items():
                 kinds[k] = kinds.get(k, 0) + v
