@@ -200,7 +200,7 @@ def render_compare(c: Comparison) -> None:
     headers, rows = _compare_cells(c)
     table = Table()
     for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if i in (0, 1, 4) else "right")
+        table.add_column(h, justify="left" if i in (0, 1, 4) else "right", no_wrap=i == 0)
     for row in rows:
         table.add_row(*row)
     console.print(table)
