@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
         with several models, one comparison table."""
         import sys
 
-        from kvcalc.cli.output import print_json, stdout_console, warn
+        from kvcalc.cli.output import print_json, warn
         from kvcalc.errors import InvalidRequestError
         from kvcalc.estimate import MAX_BATCH, MAX_TOKENS
         from kvcalc.planner.fit import compare, fit

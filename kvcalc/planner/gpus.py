@@ -128,3 +128,106 @@ def parse_gpu_spec(spec: str) -> tuple[Gpu, int]:
     if count is None or not 1 <= count <= MAX_GPU_COUNT:
         raise InvalidRequestError("--gpu", spec, f"NAME[:COUNT] with COUNT from 1 to {MAX_GPU_COUNT}, e.g. h100:4")
     return get_gpu(name), count
+
+
+# ---------------------------------------------------------------------------------------------
+# --gpu auto: the machine kvcalc runs on.
+
+AUTO = "auto"
+
+
+def is_auto(spec: str | None) -> bool:
+    return spec is not None and spec.strip().lower() == AUTO
+
+
+def match_catalog(name: str, total_bytes: int) -> Gpu | None:
+    """The catalog entry for a GPU nvidia-smi names (``NVIDIA H100 80GB HBM3``) with the same driver
+    total, or None: the catalog supplies bandwidth and FLOPs (the roofline), never the memory."""
+    text = name.lower().replace("nvidia", " ").replace("geforce", " ").replace("tesla", " ").replace("-", " ")
+    words = set(text.split())
+    best: Gpu | None = None
+    for gpu in all_gpus():
+        if gpu.memory_bytes != total_bytes:
+            continue
+        base = gpu.name.split("-")
+        if base[0] == "rtx":
+            base = base[:2]
+        else:
+            base = base[:1]
+        if all(b in words for b in base):
+            variant = {"pcie", "nvl"} & set(gpu.name.split("-"))
+            if variant and not variant <= words:
+                continue
+            if best is None or len(gpu.name) > len(best.name):
+                best = gpu
+    return best
+
+
+def plan_on_local_gpus(req: Any, plan_fn: Any) -> Any:
+    """``plan`` with ``--gpu auto``: the visible GPUs as read (``kvcalc.planner.localgpu``), planned as
+    the engine would on them.
+
+    * vLLM budgets ``gpu_memory_utilization x total`` (``mem_get_info`` total: the driver total less
+      its reserve) and refuses to start when a GPU's free memory is below that
+      (vllm/v1/worker/utils.py ``request_memory``: "Free memory on device (free/total GiB) on startup
+      is less than desired GPU memory utilization (util, requested GiB)").
+    * SGLang sizes from the free memory it reads at start-up (``get_available_gpu_memory``, the
+      smallest over the TP ranks), its default fraction from the driver total.
+    * llama.cpp, transformers and TensorRT-LLM allocate from what is free.
+
+    The GPU with the least free memory binds (every rank allocates the same pool)."""
+    import dataclasses
+
+    from kvcalc.planner import budget as budget_mod
+    from kvcalc.planner.localgpu import probe
+    from kvcalc.specs import LatentAttention
+    from kvcalc.units import format_bytes
+
+    gpus = probe()
+    engine = req.engine.strip().lower()
+    engine = {"trt-llm": "trtllm", "tensorrt-llm": "trtllm", "llama_cpp": "llama.cpp", "llamacpp": "llama.cpp",
+              "transformers": "hf"}.get(engine, engine)
+    lines = [f"GPU {g.index} {g.name}: total {format_bytes(g.total_bytes)}, free {format_bytes(g.free_bytes)} "
+             f"({g.source})" for g in gpus]
+    tight = min(gpus, key=lambda g: g.free_bytes)
+    total = min(g.usable_total_bytes for g in gpus)
+    driver_total = min(g.total_bytes for g in gpus)
+    names = {g.name for g in gpus}
+    catalog = match_catalog(tight.name, tight.total_bytes) if len(names) == 1 else None
+    count = len(gpus)
+    fraction = req.fraction
+    refusal: str | None = None
+    if engine == "vllm":
+        budget_total = total
+        frac = budget_mod.parse_fraction(fraction or budget_mod.DEFAULT_FRACTIONS["vllm"], "--gpu-memory-utilization")
+        requested = budget_mod.mul_ceil(total, frac)
+        if tight.free_bytes < requested:
+            most = (Decimal(tight.free_bytes) / Decimal(total)).quantize(Decimal("0.001"), rounding="ROUND_FLOOR")
+            refusal = (f"vLLM would not start: free memory on GPU {tight.index} ({format_bytes(tight.free_bytes)} of "
+                       f"{format_bytes(total)}) on startup is less than desired GPU memory utilization ({frac}, "
+                       f"{format_bytes(requested)}); lower --gpu-memory-utilization to at most {most}, or free "
+                       "the memory other processes hold")
+        how = (f"vLLM budgets {frac} x the total {format_bytes(total)} = {format_bytes(requested)} "
+               f"(driver total less its reserve); the smallest free memory is {format_bytes(tight.free_bytes)}")
+    else:
+        budget_total = tight.free_bytes
+        if engine == "sglang" and fraction is None:
+            model = req.model
+            fraction, _ = budget_mod.sglang_default_fraction(
+                driver_total // MiB, tp=req.tp or count, pp=req.pp,
+                mla=any(isinstance(s, LatentAttention) for s in model.layer_specs),
+                model_name=f"{model.name} {model.source.hf_repo or ''}")
+        how = f"{engine} sizes from the free memory: {format_bytes(tight.free_bytes)} (GPU {tight.index})"
+    sub = dataclasses.replace(req, gpu=f"{catalog.name}:{count}" if catalog else None,
+                              gpu_memory_bytes=budget_total, fraction=fraction,
+                              tp=req.tp if req.tp is not None or catalog else max(count // req.pp, 1))
+    result = plan_fn(sub)
+    notes = [*lines, how, *result.notes]
+    changes: dict[str, Any] = {"notes": notes, "gpu": catalog.name if catalog else tight.name, "gpu_count": count}
+    if refusal is not None:
+        changes.update(fits=False, reason=refusal, users_fit=False if req.users is not None else None,
+                       max_sequences=0, max_concurrency=0.0, longest_context_at_batch=0, log_lines=[],
+                       headroom_bytes=None, headroom_units=None,
+                       binding_constraint="free GPU memory: vLLM refuses to start",
+                       hints=["lower --gpu-memory-utilization, or stop what else holds GPU memory"])
+    return dataclasses.replace(result, **changes)

@@ -17,7 +17,7 @@ from kvcalc.dtypes import cdiv, resolve_dtype
 from kvcalc.errors import InvalidRequestError, UnknownNameError
 from kvcalc.models import ModelConfig
 from kvcalc.planner import budget as budget_mod
-from kvcalc.planner.gpus import Gpu, parse_gpu_spec
+from kvcalc.planner.gpus import Gpu, is_auto, parse_gpu_spec, plan_on_local_gpus
 from kvcalc.planner.roofline import Roofline, decode_roofline
 from kvcalc.planner.sglang_pool import SGLANG_POOL_VERSION, sglang_pool
 from kvcalc.planner.solvers import Capacity, TpOption, smallest_tp
@@ -241,6 +241,8 @@ def _policy_name(engine: str) -> str:
 def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, commented by step
     from kvcalc.estimate import check_int, estimate
 
+    if is_auto(req.gpu):  # --gpu auto: the local GPUs as read (kvcalc.planner.gpus)
+        return plan_on_local_gpus(req, plan)  # type: ignore[no-any-return]
     engine = req.engine.strip().lower()
     engine = {"trt-llm": "trtllm", "tensorrt-llm": "trtllm", "llama_cpp": "llama.cpp", "llamacpp": "llama.cpp",
               "transformers": "hf"}.get(engine, engine)
