@@ -279,7 +279,7 @@ def load_model_file(path: str | Path) -> ModelConfig:
         if cfg.is_file():
             return _load_hf(cfg)
         raise InvalidConfigError(source, "is a directory without a config.json")
-    if _is_gguf(p):  # told apart by content (the GGUF magic), like every other format
+    if _is_gguf(p):  # kvcalc.gguf reads the header and tensor table (no tensor data), checking the magic
         from kvcalc.gguf import model_from_gguf, read_gguf
 
         return model_from_gguf(read_gguf(p))  # type: ignore[no-any-return]
@@ -299,13 +299,9 @@ def load_model_file(path: str | Path) -> ModelConfig:
 
 
 def _is_gguf(path: Path) -> bool:
-    try:
-        if not path.is_file():
-            return False
-        with path.open("rb") as fh:
-            return fh.read(4) == b"GGUF"
-    except OSError:
-        return False
+    """A ``.gguf`` name (or a split part) goes to the GGUF reader, which checks the magic; anything
+    else is text under the size cap, never opened past it."""
+    return path.suffix.lower() == ".gguf"
 
 
 def check_layer_counts(data: Any, source: str, depth: int = 0) -> None:

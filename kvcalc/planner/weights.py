@@ -633,6 +633,10 @@ class SafetensorsWeights:
     source: str
 
 
+MAX_TOTAL_BYTES = 1 << 50
+"""A checkpoint above 1 PiB is refused as absurd (the largest published are under 2 TB)."""
+
+
 def _read_header(path: Path) -> dict[str, object]:
     if not path.is_file():  # a FIFO or device would block or never end
         raise InvalidRequestError("--weights", str(path), "a regular .safetensors file")
@@ -643,11 +647,70 @@ def _read_header(path: Path) -> dict[str, object]:
         (length,) = struct.unpack("<Q", raw)
         if length > MAX_HEADER_BYTES:
             raise InvalidConfigError(str(path), f"safetensors header of {length:,} bytes exceeds the cap")
-        try:
-            header: dict[str, object] = json.loads(fh.read(length))
-        except ValueError as exc:
-            raise InvalidConfigError(str(path), f"malformed safetensors header: {exc}") from None
+        return parse_safetensors_header(fh.read(length), str(path))
+
+
+def parse_safetensors_header(raw: bytes, source: str) -> dict[str, object]:
+    """The JSON header of a safetensors file: a mapping of tensor name -> {dtype, shape,
+    data_offsets}. Anything else (a list, a float where a size goes, 1e400) is refused by name."""
+    try:
+        header = json.loads(raw, parse_float=_no_float, parse_constant=_no_float)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidConfigError(source, f"malformed safetensors header: {str(exc)[:120]}") from None
+    if not isinstance(header, dict):
+        raise InvalidConfigError(source, f"safetensors header must be a JSON object, got {type(header).__name__}")
     return header
+
+
+def _no_float(text: str) -> object:
+    raise ValueError(f"a number {text[:20]!r} where safetensors stores integers")
+
+
+def _size_int(value: object, source: str, what: str) -> int:
+    """A byte count or dimension: a non-negative int (never a bool or a float), below the cap."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > MAX_TOTAL_BYTES:
+        raise InvalidConfigError(source, f"{what} = {str(value)[:40]!r}: expected an integer from 0 to "
+                                 f"{MAX_TOTAL_BYTES:,}")
+    return value
+
+
+def tensor_bytes_and_numel(name: str, info: object, source: str) -> tuple[int, int]:
+    """(bytes, elements) of one header entry, from ``data_offsets`` (what the file stores) and
+    ``shape``; both validated."""
+    if not isinstance(info, dict):
+        raise InvalidConfigError(source, f"tensor {name[:60]!r}: expected {{dtype, shape, data_offsets}}")
+    shape = info.get("shape")
+    if not isinstance(shape, list):
+        raise InvalidConfigError(source, f"tensor {name[:60]!r}: shape = {str(shape)[:40]!r}: expected a list")
+    numel = 1
+    for dim in shape:
+        numel *= _size_int(dim, source, f"tensor {name[:60]!r} shape dimension")
+        if numel > MAX_TOTAL_BYTES:
+            raise InvalidConfigError(source, f"tensor {name[:60]!r}: shape {str(shape)[:60]} is absurdly large")
+    offsets = info.get("data_offsets")
+    if offsets is not None:
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            raise InvalidConfigError(source, f"tensor {name[:60]!r}: data_offsets = {str(offsets)[:40]!r}: "
+                                     "expected [begin, end]")
+        begin = _size_int(offsets[0], source, f"tensor {name[:60]!r} data_offsets begin")
+        end = _size_int(offsets[1], source, f"tensor {name[:60]!r} data_offsets end")
+        if end < begin:
+            raise InvalidConfigError(source, f"tensor {name[:60]!r}: data_offsets end {end:,} < begin {begin:,}")
+        return end - begin, numel
+    size = _ST_DTYPE_BYTES.get(str(info.get("dtype")))
+    if size is None:
+        raise InvalidConfigError(source, f"tensor {name[:60]!r}: dtype {str(info.get('dtype'))[:20]!r} unknown "
+                                 "and no data_offsets")
+    return numel * size, numel
+
+
+def index_total_size(data: object, source: str) -> int:
+    """``metadata.total_size`` of a ``model.safetensors.index.json``: a non-negative int, never a
+    bool, a float or an absurd size."""
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    if not isinstance(meta, dict) or "total_size" not in meta:
+        raise InvalidConfigError(source, "expected a safetensors index with metadata.total_size")
+    return _size_int(meta["total_size"], source, "metadata.total_size")
 
 
 def read_safetensors(path: str | Path) -> SafetensorsWeights:
@@ -671,29 +734,25 @@ def read_safetensors(path: str | Path) -> SafetensorsWeights:
         from kvcalc.loader import parse_json, read_text_capped
 
         data = parse_json(read_text_capped(p, "safetensors index"), str(p))  # capped, like every config
-        try:
-            total = int(data["metadata"]["total_size"])
-        except (ValueError, KeyError, TypeError):
-            raise InvalidConfigError(str(p), "expected a safetensors index with metadata.total_size") from None
+        total = index_total_size(data, str(p))
         return SafetensorsWeights(bytes=total, parameters=0, files=0, source=f"{p.name} metadata.total_size")
     return _sum_headers([p])
 
 
-def _sum_headers(files: list[Path]) -> SafetensorsWeights:
+def sum_header_entries(headers: list[tuple[str, dict[str, object]]]) -> tuple[int, int]:
+    """(bytes, elements) over parsed headers [(source, header)], ``__metadata__`` skipped."""
     total_bytes = total_params = 0
-    for f in files:
-        for name, info in _read_header(f).items():
-            if name == "__metadata__" or not isinstance(info, dict):
+    for source, header in headers:
+        for name, info in header.items():
+            if name == "__metadata__":
                 continue
-            numel = 1
-            for dim in info.get("shape", []):
-                numel *= int(dim)
-            size = _ST_DTYPE_BYTES.get(str(info.get("dtype")))
-            offsets = info.get("data_offsets")
-            if isinstance(offsets, list) and len(offsets) == 2:
-                total_bytes += int(offsets[1]) - int(offsets[0])
-            elif size is not None:
-                total_bytes += numel * size
+            nbytes, numel = tensor_bytes_and_numel(name, info, source)
+            total_bytes += nbytes
             total_params += numel
+    return total_bytes, total_params
+
+
+def _sum_headers(files: list[Path]) -> SafetensorsWeights:
+    total_bytes, total_params = sum_header_entries([(str(f), _read_header(f)) for f in files])
     return SafetensorsWeights(bytes=total_bytes, parameters=total_params, files=len(files),
                               source=f"{len(files)} safetensors header(s)")
