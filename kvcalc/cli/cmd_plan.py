@@ -29,8 +29,8 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
         = None,
         config: Annotated[Optional[str], typer.Option("--config", "-c", help="kvcalc YAML or HF config.json.")]
         = None,
-        gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU[:COUNT] from `kvcalc gpus`, e.g. h100:4, or auto (this machine).")]
-        = None,
+        gpu: Annotated[Optional[str], typer.Option(
+            "--gpu", help="GPU[:COUNT] from `kvcalc gpus`, e.g. h100:4, or auto (this machine).")] = None,
         gpu_memory: Annotated[Optional[str], typer.Option(
             "--gpu-memory", help="Any other GPU: its usable memory per GPU, e.g. 24GiB.")] = None,
         kv_budget: Annotated[Optional[str], typer.Option(
