@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
         csv: Annotated[bool, typer.Option("--csv", help="Print CSV (exact integers).")] = False,
         markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a design doc).")]
         = False,
+        offline: Annotated[bool, typer.Option(
+            "--offline", help="Never contact the Hub (HF_HUB_OFFLINE=1): hub ids from the local HF cache only.")]
+        = False,
     ) -> None:
         """What fits: the longest context for N users and the most users at each context, per KV dtype;
         with several models, one comparison table."""
@@ -65,6 +68,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
         from kvcalc.planner.fit import compare, fit
         from kvcalc.show.sweep import parse_int_list, parse_name_list
 
+        if offline:
+            import os
+
+            os.environ["HF_HUB_OFFLINE"] = "1"  # huggingface_hub reads it when first imported (lazily, below)
         if sum((json, csv, markdown)) > 1:
             raise InvalidRequestError("--json/--csv/--markdown", "several", "one output format")
         refs = list(models or []) + ([config] if config else [])
@@ -107,12 +114,12 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
 
 def _request(ref: str, *, engine: str, gpu: str | None, gpu_memory: str | None, kv_budget: str | None,
              weight_dtype: str, weights: str | None, tp: int | None, pp: int) -> PlanRequest:
+    from kvcalc.hub import load_model_or_hub
     from kvcalc.planner.plan import PlanRequest
-    from kvcalc.registry import load_model
     from kvcalc.units import parse_size
 
     return PlanRequest(
-        model=load_model(ref), engine=engine, gpu=gpu,
+        model=load_model_or_hub(ref), engine=engine, gpu=gpu,
         gpu_memory_bytes=parse_size(gpu_memory, "--gpu-memory") if gpu_memory else None,
         kv_budget_bytes=parse_size(kv_budget, "--kv-budget") if kv_budget else None,
         weight_dtype=weight_dtype, weights_path=weights, tp=tp, pp=pp, solve_tp=False,

@@ -564,7 +564,10 @@ def checkpoint_weights(model: ModelConfig, weight_dtype: str, compute_dtype: str
     if weights_path is not None:
         if weights_path.lower().endswith(".gguf"):
             return _gguf_weights(weights_path)
-        st = read_safetensors(weights_path)
+        from kvcalc.hub import hub_weights, looks_like_repo_id
+
+        hub = looks_like_repo_id(weights_path) and not Path(weights_path).exists()
+        st = hub_weights(weights_path) if hub else read_safetensors(weights_path)
         return WeightsEstimate(bytes=st.bytes, parameters=st.parameters or None,
                                parameters_source=f"safetensors ({st.source})", dtype="as stored",
                                source=f"--weights: {st.source}")
