@@ -86,3 +86,13 @@ def test_fit_bad_input_is_one_error_line(cli) -> None:  # type: ignore[no-untype
                  ("fit", "llama-3.1-8b", "llama-2-7b", "--gpu", "h100", "--kv-dtype", "auto,fp8")):
         out = cli(*args)
         assert out.exit_code == 2 and out.stdout == "" and out.stderr.startswith("Error:"), (args, out.stderr)
+
+
+def test_plan_with_several_models_prints_the_same_comparison(cli) -> None:  # type: ignore[no-untyped-def]
+    models = ("deepseek-v3", "llama-3.1-405b", "qwen3-32b")
+    for fmt in ("--csv", "--markdown", "--json"):
+        via_plan = cli("plan", *models, "--gpu", "h200:8", "--context", "32768", fmt)
+        via_fit = cli("fit", *models, "--gpu", "h200:8", "--context", "32768", fmt)
+        assert via_plan.exit_code == 0 and via_plan.stdout == via_fit.stdout, via_plan.stderr
+    one = cli("plan", "llama-2-7b", "--gpu", "h100", "--csv")
+    assert one.exit_code == 2 and one.stdout == "" and "several models" in one.stderr

@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
         from kvcalc.cli.output import print_json, warn
         from kvcalc.errors import InvalidRequestError
         from kvcalc.estimate import MAX_BATCH, MAX_TOKENS
-        from kvcalc.planner.fit import compare, fit
+        from kvcalc.planner.fit import fit
         from kvcalc.show.sweep import parse_int_list, parse_name_list
 
         if offline:
@@ -77,26 +77,13 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
         refs = list(models or []) + ([config] if config else [])
         if not refs:
             raise InvalidRequestError("MODEL", "", "one or more models (built-in names, config paths or --config)")
-        bases = [_request(ref, engine=engine, gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget,
-                          weight_dtype=weight_dtype, weights=weights, tp=tp, pp=pp) for ref in refs]
+        bases = requests_for(refs, engine=engine, gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget,
+                             weight_dtype=weight_dtype, weights=weights, tp=tp, pp=pp)
         for base in bases:
             for assumption in base.model.source.assumptions:
                 warn(assumption)
         if len(bases) > 1:
-            if kv_dtype is not None and "," in kv_dtype:
-                raise InvalidRequestError("--kv-dtype", kv_dtype, "one KV dtype when comparing several models")
-            import dataclasses
-
-            bases = [dataclasses.replace(b, kv_dtype=kv_dtype or "auto") for b in bases]
-            result = compare(bases, context)
-            out = (result.to_dict() if json else compare_csv(result) if csv else compare_markdown(result)
-                   if markdown else None)
-            if isinstance(out, dict):
-                print_json(out)
-            elif out is not None:
-                sys.stdout.write(out)
-            else:
-                render_compare(result)
+            print_comparison(bases, kv_dtype=kv_dtype, context=context, json=json, csv=csv, markdown=markdown)
             return
         dtypes = tuple(parse_name_list(kv_dtype, "--kv-dtype")) if kv_dtype else None
         answer = fit(bases[0], kv_dtypes=dtypes,
@@ -112,18 +99,44 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
             render_fit(answer)
 
 
-def _request(ref: str, *, engine: str, gpu: str | None, gpu_memory: str | None, kv_budget: str | None,
-             weight_dtype: str, weights: str | None, tp: int | None, pp: int) -> PlanRequest:
+def print_comparison(bases: list[PlanRequest], *, kv_dtype: str | None, context: int, json: bool, csv: bool,
+                     markdown: bool) -> None:
+    """Several models, one table (``kvcalc.planner.fit.compare``); ``plan`` with several models
+    calls this too."""
+    import dataclasses
+    import sys
+
+    from kvcalc.cli.output import print_json
+    from kvcalc.errors import InvalidRequestError
+    from kvcalc.planner.fit import compare
+
+    if sum((json, csv, markdown)) > 1:
+        raise InvalidRequestError("--json/--csv/--markdown", "several", "one output format")
+    if kv_dtype is not None and "," in kv_dtype:
+        raise InvalidRequestError("--kv-dtype", kv_dtype, "one KV dtype when comparing several models")
+    result = compare([dataclasses.replace(b, kv_dtype=kv_dtype or "auto") for b in bases], context)
+    if json:
+        print_json(result.to_dict())
+    elif csv:
+        sys.stdout.write(compare_csv(result))
+    elif markdown:
+        sys.stdout.write(compare_markdown(result))
+    else:
+        render_compare(result)
+
+
+def requests_for(refs: list[str], *, engine: str, gpu: str | None, gpu_memory: str | None, kv_budget: str | None,
+                 weight_dtype: str, weights: str | None, tp: int | None, pp: int) -> list[PlanRequest]:
+    """One ``PlanRequest`` per model reference (built-in, path, .gguf, hub id), the same deployment."""
     from kvcalc.hub import load_model_or_hub
     from kvcalc.planner.plan import PlanRequest
     from kvcalc.units import parse_size
 
-    return PlanRequest(
-        model=load_model_or_hub(ref), engine=engine, gpu=gpu,
-        gpu_memory_bytes=parse_size(gpu_memory, "--gpu-memory") if gpu_memory else None,
-        kv_budget_bytes=parse_size(kv_budget, "--kv-budget") if kv_budget else None,
-        weight_dtype=weight_dtype, weights_path=weights, tp=tp, pp=pp, solve_tp=False,
-    )
+    gpu_bytes = parse_size(gpu_memory, "--gpu-memory") if gpu_memory else None
+    budget = parse_size(kv_budget, "--kv-budget") if kv_budget else None
+    return [PlanRequest(model=load_model_or_hub(ref), engine=engine, gpu=gpu, gpu_memory_bytes=gpu_bytes,
+                        kv_budget_bytes=budget, weight_dtype=weight_dtype, weights_path=weights, tp=tp, pp=pp,
+                        solve_tp=False) for ref in refs]
 
 
 def _ctx(n: int) -> str:

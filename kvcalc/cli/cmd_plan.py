@@ -25,8 +25,9 @@ EPILOG = (
 def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
     @app.command("plan", epilog=EPILOG)
     def plan_cmd(
-        model: Annotated[Optional[str], typer.Argument(help="Built-in model name or alias.", show_default=False)]
-        = None,
+        model: Annotated[Optional[list[str]], typer.Argument(
+            help="Built-in model name or alias; several: one comparison table (as `kvcalc fit`).",
+            show_default=False)] = None,
         config: Annotated[Optional[str], typer.Option("--config", "-c", help="kvcalc YAML or HF config.json.")]
         = None,
         gpu: Annotated[Optional[str], typer.Option(
@@ -79,6 +80,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
         plot: Annotated[Optional[str], typer.Option("--plot", help="Write concurrency vs context to FILE.png/.svg.")]
         = None,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+        csv: Annotated[bool, typer.Option("--csv", help="Several models: the comparison as CSV.")] = False,
+        markdown: Annotated[bool, typer.Option("--markdown", help="Several models: the comparison as Markdown.")]
+        = False,
     ) -> None:
         """Plan a deployment: KV budget, blocks, concurrency, whether --users fit, and what to change."""
         from kvcalc.cli.output import print_json, stdout_console, warn
@@ -95,7 +99,17 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
         for name, value in fractions.items():
             if value is not None and name != eng:
                 raise InvalidRequestError(flags[name], value, f"used with --engine {name} (this plan uses {engine})")
-        resolved = resolve_model(model, config)
+        if model and len(model) > 1:  # several models: one comparison table (kvcalc.cli.cmd_fit)
+            from kvcalc.cli.cmd_fit import print_comparison, requests_for
+
+            bases = requests_for(model, engine=engine, gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget,
+                                 weight_dtype=weight_dtype, weights=weights, tp=tp, pp=pp)
+            print_comparison(bases, kv_dtype=kv_dtype, context=context or 8192, json=json, csv=csv,
+                             markdown=markdown)
+            return
+        if csv or markdown:
+            raise InvalidRequestError("--csv" if csv else "--markdown", True, "several models (a comparison table)")
+        resolved = resolve_model(model[0] if model else None, config)
         req = PlanRequest(
             model=resolved, engine=engine, max_model_len=context, kv_dtype=kv_dtype, weight_dtype=weight_dtype,
             gpu=gpu, gpu_memory_bytes=parse_size(gpu_memory, "--gpu-memory") if gpu_memory else None,
