@@ -50,6 +50,15 @@ PRESETS: dict[str, str] = {
 """File type (``llama-quantize`` preset) -> its default block type (``llama_ftype_get_default_type``).
 Presets kvcalc sizes by rule; the IQ1/IQ2/IQ3 presets need an importance matrix and are not modelled."""
 
+FILE_TYPES: dict[int, str] = {
+    0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9: "q5_1", 10: "q2_k", 11: "q3_k_s",
+    12: "q3_k_m", 13: "q3_k_l", 14: "q4_k_s", 15: "q4_k_m", 16: "q5_k_s", 17: "q5_k_m", 18: "q6_k",
+    19: "iq2_xxs", 20: "iq2_xs", 21: "q2_k_s", 22: "iq3_xs", 23: "iq3_xxs", 24: "iq1_s", 25: "iq4_nl",
+    26: "iq3_s", 27: "iq3_m", 28: "iq2_s", 29: "iq2_m", 30: "iq4_xs", 31: "iq1_m", 32: "bf16",
+    36: "tq1_0", 37: "tq2_0", 38: "mxfp4_moe",
+}
+"""``general.file_type`` (llama.h ``enum llama_ftype``, ``LLAMA_FTYPE_MOSTLY_*``) -> preset name."""
+
 FALLBACK = {"q2_k": "q4_0", "q3_k": "q4_0", "q4_k": "q5_0", "q5_k": "q5_1", "q6_k": "q8_0", "iq4_xs": "iq4_nl"}
 """``tensor_type_fallback``: a tensor whose rows are not whole 256-blocks takes this 32-block type
 (then f16 if rows are not whole 32-blocks either)."""
@@ -149,6 +158,11 @@ def fit_row_type(type_name: str, cols: int) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Reading a GGUF file.
+
+SWA_PERIODS: dict[str, int] = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2}
+"""llama.cpp's sliding-window period per architecture when the GGUF has no
+``sliding_window_pattern`` (``hparams.set_swa_pattern(n)`` in each model's loader, e.g.
+src/models/gemma2.cpp ``swa_period = 2``; the key, an int or a per-layer bool array, overrides it)."""
 
 SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 """llama.cpp ``llama_split_path``: ``PREFIX-%05d-of-%05d.gguf``, numbered from 1."""
@@ -300,6 +314,8 @@ def model_from_gguf(g: GgufFile) -> Any:  # noqa: C901 - one linear read of the 
         key_len = hidden // heads
     value_len = _meta_int(g, "attention.value_length", required=False) or key_len
     window = _meta_int(g, "attention.sliding_window", required=False)
+    if window is None and g.architecture == "gemma2":
+        window = 4096  # llama.cpp src/models/gemma2.cpp: n_swa = 4096, "default value of gemma 2"
     ffn = _meta_int(g, "feed_forward_length", required=False)
     # The vocabulary: the token_embd rows (what the weights hold), else the tokenizer's token count.
     embd = next((t for t in g.tensors if t.name == "token_embd.weight" and len(t.shape) == 2), None)
@@ -314,13 +330,17 @@ def model_from_gguf(g: GgufFile) -> Any:  # noqa: C901 - one linear read of the 
         pattern = g.metadata.get(f"{g.architecture}.attention.sliding_window_pattern")
         swa = SlidingWindowAttention(num_kv_heads=kv_heads, head_dim=key_len, window=window,
                                      v_head_dim=value_len if value_len != key_len else None)
+        if pattern is None:
+            pattern = SWA_PERIODS.get(g.architecture)
         if isinstance(pattern, list) and len(pattern) == layers:
             specs = [swa if bool(v) else full for v in pattern]
-        elif isinstance(pattern, int) and pattern > 0:
-            # llama.cpp set_swa_pattern(n): every n-th layer (the last of each period) is full.
-            specs = [full if (i % pattern) == pattern - 1 else swa for i in range(layers)]
+        elif isinstance(pattern, int) and not isinstance(pattern, bool) and pattern >= 0:
+            # llama.cpp set_swa_pattern(n): layer il is SWA when n == 0 or il % n < n - 1.
+            specs = [swa if pattern == 0 or (i % pattern) < pattern - 1 else full for i in range(layers)]
         else:
-            specs = [swa] * layers
+            raise InvalidConfigError(g.path, f"{g.architecture}.attention.sliding_window is set but kvcalc does not "
+                                     f"know which layers llama.cpp slides for architecture {g.architecture!r} "
+                                     f"(sliding_window_pattern = {str(pattern)[:40]})")
         if window > ctx:
             specs = [full] * layers
             notes.append(f"sliding window {window} exceeds the context length {ctx}: every layer keeps every token")

@@ -83,7 +83,11 @@ def test_hobbyist_rtx_4090_q8_0_from_the_file(qwen_gguf: Path, cli) -> None:  # 
     out = cli("plan", "--config", str(qwen_gguf), "--gpu", "rtx-4090", "--engine", "llama.cpp",
               "--kv-dtype", "q8_0", "--json")
     assert out.exit_code == 0, out.stderr
-    assert out.json()["weights_bytes"] == QWEN_Q4_K_M_BYTES
+    assert out.json()["weights_bytes"] == QWEN_Q4_K_M_BYTES and out.json()["weight_dtype"] == "GGUF q4_k_m"
+    # --weights model.gguf with the built-in config: the same exact bytes.
+    out = cli("plan", "qwen2.5-7b", "--weights", str(qwen_gguf), "--gpu", "rtx-4090", "--engine", "llama.cpp",
+              "--json")
+    assert out.exit_code == 0 and out.json()["weights_bytes"] == QWEN_Q4_K_M_BYTES
 
 
 def test_split_gguf_sums_every_part(tmp_path: Path) -> None:
@@ -97,6 +101,22 @@ def test_split_gguf_sums_every_part(tmp_path: Path) -> None:
     files[2].unlink()
     with pytest.raises(InvalidConfigError, match="missing 1 of 3"):
         read_gguf(files[0])
+
+
+def test_sliding_window_arch_defaults(tmp_path: Path) -> None:
+    meta: dict[str, object] = {"context_length": 8192, "embedding_length": 256, "block_count": 4,
+                               "attention.head_count": 4, "attention.head_count_kv": 2, "attention.key_length": 64,
+                               "attention.value_length": 64}
+    # gemma2 without the keys: llama.cpp's n_swa 4096, period 2 (layers 0 and 2 slide).
+    write_gguf(tmp_path / "g2.gguf", "gemma2", meta, [("token_embd.weight", (1024, 256), "q8_0")])
+    model = load_model(str(tmp_path / "g2.gguf"))
+    assert [s.kind for s in model.layer_specs] == ["sliding", "full", "sliding", "full"]
+    assert model.layer_specs[0].window == 4096  # type: ignore[attr-defined]
+    # An architecture whose layer pattern kvcalc does not know: refused, not guessed.
+    write_gguf(tmp_path / "q.gguf", "qwen2", {**meta, "attention.sliding_window": 4096},
+               [("token_embd.weight", (1024, 256), "q8_0")])
+    with pytest.raises(InvalidConfigError, match="which layers llama.cpp slides"):
+        load_model(str(tmp_path / "q.gguf"))
 
 
 def test_sliding_window_pattern_from_header(tmp_path: Path) -> None:

@@ -612,13 +612,14 @@ def checkpoint_weights(model: ModelConfig, weight_dtype: str, compute_dtype: str
 
 
 def _gguf_weights(path: str) -> WeightsEstimate:
-    from kvcalc.gguf import read_gguf
+    from kvcalc.gguf import FILE_TYPES, read_gguf
 
     g = read_gguf(path)
     ftype = g.metadata.get("general.file_type")
+    label = FILE_TYPES.get(ftype, f"file_type {ftype}") if isinstance(ftype, int) else "as stored"
     return WeightsEstimate(bytes=g.tensor_bytes, parameters=g.parameters,
                            parameters_source=f"GGUF tensor table ({len(g.tensors)} tensors, {g.files} file(s))",
-                           dtype="as stored (GGUF)" + (f" file_type {ftype}" if isinstance(ftype, int) else ""),
+                           dtype=f"GGUF {label}",
                            source=f"GGUF tensor table of {Path(path).name}", breakdown=g.bytes_by_type())
 
 
