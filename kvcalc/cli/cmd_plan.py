@@ -44,9 +44,11 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
         kv_dtype: Annotated[str, typer.Option("--kv-dtype", "--kv-cache-dtype", help="auto, bf16, fp8, int4, ...")]
         = "auto",
         weight_dtype: Annotated[str, typer.Option(
-            "--weight-dtype", help="auto, bf16, fp16, fp8, int8, int4 (AWQ/GPTQ, group 128).")] = "auto",
+            "--weight-dtype", help="auto (the checkpoint's quantization_config or GGUF), bf16, fp16, fp8, int8, "
+            "int4 (AWQ/GPTQ, group 128), GGUF q4_k_m, q8_0, ...")] = "auto",
         weights: Annotated[Optional[str], typer.Option(
-            "--weights", help="Exact weight bytes from safetensors headers (file, folder or index).")] = None,
+            "--weights", help="Exact weight bytes: safetensors headers (file, folder, index), a .gguf, or a hub "
+            "id (headers by range request).")] = None,
         tp: Annotated[Optional[int], typer.Option("--tp", "-tp", "--tensor-parallel-size", min=1,
                                                   help="Tensor-parallel degree (default: the GPU count).")] = None,
         pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1, help="Pipeline stages.")] = 1,

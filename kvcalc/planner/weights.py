@@ -76,7 +76,8 @@ def get_weight_dtype(name: str, model_dtype: str) -> WeightDtype:
     key = WEIGHT_ALIASES.get(key, key) or model_dtype
     dtype = WEIGHT_DTYPES.get(key)
     if dtype is None:
-        raise InvalidRequestError("--weight-dtype", name, "auto, bf16, fp16, fp32, fp8, int8 or int4 (AWQ/GPTQ)")
+        raise InvalidRequestError("--weight-dtype", name, "auto, bf16, fp16, fp32, fp8, int8, int4 (AWQ/GPTQ), "
+                                  "a GGUF block type (q4_k, q6_k, q8_0, iq4_xs, ...) or preset (q4_k_m, q5_k_m, ...)")
     return dtype
 
 
