@@ -143,3 +143,32 @@ def test_missing_architecture_keys_named(tmp_path: Path) -> None:
     write_gguf(tmp_path / "m.gguf", "llama", {"context_length": 4096}, [("token_embd.weight", (32, 256), "f16")])
     with pytest.raises(InvalidConfigError, match="llama.block_count"):
         load_model(str(tmp_path / "m.gguf"))
+
+
+def _llama(**cfg: object) -> object:
+    from kvcalc.hf import model_from_hf
+
+    base = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "torch_dtype": "bfloat16"}
+    return model_from_hf({**base, **cfg}, "test")
+
+
+def test_q4_k_m_matches_published_llama_bench_sizes() -> None:
+    """llama-bench prints the model's tensor bytes ("size"); published runs (geerlingguy/ai-benchmarks
+    issues #54 and #53, llama.cpp build 936918514) show TinyLlama-1.1B Q4_K_M at 636.18 MiB and
+    Llama-3.2-3B-Instruct Q4_K_M at 1.87 GiB. kvcalc's Q4_K_M rules on the HF configs give the same."""
+    from kvcalc.units import GiB, MiB
+
+    tiny = _llama(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
+                  intermediate_size=5632, vocab_size=32000, max_position_embeddings=2048)
+    est = checkpoint_weights(tiny, "q4_k_m", "bf16")  # type: ignore[arg-type]
+    assert est.bytes == 667_078_656 and round(est.bytes / MiB, 2) == 636.18  # 636.1758 MiB
+    # Llama-3.2-3B ties its embeddings: token_embd takes the output rule (q6_k), as llama.cpp's
+    # has_tied_embeddings does. (+ a 256 B f32 rope_freqs tensor kvcalc does not count.)
+    l3 = _llama(hidden_size=3072, num_hidden_layers=28, num_attention_heads=24, num_key_value_heads=8, head_dim=128,
+                intermediate_size=8192, vocab_size=128256, max_position_embeddings=131072, tie_word_embeddings=True)
+    est = checkpoint_weights(l3, "q4_k_m", "bf16")  # type: ignore[arg-type]
+    assert est.bytes == 2_011_539_456 and round(est.bytes / GiB, 2) == 1.87
+    # q6_k by hand: token_embd 128,256 rows x 12 blocks x 210 B = 323,205,120; attn_v (1,024 x 12 blocks)
+    # and ffn_down (3,072 x 32 blocks) in the 14 use_more_bits layers of 28 (0-2, 5, 8, ..., 23, 24-27):
+    # 14 x 2,580,480 + 14 x 20,643,840 = 325,140,480.
+    assert est.breakdown["q6_k"] == 323_205_120 + 14 * 1024 * 12 * 210 + 14 * 3072 * 32 * 210 == 648_345_600
