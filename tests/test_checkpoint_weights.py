@@ -187,3 +187,12 @@ def test_bad_quantization_config_is_refused_naming_it(qc: dict[str, Any], needle
     with pytest.raises(InvalidConfigError, match="quantization_config") as info:
         checkpoint_weights(tiny(quantization_config=qc), "auto", "bf16")
     assert needle in str(info.value)
+
+
+def test_gpt_oss_120b_fits_one_80gb_gpu_with_mxfp4() -> None:
+    # The model card: "fits into a single 80GB GPU" (MXFP4 experts). Sized as bf16 it would not.
+    model = get_builtin("gpt-oss-120b")
+    p = plan(PlanRequest(model=model, gpu="h100", max_model_len=8192))
+    assert p.weights_source == "quantization_config (mxfp4 experts)" and p.fits
+    assert p.weights_bytes is not None and 60 * 10**9 < p.weights_bytes < 70 * 10**9
+    assert not plan(PlanRequest(model=model, gpu="h100", max_model_len=8192, weight_dtype="bf16")).fits

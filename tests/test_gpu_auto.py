@@ -116,3 +116,36 @@ def test_cli_json_gpu_count_and_error_without_gpus(tmp_path: Path, monkeypatch: 
 
 def test_gib_figures_are_exact() -> None:
     assert parse_nvidia_smi(IDLE)[0].free_bytes == 81086 * MiB and 81090 * MiB * 100 // GiB == 7918
+
+
+def test_nvml_when_no_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No nvidia-smi on PATH: NVML through nvidia-ml-py (here a stand-in module with its API:
+    nvmlInit, nvmlDeviceGetCount, ...GetHandleByIndex, ...GetMemoryInfo(version=nvmlMemory_v2))."""
+    import sys
+    import types
+
+    class Mem:
+        def __init__(self, i: int) -> None:
+            self.total, self.reserved = 81559 * MiB, 469 * MiB
+            self.used = (20484 if i == 1 else 4) * MiB
+            self.free = self.total - self.reserved - self.used
+
+    fake = types.ModuleType("pynvml")
+    fake.nvmlMemory_v2 = 2  # type: ignore[attr-defined]
+    fake.nvmlInit = lambda: None  # type: ignore[attr-defined]
+    fake.nvmlShutdown = lambda: None  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetCount = lambda: 2  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetHandleByIndex = lambda i: i  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetMemoryInfo = lambda h, version=1: Mem(h)  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetName = lambda h: b"NVIDIA H100 80GB HBM3"  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetUUID = lambda h: f"{UUID}{h}"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    from kvcalc.planner.localgpu import probe
+
+    gpus = probe()
+    assert [g.source for g in gpus] == ["NVML (nvidia-ml-py)"] * 2
+    assert gpus[1].free_bytes == 60606 * MiB and gpus[0].usable_total_bytes == USABLE
+    p = plan(req("llama-3.1-8b", engine="sglang", fraction="0.8"))
+    assert p.budget["total_bytes"] == 60606 * MiB and p.gpu_count == 2

@@ -176,9 +176,10 @@ def render_fit(f: Fit) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(f"ctx @N users: the longest context each of N users can have at once; users @L: the most "
-                  f"users at L tokens each; * = the model's maximum context ({f.max_context:,} tokens), "
-                  "memory allows more", markup=False)
+    capped = any(any(r.context_limited_by_model.values()) for r in f.rows)
+    console.print("ctx @N users: the longest context each of N users can have at once; users @L: the most users at "
+                  "L tokens each" + (f"; * = the model's maximum context ({f.max_context:,} tokens), memory allows "
+                                     "more" if capped else ""), markup=False)
     for note in f.notes:
         console.print(f"note: {note}", markup=False)
 
