@@ -66,7 +66,8 @@ WEIGHT_DTYPES: dict[str, WeightDtype] = {
         WeightDtype(name="int4", bits=4, group_size=128, scale_bits=32),
     )
 }
-WEIGHT_ALIASES = {"auto": "", "float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "awq": "int4",
+WEIGHT_ALIASES = {"auto": "", "float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "f16": "fp16", "f32": "fp32",
+                  "awq": "int4",
                   "gptq": "int4", "w4a16": "int4", "fp8_e4m3": "fp8"}
 
 
