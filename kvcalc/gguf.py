@@ -300,6 +300,10 @@ def model_from_gguf(g: GgufFile) -> Any:  # noqa: C901 - one linear read of the 
     from kvcalc.models import LayerGroup, ModelConfig, Source
     from kvcalc.specs import FullAttention, SlidingWindowAttention
 
+    recurrent = sorted(k for k in g.metadata if k.startswith((f"{g.architecture}.ssm.", f"{g.architecture}.wkv.")))
+    if recurrent:
+        raise InvalidConfigError(g.path, f"recurrent (Mamba/RWKV) layers ({recurrent[0]}) are not read from GGUF "
+                                 "files; give the model's config.json")
     layers = _meta_int(g, "block_count")
     heads = _meta_int(g, "attention.head_count")
     hidden = _meta_int(g, "embedding_length")
@@ -323,9 +327,20 @@ def model_from_gguf(g: GgufFile) -> Any:  # noqa: C901 - one linear read of the 
     vocab = embd.shape[1] if embd is not None else (
         tokens.get("array_length") if isinstance(tokens, dict) else _meta_int(g, "vocab_size", required=False))
     v_dim = value_len if value_len != key_len else None
-    full = FullAttention(num_kv_heads=kv_heads, head_dim=key_len, v_head_dim=v_dim)
+    full: Any = FullAttention(num_kv_heads=kv_heads, head_dim=key_len, v_head_dim=v_dim)
+    kv_lora = _meta_int(g, "attention.kv_lora_rank", required=False)
+    if kv_lora:
+        # MLA (deepseek2 and kin): one latent of kv_lora_rank + the rope dims per token.
+        from kvcalc.specs import LatentAttention
+
+        rope = _meta_int(g, "rope.dimension_count")
+        assert rope is not None
+        full = LatentAttention(kv_lora_rank=kv_lora, qk_rope_head_dim=rope,
+                               q_lora_rank=_meta_int(g, "attention.q_lora_rank", required=False) or None)
     specs: list[Any] = [full] * layers
     notes = [f"read from the GGUF header ({g.files} file(s)), architecture {g.architecture}"]
+    if window and kv_lora:
+        raise InvalidConfigError(g.path, "a sliding window on latent (MLA) attention is not supported")
     if window:
         pattern = g.metadata.get(f"{g.architecture}.attention.sliding_window_pattern")
         swa = SlidingWindowAttention(num_kv_heads=kv_heads, head_dim=key_len, window=window,

@@ -172,3 +172,21 @@ def test_q4_k_m_matches_published_llama_bench_sizes() -> None:
     # and ffn_down (3,072 x 32 blocks) in the 14 use_more_bits layers of 28 (0-2, 5, 8, ..., 23, 24-27):
     # 14 x 2,580,480 + 14 x 20,643,840 = 325,140,480.
     assert est.breakdown["q6_k"] == 323_205_120 + 14 * 1024 * 12 * 210 + 14 * 3072 * 32 * 210 == 648_345_600
+
+
+def test_mla_and_recurrent_headers(tmp_path: Path) -> None:
+    meta: dict[str, object] = {"context_length": 163840, "embedding_length": 7168, "block_count": 2,
+                               "attention.head_count": 128, "attention.head_count_kv": 128,
+                               "attention.key_length": 192, "attention.value_length": 128,
+                               "attention.kv_lora_rank": 512, "attention.q_lora_rank": 1536,
+                               "rope.dimension_count": 64}
+    write_gguf(tmp_path / "ds.gguf", "deepseek2", meta, [("token_embd.weight", (1024, 7168), "q8_0")])
+    model = load_model(str(tmp_path / "ds.gguf"))
+    assert model.layer_specs[0].kind == "mla"
+    # DeepSeek-V3's latent, as the built-in: (512 + 64) x 2 B per token per layer.
+    assert model.layer_specs[0] == get_builtin("deepseek-v3").layer_specs[0].__class__(
+        kv_lora_rank=512, qk_rope_head_dim=64, q_lora_rank=1536)
+    write_gguf(tmp_path / "m.gguf", "mamba", {"context_length": 4096, "ssm.conv_kernel": 4},
+               [("token_embd.weight", (1024, 256), "q8_0")])
+    with pytest.raises(InvalidConfigError, match="recurrent"):
+        load_model(str(tmp_path / "m.gguf"))
