@@ -23,9 +23,12 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvcalc.errors import InvalidConfigError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from kvcalc.models import ModelConfig
 
 GGML_BLOCKS: dict[str, tuple[int, int]] = {
     "f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "f64": (1, 8),
@@ -293,7 +296,7 @@ def _meta_int(g: GgufFile, key: str, *, required: bool = True) -> int | None:
     return value
 
 
-def model_from_gguf(g: GgufFile) -> Any:  # noqa: C901 - one linear read of the header
+def model_from_gguf(g: GgufFile) -> ModelConfig:  # noqa: C901 - one linear read of the header
     """A ``ModelConfig`` from the GGUF header: layers, heads, KV heads, head dims, context length,
     sliding window (``{arch}.attention.sliding_window``; with ``sliding_window_pattern`` the
     layers it marks true are sliding, as llama.cpp's ``swa_layers``), vocab (token count)."""

@@ -16,9 +16,13 @@ import os
 import re
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvcalc.errors import InvalidConfigError, KvcalcError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from kvcalc.models import ModelConfig
+    from kvcalc.planner.weights import SafetensorsWeights
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 """A hub id as huggingface_hub validates it (``validate_repo_id``): ``org/name``, no ``..``."""
@@ -103,7 +107,7 @@ def fetch_config(repo_id: str) -> Path:
     return path
 
 
-def load_from_hub(repo_id: str) -> Any:
+def load_from_hub(repo_id: str) -> ModelConfig:
     """The model of ``repo_id``'s config.json, fetched into the HF cache if needed."""
     from kvcalc.loader import load_model_file
 
@@ -143,7 +147,7 @@ def _header(repo_id: str, filename: str) -> dict[str, object]:
     return parse_safetensors_header(raw, source)
 
 
-def hub_weights(repo_id: str) -> Any:
+def hub_weights(repo_id: str) -> SafetensorsWeights:
     """Exact weights of ``repo_id``: online, the safetensors headers by range request; offline, the
     cached index's ``metadata.total_size``."""
     from kvcalc.loader import parse_json, read_text_capped
@@ -174,7 +178,7 @@ def hub_weights(repo_id: str) -> Any:
                               source=f"{len(shards)} safetensors header(s) of {repo_id} (HTTP range requests)")
 
 
-def load_model_or_hub(ref: str) -> Any:
+def load_model_or_hub(ref: str) -> ModelConfig:
     """A built-in name, a path, a hub id in the local cache (``kvcalc.registry.load_model``), else
     a hub id fetched from the Hub."""
     from kvcalc.errors import UnknownModelError

@@ -282,7 +282,7 @@ def load_model_file(path: str | Path) -> ModelConfig:
     if _is_gguf(p):  # kvcalc.gguf reads the header and tensor table (no tensor data), checking the magic
         from kvcalc.gguf import model_from_gguf, read_gguf
 
-        return model_from_gguf(read_gguf(p))  # type: ignore[no-any-return]
+        return model_from_gguf(read_gguf(p))
     text = read_text_capped(p)
     stripped = text.lstrip()
     if stripped.startswith("{"):

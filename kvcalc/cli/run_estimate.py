@@ -46,7 +46,7 @@ def resolve_model(model: str | None, config: str | None) -> ModelConfig:
     if config is not None:  # --config org/name not in the local HF cache: fetched (kvcalc.hub)
         from kvcalc.hub import load_model_or_hub
 
-        return load_model_or_hub(config)  # type: ignore[no-any-return]
+        return load_model_or_hub(config)
     return load_model(ref)
 
 

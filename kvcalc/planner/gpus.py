@@ -15,10 +15,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvcalc.errors import InvalidRequestError, UnknownNameError
 from kvcalc.units import GB, GiB, MiB, parse_count
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from kvcalc.planner.plan import Plan, PlanRequest
 
 CATALOG_PATH = Path(__file__).resolve().parent.parent / "data" / "gpus.yaml"
 TFLOPS = 10**12
@@ -163,7 +168,7 @@ def match_catalog(name: str, total_bytes: int) -> Gpu | None:
     return best
 
 
-def plan_on_local_gpus(req: Any, plan_fn: Any) -> Any:
+def plan_on_local_gpus(req: PlanRequest, plan_fn: Callable[[PlanRequest], Plan]) -> Plan:
     """``plan`` with ``--gpu auto``: the visible GPUs as read (``kvcalc.planner.localgpu``), planned as
     the engine would on them.
 

@@ -242,7 +242,7 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
     from kvcalc.estimate import check_int, estimate
 
     if is_auto(req.gpu):  # --gpu auto: the local GPUs as read (kvcalc.planner.gpus)
-        return plan_on_local_gpus(req, plan)  # type: ignore[no-any-return]
+        return plan_on_local_gpus(req, plan)
     engine = req.engine.strip().lower()
     engine = {"trt-llm": "trtllm", "tensorrt-llm": "trtllm", "llama_cpp": "llama.cpp", "llamacpp": "llama.cpp",
               "transformers": "hf"}.get(engine, engine)
