@@ -149,3 +149,15 @@ def test_nvml_when_no_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert gpus[1].free_bytes == 60606 * MiB and gpus[0].usable_total_bytes == USABLE
     p = plan(req("llama-3.1-8b", engine="sglang", fraction="0.8"))
     assert p.budget["total_bytes"] == 60606 * MiB and p.gpu_count == 2
+
+
+def test_fit_reads_the_gpus_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_smi(tmp_path, monkeypatch, IDLE)
+    calls = tmp_path / "calls"
+    script = tmp_path / "nvidia-smi"
+    script.write_text(script.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\necho x >> {calls}\n", 1))
+    from kvcalc.planner.fit import fit
+
+    f = fit(req("llama-3.1-8b"))
+    assert f.gpu_count == 8 and len(f.rows) == 2
+    assert calls.read_text().count("x") == 1  # one reading for the 14 plans

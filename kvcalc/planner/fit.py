@@ -17,6 +17,7 @@ weights (and their source), the most users, the longest context for one user.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,10 +90,27 @@ def _users(p: Plan, engine: str) -> int:
     return per_replica * p.replicas
 
 
+def _one_reading(bases: list[PlanRequest]) -> AbstractContextManager[object]:
+    """``--gpu auto``: one reading of the local GPUs for every plan of the command."""
+    from kvcalc.planner.gpus import is_auto
+
+    if any(is_auto(b.gpu) for b in bases):
+        from kvcalc.planner.localgpu import one_reading
+
+        return one_reading()
+    return nullcontext()
+
+
 def fit(base: PlanRequest, *, kv_dtypes: tuple[str, ...] | None = None, batches: tuple[int, ...] = DEFAULT_BATCHES,
         contexts: tuple[int, ...] = DEFAULT_CONTEXTS) -> Fit:
     """The longest context for each of ``batches`` users and the most users at each of
     ``contexts``, for each KV dtype (the engine's, by default)."""
+    with _one_reading([base]):
+        return _fit(base, kv_dtypes=kv_dtypes, batches=batches, contexts=contexts)
+
+
+def _fit(base: PlanRequest, *, kv_dtypes: tuple[str, ...] | None, batches: tuple[int, ...],
+         contexts: tuple[int, ...]) -> Fit:
     engine = _engine(base.engine)
     dtypes = kv_dtypes or ENGINE_KV_DTYPES.get(engine, ("auto",))
     for b in batches:
@@ -186,6 +204,11 @@ class Comparison:
 
 def compare(bases: list[PlanRequest], context: int) -> Comparison:
     """One row per model, the same deployment and context for all."""
+    with _one_reading(bases):
+        return _compare(bases, context)
+
+
+def _compare(bases: list[PlanRequest], context: int) -> Comparison:
     from kvcalc.estimate import estimate
     from kvcalc.planner.plan import _auto_kv_dtype, _policy_name
 

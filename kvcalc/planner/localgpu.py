@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from kvcalc.errors import InvalidRequestError
@@ -164,8 +166,26 @@ def visible(gpus: list[LocalGpu], env: str | None) -> list[LocalGpu]:
     return out
 
 
+_PINNED: list[LocalGpu] | None = None
+
+
+@contextmanager
+def one_reading() -> Iterator[list[LocalGpu]]:
+    """Read the GPUs once for a whole command (``fit`` plans many times): every ``probe()`` inside
+    returns this reading, so all answers use the same free memory."""
+    global _PINNED
+    outer = _PINNED
+    _PINNED = probe()
+    try:
+        yield _PINNED
+    finally:
+        _PINNED = outer
+
+
 def probe() -> list[LocalGpu]:
     """The visible local GPUs, from the first source that answers; an error names what was tried."""
+    if _PINNED is not None:
+        return list(_PINNED)
     exe = shutil.which("nvidia-smi")
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if exe is not None:
