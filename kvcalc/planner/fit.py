@@ -39,9 +39,10 @@ SGLang ``--kv-cache-dtype auto|fp8_e4m3``, TensorRT-LLM fp8 KV, llama.cpp ``-ctk
 
 
 def _engine(name: str) -> str:
-    key = name.strip().lower()
-    return {"trt-llm": "trtllm", "tensorrt-llm": "trtllm", "llama_cpp": "llama.cpp", "llamacpp": "llama.cpp",
-            "transformers": "hf"}.get(key, key)
+    """The engine's canonical name (any registered spelling: tensorrt-llm, llama_cpp, ...)."""
+    from kvcalc.planner.plan import plan_engine
+
+    return plan_engine(name).name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,10 +84,11 @@ class Fit:
         return data
 
 
-def _users(p: Plan, engine: str) -> int:
+def _users(p: Plan) -> int:
+    """Requests at once on all replicas: what the pool holds, capped by the engine's running limit."""
     per_replica = p.max_sequences
-    if engine == "vllm" and p.max_num_seqs is not None:
-        per_replica = min(per_replica, p.max_num_seqs)
+    if p.max_running_requests is not None:
+        per_replica = min(per_replica, p.max_running_requests)
     return per_replica * p.replicas
 
 
@@ -125,11 +127,12 @@ def _fit(base: PlanRequest, *, kv_dtypes: tuple[str, ...] | None, batches: tuple
         limited: dict[int, bool] = {}
         users: dict[int, int | None] = {}
         budget = 0
+        resolved = dtype
         for b in batches:
             p = plan(dataclasses.replace(base, kv_dtype=dtype, max_model_len=model_max, batch=b, users=None,
                                          solve_tp=False))
             first = first or p
-            budget = p.kv_budget_bytes
+            budget, resolved = p.kv_budget_bytes, p.kv_dtype
             longest[b] = p.longest_context_at_batch
             limited[b] = p.longest_context_at_batch == model_max
         for c in contexts:
@@ -138,28 +141,22 @@ def _fit(base: PlanRequest, *, kv_dtypes: tuple[str, ...] | None, batches: tuple
                 continue
             p = plan(dataclasses.replace(base, kv_dtype=dtype, max_model_len=c, batch=None, users=None,
                                          solve_tp=False))
-            users[c] = _users(p, engine) if p.fits else 0
+            users[c] = _users(p) if p.fits else 0
         assert first is not None
-        rows.append(FitRow(kv_dtype=_resolved_dtype(base, dtype), longest_context=longest,
+        rows.append(FitRow(kv_dtype=resolved, longest_context=longest,
                            context_limited_by_model=limited, max_users=users, kv_budget_bytes=budget,
                            weights_bytes=first.weights_bytes))
     assert first is not None
     notes = [f"weights from {first.weights_source}"]
-    if engine == "vllm":
-        notes.append(f"users are capped by vLLM's max_num_seqs ({first.max_num_seqs:,} per replica)")
+    if first.max_running_requests is not None:
+        notes.append(f"users are capped by {engine}'s running-request limit ({first.max_running_requests:,} per "
+                     "replica, e.g. vLLM --max-num-seqs)")
     if any(c > model_max for c in contexts):
         notes.append(f"contexts beyond {base.model.name}'s maximum ({model_max:,}) have no answer (-)")
     return Fit(model=base.model.name, engine=engine, gpu=first.gpu, gpu_count=first.gpu_count, tp=first.tp,
                replicas=first.replicas, max_context=model_max, weights_bytes=first.weights_bytes,
                weights_source=first.weights_source, batches=list(batches), contexts=list(contexts), rows=rows,
                notes=notes)
-
-
-def _resolved_dtype(base: PlanRequest, dtype: str) -> str:
-    from kvcalc.dtypes import resolve_dtype
-    from kvcalc.planner.plan import _auto_kv_dtype
-
-    return resolve_dtype(_auto_kv_dtype(_engine(base.engine), base.model, dtype), base.model.dtype).name
 
 
 def _check_positive(flag: str, value: int) -> None:
@@ -210,7 +207,6 @@ def compare(bases: list[PlanRequest], context: int) -> Comparison:
 
 def _compare(bases: list[PlanRequest], context: int) -> Comparison:
     from kvcalc.estimate import estimate
-    from kvcalc.planner.plan import _auto_kv_dtype, _policy_name
 
     _check_positive("--context", context)
     if not bases:
@@ -218,22 +214,20 @@ def _compare(bases: list[PlanRequest], context: int) -> Comparison:
     rows: list[CompareRow] = []
     first: Plan | None = None
     for base in bases:
-        engine = _engine(base.engine)
         p = plan(dataclasses.replace(base, max_model_len=context, users=None, batch=None, solve_tp=False))
         one = plan(dataclasses.replace(base, max_model_len=base.model.max_position_embeddings, users=None,
                                        batch=1, solve_tp=False))
         first = first or p
-        kv = _auto_kv_dtype(engine, base.model, base.kv_dtype)
-        policy = _policy_name(engine)
-        per_request = estimate(base.model, context, 1, kv, engine=policy, tp=p.tp, pp=p.pp,
+        # KV of one request as the engine stores it (its storage policy), and per token by definition.
+        per_request = estimate(base.model, context, 1, p.kv_dtype, engine=p.engine, tp=p.tp, pp=p.pp,
                                block_size=p.block_size, max_num_batched_tokens=p.max_num_batched_tokens)
-        per_token = estimate(base.model, 1, 1, kv)
+        per_token = estimate(base.model, 1, 1, p.kv_dtype)
         rows.append(CompareRow(
             model=base.model.name, kv_dtype=p.kv_dtype, bytes_per_token=per_token.bytes_per_token,
             kv_per_request_bytes=per_request.total_bytes, kv_per_request_per_gpu_bytes=per_request.per_gpu_bytes,
             weights_bytes=p.weights_bytes, weights_dtype=p.weight_dtype,
             weights_source=p.weights_source, kv_budget_bytes=p.kv_budget_bytes, fits=p.fits,
-            max_users=_users(p, engine) if p.fits else 0, longest_context=one.longest_context_at_batch,
+            max_users=_users(p) if p.fits else 0, longest_context=one.longest_context_at_batch,
             max_context=base.model.max_position_embeddings,
         ))
     assert first is not None

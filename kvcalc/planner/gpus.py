@@ -168,6 +168,12 @@ def match_catalog(name: str, total_bytes: int) -> Gpu | None:
     return best
 
 
+STARTUP_CHECKS_FREE_MEMORY = frozenset({"vllm"})
+"""Engines that budget a fraction of the *total* and refuse to start when less than that is free
+(vLLM ``request_memory``); every other engine sizes from the free memory it finds. (Belongs on the
+``Engine`` objects as an attribute; kept here because ``kvcalc/engines`` is another change's.)"""
+
+
 def plan_on_local_gpus(req: PlanRequest, plan_fn: Callable[[PlanRequest], Plan]) -> Plan:
     """``plan`` with ``--gpu auto``: the visible GPUs as read (``kvcalc.planner.localgpu``), planned as
     the engine would on them.
@@ -183,15 +189,13 @@ def plan_on_local_gpus(req: PlanRequest, plan_fn: Callable[[PlanRequest], Plan])
     The GPU with the least free memory binds (every rank allocates the same pool)."""
     import dataclasses
 
-    from kvcalc.planner import budget as budget_mod
+    from kvcalc.engines.memory import mul_ceil
     from kvcalc.planner.localgpu import probe
-    from kvcalc.specs import LatentAttention
+    from kvcalc.planner.plan import plan_engine
     from kvcalc.units import format_bytes
 
     gpus = probe()
-    engine = req.engine.strip().lower()
-    engine = {"trt-llm": "trtllm", "tensorrt-llm": "trtllm", "llama_cpp": "llama.cpp", "llamacpp": "llama.cpp",
-              "transformers": "hf"}.get(engine, engine)
+    engine = plan_engine(req.engine)
     lines = [f"GPU {g.index} {g.name}: total {format_bytes(g.total_bytes)}, free {format_bytes(g.free_bytes)} "
              f"({g.source})" for g in gpus]
     tight = min(gpus, key=lambda g: g.free_bytes)
@@ -202,27 +206,25 @@ def plan_on_local_gpus(req: PlanRequest, plan_fn: Callable[[PlanRequest], Plan])
     count = len(gpus)
     fraction = req.fraction
     refusal: str | None = None
-    if engine == "vllm":
+    if engine.name in STARTUP_CHECKS_FREE_MEMORY:
         budget_total = total
-        frac = budget_mod.parse_fraction(fraction or budget_mod.DEFAULT_FRACTIONS["vllm"], "--gpu-memory-utilization")
-        requested = budget_mod.mul_ceil(total, frac)
+        frac = engine.fraction(fraction)
+        assert frac is not None  # vLLM always has a fraction
+        requested = mul_ceil(total, frac)
         if tight.free_bytes < requested:
             most = (Decimal(tight.free_bytes) / Decimal(total)).quantize(Decimal("0.001"), rounding="ROUND_FLOOR")
-            refusal = (f"vLLM would not start: free memory on GPU {tight.index} ({format_bytes(tight.free_bytes)} of "
-                       f"{format_bytes(total)}) on startup is less than desired GPU memory utilization ({frac}, "
-                       f"{format_bytes(requested)}); lower --gpu-memory-utilization to at most {most}, or free "
-                       "the memory other processes hold")
-        how = (f"vLLM budgets {frac} x the total {format_bytes(total)} = {format_bytes(requested)} "
+            refusal = (f"{engine.name} would not start: free memory on GPU {tight.index} "
+                       f"({format_bytes(tight.free_bytes)} of {format_bytes(total)}) on startup is less than desired "
+                       f"GPU memory utilization ({frac}, {format_bytes(requested)}); lower {engine.fraction_flag} to "
+                       "at most " f"{most}, or free the memory other processes hold")
+        how = (f"{engine.name} budgets {frac} x the total {format_bytes(total)} = {format_bytes(requested)} "
                f"(driver total less its reserve); the smallest free memory is {format_bytes(tight.free_bytes)}")
     else:
         budget_total = tight.free_bytes
-        if engine == "sglang" and fraction is None:
-            model = req.model
-            fraction, _ = budget_mod.sglang_default_fraction(
-                driver_total // MiB, tp=req.tp or count, pp=req.pp,
-                mla=any(isinstance(s, LatentAttention) for s in model.layer_specs),
-                model_name=f"{model.name} {model.source.hf_repo or ''}")
-        how = f"{engine} sizes from the free memory: {format_bytes(tight.free_bytes)} (GPU {tight.index})"
+        if fraction is None:  # a derived default (SGLang's) comes from the driver total, not the free memory
+            derived = engine.default_fraction_for(req.model, driver_total, req.tp or count, req.pp)
+            fraction = derived[0] if derived is not None else None
+        how = f"{engine.name} sizes from the free memory: {format_bytes(tight.free_bytes)} (GPU {tight.index})"
     sub = dataclasses.replace(req, gpu=f"{catalog.name}:{count}" if catalog else None,
                               gpu_memory_bytes=budget_total, fraction=fraction,
                               tp=req.tp if req.tp is not None or catalog else max(count // req.pp, 1))
@@ -232,7 +234,8 @@ def plan_on_local_gpus(req: PlanRequest, plan_fn: Callable[[PlanRequest], Plan])
     if refusal is not None:
         changes.update(fits=False, reason=refusal, users_fit=False if req.users is not None else None,
                        max_sequences=0, max_concurrency=0.0, longest_context_at_batch=0, log_lines=[],
-                       headroom_bytes=None, headroom_units=None,
+                       headroom_bytes=None, headroom_units=None, one_request_fits=False,
+                       batch_fits=False if req.batch is not None else None,
                        binding_constraint="free GPU memory: vLLM refuses to start",
-                       hints=["lower --gpu-memory-utilization, or stop what else holds GPU memory"])
+                       hints=[f"lower {engine.fraction_flag}, or stop what else holds GPU memory"])
     return dataclasses.replace(result, **changes)
