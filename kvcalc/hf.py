@@ -1084,10 +1084,20 @@ def find_in_hf_cache(repo_id: str) -> Path | None:
             continue
         ref = repo / "refs" / "main"
         if ref.is_file():
-            candidate = snaps / ref.read_text(encoding="utf-8").strip() / "config.json"
-            if candidate.is_file():
+            from kvcalc.loader import read_text_capped
+
+            # Through the size cap and UTF-8 check like every file kvcalc reads; a commit name only
+            # (no "/", no ".."), so the lookup never leaves the snapshots folder.
+            commit = read_text_capped(ref, "HF cache ref").strip()
+            if not commit or commit in (".", "..") or not all(c.isalnum() or c in "._-" for c in commit):
+                raise InvalidConfigError(str(ref), f"refs/main = {commit[:60]!r}: expected a commit hash")
+            snapshot = snaps / commit
+            candidate = snapshot / "config.json"  # itself a link into blobs/, as huggingface_hub writes it
+            if candidate.is_file() and snapshot.resolve().parent == snaps.resolve():
                 return candidate
-        configs = sorted(snaps.glob("*/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        inside = snaps.resolve()
+        configs = sorted((c for c in snaps.glob("*/config.json") if c.parent.resolve().parent == inside),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
         if configs:
             return configs[0]
     return None

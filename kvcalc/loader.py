@@ -279,6 +279,10 @@ def load_model_file(path: str | Path, assume_standard: bool = False) -> ModelCon
         if cfg.is_file():
             return _load_hf(cfg, assume_standard=assume_standard)
         raise InvalidConfigError(source, "is a directory without a config.json")
+    if _is_gguf(p):  # kvcalc.gguf reads the header and tensor table (no tensor data), checking the magic
+        from kvcalc.gguf import model_from_gguf, read_gguf
+
+        return model_from_gguf(read_gguf(p))
     text = read_text_capped(p)
     stripped = text.lstrip()
     if stripped.startswith("{"):
@@ -292,6 +296,12 @@ def load_model_file(path: str | Path, assume_standard: bool = False) -> ModelCon
     ):
         return _load_hf(p, data, assume_standard)
     return model_from_data(data, source)
+
+
+def _is_gguf(path: Path) -> bool:
+    """A ``.gguf`` name (or a split part) goes to the GGUF reader, which checks the magic; anything
+    else is text under the size cap, never opened past it."""
+    return path.suffix.lower() == ".gguf"
 
 
 def check_layer_counts(data: Any, source: str, depth: int = 0) -> None:
@@ -319,4 +329,10 @@ def _load_hf(path: Path, data: Any = None, assume_standard: bool = False) -> Mod
     if data is None:
         data = parse_json(read_text_capped(path), str(path))
     check_layer_counts(data, str(path))
-    return hf.load_hf_config(path, data, assume_standard=assume_standard)
+    model = hf.load_hf_config(path, data, assume_standard=assume_standard)
+    quant = data.get("quantization_config") if isinstance(data, dict) else None
+    if isinstance(quant, dict):  # sizes the weights (kvcalc.planner.weights), never the cache
+        import dataclasses
+
+        model = dataclasses.replace(model, quantization_config=quant)
+    return model

@@ -22,12 +22,13 @@ def register(app: typer.Typer) -> None:
     @app.command("plan", epilog=EPILOG)
     def plan_cmd(
         ctx: typer.Context,
-        model: Annotated[Optional[str], typer.Argument(help="Built-in model name or alias.", show_default=False)]
-        = None,
+        model: Annotated[Optional[list[str]], typer.Argument(
+            help="Built-in model name or alias; several: one comparison table (as `kvcalc fit`).",
+            show_default=False)] = None,
         config: Annotated[Optional[str], typer.Option("--config", "-c", help="kvcalc YAML or HF config.json.")]
         = None,
-        gpu: Annotated[Optional[str], typer.Option("--gpu", help="GPU[:COUNT] from `kvcalc gpus`, e.g. h100:4.")]
-        = None,
+        gpu: Annotated[Optional[str], typer.Option(
+            "--gpu", help="GPU[:COUNT] from `kvcalc gpus`, e.g. h100:4, or auto (this machine).")] = None,
         gpu_memory: Annotated[Optional[str], typer.Option(
             "--gpu-memory", help="Any other GPU: its usable memory per GPU, e.g. 24GiB.")] = None,
         kv_budget: Annotated[Optional[str], typer.Option(
@@ -40,9 +41,11 @@ def register(app: typer.Typer) -> None:
         kv_dtype: Annotated[str, typer.Option("--kv-dtype", "--kv-cache-dtype", help="auto, bf16, fp8, int4, ...")]
         = "auto",
         weight_dtype: Annotated[str, typer.Option(
-            "--weight-dtype", help="auto, bf16, fp16, fp8, int8, int4 (AWQ/GPTQ, group 128).")] = "auto",
+            "--weight-dtype", help="auto (the checkpoint's quantization_config or GGUF), bf16, fp16, fp8, int8, "
+            "int4 (AWQ/GPTQ, group 128), GGUF q4_k_m, q8_0, ...")] = "auto",
         weights: Annotated[Optional[str], typer.Option(
-            "--weights", help="Exact weight bytes from safetensors headers (file, folder or index).")] = None,
+            "--weights", help="Exact weight bytes: safetensors headers (file, folder, index), a .gguf, or a hub "
+            "id (headers by range request).")] = None,
         tp: Annotated[Optional[int], typer.Option("--tp", "-tp", "--tensor-parallel-size", min=1,
                                                   help="Tensor-parallel degree (default: the GPU count).")] = None,
         pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1, help="Pipeline stages.")] = 1,
@@ -76,6 +79,9 @@ def register(app: typer.Typer) -> None:
         plot: Annotated[Optional[str], typer.Option("--plot", help="Write concurrency vs context to FILE.png/.svg.")]
         = None,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+        csv: Annotated[bool, typer.Option("--csv", help="Several models: the comparison as CSV.")] = False,
+        markdown: Annotated[bool, typer.Option("--markdown", help="Several models: the comparison as Markdown.")]
+        = False,
         report: Annotated[Optional[str], typer.Option(
             "--report", help="Write a self-contained HTML report (answer, charts, assumptions) to FILE.html.")]
         = None,
@@ -84,10 +90,23 @@ def register(app: typer.Typer) -> None:
 
         A plan that does not fit is an answer ("fits": false), not an error: the exit code is 0."""
         from kvcalc.cli.plan_run import run_plan
+        if model and len(model) > 1:  # several models: one comparison table (kvcalc.cli.cmd_fit)
+            from kvcalc.cli.cmd_fit import print_comparison, requests_for
+
+            bases = requests_for(model, engine=engine, gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget,
+                                 weight_dtype=weight_dtype, weights=weights, tp=tp, pp=pp)
+            print_comparison(bases, kv_dtype=kv_dtype, context=context or 8192, json=json, csv=csv,
+                             markdown=markdown)
+            return
+        if csv or markdown:
+            from kvcalc.errors import InvalidRequestError
+
+            raise InvalidRequestError("--csv" if csv else "--markdown", True, "several models (a comparison table)")
 
         fractions = {"--gpu-memory-utilization": gpu_memory_utilization, "--mem-fraction-static": mem_fraction_static,
                      "--free-gpu-memory-fraction": free_gpu_memory_fraction}
-        run_plan(model, config, engine, fractions, json=json, plot=plot, max_model_len=context, kv_dtype=kv_dtype,
+        run_plan(model[0] if model else None, config, engine, fractions, json=json, plot=plot,
+                 max_model_len=context, kv_dtype=kv_dtype,
                  report=report, command=_command_line(ctx) if report else "",
                  weight_dtype=weight_dtype, gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget, tp=tp, pp=pp,
                  block_size=block_size, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,

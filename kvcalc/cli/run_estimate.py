@@ -45,6 +45,10 @@ def resolve_model(model: str | None, config: str | None, assume_standard: bool =
     ref = config or model
     if not ref:
         raise InvalidRequestError("MODEL", "", "a built-in model name (see `kvcalc models`) or --config PATH")
+    if config is not None:  # --config org/name not in the local HF cache: fetched (kvcalc.hub)
+        from kvcalc.hub import load_model_or_hub
+
+        return load_model_or_hub(config, assume_standard)
     return load_model(ref, assume_standard)
 
 

@@ -120,6 +120,10 @@ class Engine:
     fraction_flag: str | None = None
     """The engine's memory-fraction flag (``--gpu-memory-utilization`` ...), None if it has none."""
     default_fraction: str | None = None
+    refuses_when_free_below_request = False
+    """Whether the engine budgets a fraction of the *total* and refuses to start when a GPU has less
+    than that free (``plan --gpu auto`` then says so with both numbers); the others size from the
+    free memory they find."""
     shares_prefix = False
     """Whether requests share a common prefix's cache (prefix caching in the pool)."""
     splits_kv = False

@@ -77,6 +77,9 @@ class VllmEngine(Engine):
     default_fraction = "0.92"
     """vllm/config/cache.py @ 002f10e0 (0.92 since PR #38284, released in 0.20.0); see engines/memory.py."""
     shares_prefix = True
+    refuses_when_free_below_request = True
+    """vllm/v1/worker/utils.py ``request_memory`` (0.20.0-0.33.0): "Free memory on device (free/total
+    GiB) on startup is less than desired GPU memory utilization (util, requested GiB)"."""
     log_engine = "vllm"
     dtype_spellings: ClassVar[dict[str, str]] = {"fp8_inc": "fp8_e4m3"}
     """vllm/config/cache.py CacheDType: ``fp8_inc`` is fp8 E4M3 for Intel Gaudi (1 byte a value)."""

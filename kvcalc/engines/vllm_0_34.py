@@ -37,6 +37,11 @@ class Vllm034Engine(Vllm033Engine):
         "(gpu_memory_utilization 1.0, sized after warmup with a max(1 GiB, 0.75 x peak) margin); docs/engines.md"
     )
     default_fraction = "1.0"
+    refuses_when_free_below_request = False
+    """0.34.0 ``v1/worker/utils.py:783-786``: the start-up check is skipped with the extensible KV cache
+    ("the budget is only a cap; exceeding free memory over-reserves address space rather than pages");
+    the cache is then sized from the memory measured after warmup, so ``--gpu auto`` plans it from
+    the free memory."""
 
     def fraction_budget(self, frac: Decimal, total_bytes: int, weights: int, activation: int,
                         non_torch: int) -> Budget:

@@ -28,7 +28,8 @@ from kvcalc.engines.memory import DEFAULT_ACTIVATION_BYTES, DEFAULT_NON_TORCH_BY
 from kvcalc.errors import InvalidRequestError, UnknownNameError
 from kvcalc.layout import RankLayout
 from kvcalc.models import ModelConfig
-from kvcalc.planner.gpus import Gpu, parse_gpu_spec
+from kvcalc.planner.gpus import Gpu, is_auto, parse_gpu_spec, plan_on_local_gpus
+from kvcalc.units import format_bytes
 
 if TYPE_CHECKING:
     from kvcalc.planner.roofline import Roofline
@@ -150,6 +151,10 @@ class Plan:
     """Requests of max_model_len the KV pool alone holds per replica (before ``--max-num-seqs``)."""
     max_running_requests: int | None = None
     """The engine's cap on running requests per replica (vLLM ``max_num_seqs``), if it has one."""
+    weights_source: str = ""
+    """Which source sized the weights (``kvcalc.planner.weights.checkpoint_weights``)."""
+    weights_breakdown: dict[str, int] = field(default_factory=dict)
+    """Weight bytes per storage kind (fp8, scales, unquantized bf16, ggml types ...)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -256,24 +261,22 @@ class Weights:
     source: str
     dtype: str
     per_gpu_bytes: int | None
+    origin: str = ""
+    """Which source sized them (``kvcalc.planner.weights.checkpoint_weights``)."""
+    breakdown: dict[str, int] = field(default_factory=dict)
 
 
 def weights_of(req: PlanRequest, s: Settings) -> Weights:
-    """``auto`` is the dtype the engine runs the model in (``Engine.compute_dtype``)."""
-    from kvcalc.planner.weights import get_weight_dtype, model_parameters, read_safetensors
+    """The weights from the best source there is (``kvcalc.planner.weights.checkpoint_weights``:
+    --weights, --weight-dtype, a GGUF tensor table, quantization_config, the model dtype); ``auto``
+    is the dtype the engine runs the model in (``Engine.compute_dtype``)."""
+    from kvcalc.planner.weights import checkpoint_weights
 
-    wdtype = get_weight_dtype(req.weight_dtype, s.engine.compute_dtype(s.model))
+    w = checkpoint_weights(s.model, req.weight_dtype, s.engine.compute_dtype(s.model), req.weights_path)
     ranks = s.dep.tp * s.dep.pp
-    if req.weights_path is not None:
-        st = read_safetensors(req.weights_path)
-        return Weights(total_bytes=st.bytes, parameters=st.parameters or None, source=f"safetensors ({st.source})",
-                       dtype="as stored", per_gpu_bytes=cdiv(st.bytes, ranks))
-    count = model_parameters(s.model)
-    if count.parameters is None:
-        return Weights(total_bytes=None, parameters=None, source=count.source, dtype=wdtype.name, per_gpu_bytes=None)
-    total = wdtype.bytes_for(count.parameters)
-    return Weights(total_bytes=total, parameters=count.parameters, source=count.source, dtype=wdtype.name,
-                   per_gpu_bytes=cdiv(total, ranks))
+    return Weights(total_bytes=w.bytes, parameters=w.parameters, source=w.parameters_source, dtype=w.dtype,
+                   per_gpu_bytes=cdiv(w.bytes, ranks) if w.bytes is not None else None, origin=w.source,
+                   breakdown=dict(w.breakdown))
 
 
 # -- 3. budget -------------------------------------------------------------------------------
@@ -466,7 +469,7 @@ def roofline_of(s: Settings, w: Weights, a: Answer, req: PlanRequest, starts: bo
     rb = max(1, min(rb, max(a.max_sequences, 1)))
     kv_seq = get_engine("neutral").request_bytes(s.layout, s.dtype, Workload(seq_len=s.max_len))
     active = _active_params(s.model, w.parameters)
-    flops = gpu.fp8_flops if w.dtype == "fp8" and gpu.fp8_flops else gpu.dense_flops
+    flops = gpu.fp8_flops if w.dtype.startswith("fp8") and gpu.fp8_flops else gpu.dense_flops
     return decode_roofline(
         batch=rb, weights_per_gpu=w.per_gpu_bytes, kv_per_sequence_per_gpu=kv_seq,
         active_params_per_gpu=cdiv(active, s.dep.tp * s.dep.pp) if active else None,
@@ -504,10 +507,15 @@ def _notes(req: PlanRequest, s: Settings, warnings: list[str]) -> list[str]:
 
 
 def plan(req: PlanRequest) -> Plan:
+    if is_auto(req.gpu):  # --gpu auto: the local GPUs as read (kvcalc.planner.gpus)
+        return plan_on_local_gpus(req, plan)
     s = resolve(req)
     w = weights_of(req, s)
     warnings: list[str] = []
     notes = _notes(req, s, warnings)
+    if w.total_bytes is not None:
+        notes.insert(0, f"weights {format_bytes(w.total_bytes)} ({w.total_bytes:,} B) from {w.origin}" + (
+            "; " + ", ".join(f"{k} {format_bytes(v)}" for k, v in w.breakdown.items()) if w.breakdown else ""))
     bud = budget_of(req, s, w, notes)
     pool = pool_of(req, s, bud)
     notes += pool.notes
@@ -539,4 +547,5 @@ def plan(req: PlanRequest) -> Plan:
         roofline=roof.to_dict() if roof is not None else None, notes=notes, warnings=warnings,
         fits_question=a.question, one_request_fits=pool.fits, batch_fits=a.batch_fits,
         max_sequences_by_memory=a.by_memory, max_running_requests=s.max_running,
+        weights_source=w.origin, weights_breakdown=w.breakdown,
     )
