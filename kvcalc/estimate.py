@@ -18,7 +18,7 @@ from kvcalc.engines.base import Engine, StoragePolicy, Workload
 from kvcalc.errors import InvalidRequestError
 from kvcalc.layout import RankLayout, pp_partition
 from kvcalc.models import ModelConfig
-from kvcalc.specs import FixedState, FullAttention, SlidingWindowAttention, Spec
+from kvcalc.specs import FixedState, FullAttention, SlidingWindowAttention, Spec, StatefulAttention
 
 __all__ = ["Estimate", "GroupEstimate", "StoragePolicy", "apply_overrides", "apply_window", "bytes_per_token",
            "check_int", "estimate", "pp_partition", "preallocation_waste"]
@@ -319,16 +319,21 @@ def _group_estimate(
         fixed_layer_bytes=policy.fixed_layer_bytes(rank_spec, dtype),
         total_bytes=per_layer * n * tp,
         formula=_group_formula(rank_spec, n, policy, work, policy.fixed_dtype(rank_spec, dtype, state_d),
-                               per_layer, tp),
+                               per_layer, tp, kv_dtype=dtype),
     )
 
 
 def _group_formula(
-    spec: Spec, n: int, policy: StoragePolicy, work: Workload, dtype: KVDtype, per_layer: int, tp: int
+    spec: Spec, n: int, policy: StoragePolicy, work: Workload, dtype: KVDtype, per_layer: int, tp: int,
+    kv_dtype: KVDtype | None = None,
 ) -> str:
     tokens = policy.describe_tokens(spec, work)
     tp_text = f" x {tp} ranks" if tp > 1 else ""
-    if spec.grows:
+    if isinstance(spec, StatefulAttention):
+        # K/V per token in the cache dtype, plus the state per sequence in the state's dtype.
+        text = (f"{spec.kind}: {n} layers x ([{spec.attention.formula_terms(kv_dtype or dtype)}] x {tokens} + "
+                f"[{policy.describe_state(spec.state, dtype)}]) x {work.batch} batch{tp_text}")
+    elif spec.grows:
         text = (
             f"{spec.kind}: {n} layers x [{spec.formula_terms(dtype)}] "
             f"x {tokens} x {work.batch} batch{tp_text}"

@@ -45,6 +45,7 @@ from kvcalc.specs import (
     NoCache,
     SlidingWindowAttention,
     Spec,
+    StatefulAttention,
 )
 from kvcalc.units import parse_count
 
@@ -66,17 +67,19 @@ LAYER_TYPES: dict[str, str] = {
     "linear_attention": "linear",  # Gated DeltaNet / Mamba2 state: LinearAttentionLayer
     "mamba": "linear",  # legacy name of linear_attention
     "cross_attention": "cross",
+    # A Mamba2 state and a full-attention KV cache in one layer: LinearAttentionAndFullAttentionLayer
+    # (Falcon-H1: every layer; Zamba2: the layers running the shared attention block).
+    "hybrid": "hybrid",
     "dummy": "none",  # DummyLayer: KV-sharing consumers, MLP/MoE-only layers
     "moe": "moe",  # no attention: nothing cached (get_layer_types_and_kwargs maps it to "dummy")
     "mlp": "mlp",
 }
 """Every ``layer_types`` value kvcalc places, mapped to its layer kind (transformers 5.23
 ``cache_utils.py`` ``DYNAMIC_LAYER_TYPE_MAPPING`` and ``get_layer_types_and_kwargs``). Not here, so
-refused: ``hybrid`` / ``hybrid_sliding`` (Falcon-H1, Zamba2: one layer holding a Mamba state and a
-KV cache), ``conv`` (LFM2 short-conv state), and anything else."""
+refused: ``hybrid_sliding`` (a Mamba state with a sliding KV cache; no family in transformers 5.23
+uses it), ``conv`` (LFM2 short-conv state), and anything else."""
 
 _UNPLACED_TYPES = {
-    "hybrid": "a layer holding both a Mamba state and a KV cache (Falcon-H1, Zamba2) is not modelled",
     "hybrid_sliding": "a layer holding both a Mamba state and a sliding KV cache is not modelled",
     "conv": "a short-convolution state layer (LFM2) is not modelled",
 }
@@ -264,6 +267,18 @@ def _mllama_types(r: _Reader, n: int) -> tuple[Callable[[int], str], str]:
     return (lambda i: "cross_attention" if i in where else "full_attention"), "cross_attention_layers"
 
 
+def _zamba2_types(r: _Reader, n: int) -> tuple[Callable[[int], str], str]:
+    """Zamba2Config.__post_init__'s default ``layers_block_type`` (54 layers: Zamba2-2.7B); another
+    layer count without the list has no default kvcalc can place."""
+    default = (["linear_attention"] + (["linear_attention"] * 5 + ["hybrid"]) * 7 + ["linear_attention"] * 4
+               + ["hybrid"] + ["linear_attention"] * 3 + ["hybrid"] + ["linear_attention"] * 2)
+    if n != len(default):
+        r.refuse("layers_block_type", None, f"Zamba2Config's default pattern has {len(default)} layers, not "
+                 f"num_hidden_layers ({n})", "Mamba2 on every layer")
+        return _every("linear_attention"), "Zamba2Config"
+    return (lambda i: default[i]), "Zamba2Config (default layers_block_type)"
+
+
 def _exaone4_types(r: _Reader, window: int | None) -> tuple[Callable[[int], str], str]:
     # Exaone4Config.__post_init__: no sliding_window -> every layer full.
     if window is None:
@@ -338,9 +353,10 @@ def _default_hybrid_types(r: _Reader, family: str, n: int, window: int | None) -
         offset = 4 if offset is None else offset
         return (lambda i: "full_attention" if i % period == offset else "linear_attention"), "JambaConfig"
     if family == "falcon_h1":
+        # FalconH1Config.layers_block_type (a property): every layer "hybrid".
         return _every("hybrid"), "FalconH1Config (every layer hybrid)"
     if family == "zamba2":
-        return _every("hybrid"), "Zamba2Config (Mamba layers with shared hybrid attention blocks)"
+        return _zamba2_types(r, n)
     if family in ("mllama", "mllama_text_model"):
         return _mllama_types(r, n)
     # transformers' own fallback (cache_utils.py get_layer_types_and_kwargs): a sliding_window makes
@@ -426,17 +442,30 @@ def _linear_state(r: _Reader, family: str) -> FixedState | None:
         groups = r.get_int("n_groups", default=1)
         state = r.get_int("ssm_state_size")
         kernel = r.get_int("conv_kernel", default=4)
-    elif r.has("mamba_n_heads"):  # GraniteMoeHybrid / Falcon-H1 / Bamba spelling
-        heads = r.get_int("mamba_n_heads")
+    elif r.has("mamba_n_heads") or family == "falcon_h1":  # GraniteMoeHybrid / Falcon-H1 / Bamba spelling
+        falcon = family == "falcon_h1"  # FalconH1Config's defaults: 128 heads, state 256, 1 group, conv 4
+        heads = r.get_int("mamba_n_heads", default=128 if falcon else None, why="FalconH1Config default")
         raw = r.data.get("mamba_d_head")
         if raw in (None, "auto"):
-            # GraniteMoeHybridConfig.__post_init__: mamba_d_head "auto" = mamba_expand x hidden / heads.
-            head_dim = r.get_int("mamba_expand", default=2) * r.get_int("hidden_size") // heads
+            # GraniteMoeHybridConfig / FalconH1Config.__post_init__: mamba_d_head "auto" = the Mamba
+            # intermediate size / heads; Falcon-H1's intermediate is mamba_d_ssm (default 1024; null:
+            # mamba_expand x hidden_size, FalconH1Mixer.__init__).
+            head_dim = _mamba_intermediate(r, family) // heads
         else:
             head_dim = r.get_int("mamba_d_head")
         groups = r.get_int("mamba_n_groups", default=1)
-        state = r.get_int("mamba_d_state")
+        state = r.get_int("mamba_d_state", default=256 if falcon else None, why="FalconH1Config default")
         kernel = r.get_int("mamba_d_conv", default=4)
+    elif family == "zamba2":
+        # Zamba2Config.__post_init__ / Zamba2MambaMixer.__init__: intermediate = mamba_expand x hidden_size,
+        # mamba_headdim = intermediate // n_mamba_heads; the conv covers the whole intermediate.
+        inner = r.get_int("mamba_expand", default=2, why="Zamba2Config default") * r.get_int("hidden_size")
+        heads = r.get_int("n_mamba_heads", default=8, why="Zamba2Config default")
+        groups = r.get_int("mamba_ngroups", default=1, why="Zamba2Config default")
+        state = r.get_int("mamba_d_state", default=64, why="Zamba2Config default")
+        kernel = r.get_int("mamba_d_conv", default=4, why="Zamba2Config default")
+        return FixedState(state_elements={"conv": (kernel - 1) * (inner + 2 * groups * state),
+                                          "ssm": heads * (inner // heads) * state}, conv_kernel=kernel)
     elif family == "jamba" and r.has("mamba_d_state"):
         # Mamba-1 (JambaMambaMixer, modeling_jamba.py): channels = mamba_expand x hidden_size; vLLM
         # MambaStateShapeCalculator.mamba1_state_shape: conv (d_conv - 1) x channels, ssm channels x d_state.
@@ -454,6 +483,15 @@ def _linear_state(r: _Reader, family: str) -> FixedState | None:
     inner = heads * head_dim
     return FixedState(state_elements={"conv": (kernel - 1) * (inner + 2 * groups * state),
                                       "ssm": heads * head_dim * state}, conv_kernel=kernel)
+
+
+def _mamba_intermediate(r: _Reader, family: str) -> int:
+    if family == "falcon_h1" and r.data.get("mamba_d_ssm") is not None:
+        return r.get_int("mamba_d_ssm")
+    if family == "falcon_h1" and "mamba_d_ssm" not in r.data:
+        r.assumptions.append("mamba_d_ssm not set: using 1024 (FalconH1Config default)")
+        return 1024
+    return r.get_int("mamba_expand", default=2) * r.get_int("hidden_size")
 
 
 def _indexer_flags(r: _Reader, n: int) -> list[bool]:
@@ -515,12 +553,19 @@ def _nas_specs(r: _Reader, n: int, heads: int, d: int) -> list[Spec]:
 
 def _attention_geometry(r: _Reader, family: str, heads: int, hidden: int) -> tuple[int, int, int | None]:
     kv = r.opt_int("num_key_value_heads")
+    if kv is None and family == "falcon_h1":
+        kv = 8
+        r.assumptions.append("num_key_value_heads not set: using 8 (FalconH1Config default)")
     if kv is None:
         kv = heads
         r.assumptions.append(f"num_key_value_heads not set: using num_attention_heads ({heads}), i.e. MHA")
     if family == "cohere2":
         # Cohere2Config.__post_init__: head_dim = hidden_size // num_attention_heads, whatever the file says.
         d = hidden // heads
+    elif family == "zamba2":
+        # Zamba2Config.__post_init__: attention_head_dim = 2 x hidden_size // num_attention_heads (the shared
+        # block attends over the concatenated 2 x hidden input), whatever the file says.
+        d = 2 * hidden // heads
     elif family == "nemotron_h":
         d = r.opt_int("attention_head_dim") or r.opt_int("head_dim") or 0
         if not d:
@@ -682,12 +727,24 @@ def _structural_layers(r: _Reader, family: str) -> list[Spec]:
                 made[kind] = _linear_state(r, family) or NoCache(reason="state not understood (--assume-standard)")
             elif kind == "cross":
                 made[kind] = CrossAttention(num_kv_heads=kv, head_dim=d)
+            elif kind == "hybrid":
+                made[kind] = _hybrid(r, family, f"{key}[{i}]", attention if latent is None else None)
             else:
                 size = window if kind == "sliding" else chunk
                 assert size is not None
                 made[kind] = _local_spec(r, family, kind, size, attention)
         specs.append(made[kind])
     return specs
+
+
+def _hybrid(r: _Reader, family: str, key: str, attention: FullAttention | None) -> Spec:
+    """A layer holding a Mamba2 state next to plain attention (transformers 5.23 ``"hybrid"``)."""
+    state = _linear_state(r, family)
+    if attention is None or state is None:
+        r.refuse(key, "hybrid", "a hybrid layer is a Mamba state (mamba_* keys) next to plain attention",
+                 "attention only")
+        return attention or NoCache(reason="hybrid layer not understood (--assume-standard)")
+    return StatefulAttention(attention=attention, state=state)
 
 
 def _attention(kind: str, heads: int, d: int, window: int | None, chunk: int | None,
@@ -850,6 +907,7 @@ UNDERSTOOD_KEYS = frozenset({
     "attn_layer_period", "attn_layer_offset", "global_head_dim", "num_global_key_value_heads", "attention_k_eq_v",
     "num_kv_shared_layers", "per_layer_config", "use_bidirectional_attention", "num_nextn_predict_layers",
     "new_decoder_architecture", "multi_query", "first_k_dense_replace", "add_cross_attention",
+    "mamba_d_ssm", "n_mamba_heads", "mamba_ngroups",
 })
 """Every cache-looking key kvcalc reads (``CACHE_KEY_RE`` matches them)."""
 
@@ -902,6 +960,12 @@ NOT_CACHE_KEYS: dict[str, str] = {
     "mtp_layers_block_type": "multi-token-prediction layers: not part of the served model's cache",
     "qkv_bias": "a bias term: weights",
     "chunk_size_feed_forward": "a PreTrainedConfig default (feed-forward chunking): compute",
+    "mamba_norm_before_gate": "where the gated RMSNorm sits (Falcon-H1): compute",
+    "mamba_rms_norm": "whether the Mamba output is normalised (Falcon-H1): weights",
+    "ssm_in_multiplier": "a muP scale on the Mamba input (Falcon-H1): values",
+    "ssm_out_multiplier": "a muP scale on the Mamba output (Falcon-H1): values",
+    "ssm_multipliers": "muP scales of the Mamba projections (Falcon-H1): values",
+    "add_bias_linear": "bias terms of Zamba2's linear layers: weights",
     "cross_attention_hidden_size": "a PreTrainedConfig default for encoder-decoder models (add_cross_attention "
                                    "decides whether such layers exist)",
 }

@@ -496,3 +496,63 @@ class CrossAttention(Spec):
 
 SPEC_KINDS["mla_indexed"] = IndexedLatentAttention
 SPEC_KINDS["cross"] = CrossAttention
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatefulAttention(Spec):
+    """One layer holding a Mamba2 state and a full-attention KV cache at once (Falcon-H1
+    ``falcon_h1``: every layer runs a Mamba mixer and attention in parallel; Zamba2 ``zamba2``:
+    a "hybrid" layer runs the shared attention block, then its Mamba layer).
+
+    transformers 5.23 caches such a layer as one ``LinearAttentionAndFullAttentionLayer``
+    (``cache_utils.py``, layer type ``"hybrid"``): a ``DynamicLayer``'s K/V for every token plus
+    ``LinearAttentionLayer``'s conv and recurrent states. Per token it costs its attention's bytes
+    (``attention``); per sequence its state's (``state``). Every method is spelled out here: a layer
+    kind must not inherit a silent zero. Engines that do not model the pair refuse it.
+    """
+
+    kind: Literal["hybrid"] = "hybrid"
+    attention: FullAttention
+    state: FixedState
+
+    def __post_init__(self) -> None:
+        # Trusted data (built-ins compiled to JSON) arrives as dicts; files are validated by pydantic.
+        if isinstance(self.attention, dict):
+            object.__setattr__(self, "attention", FullAttention(**self.attention))
+        if isinstance(self.state, dict):
+            object.__setattr__(self, "state", FixedState(**self.state))
+        if type(self.attention) is not FullAttention:
+            raise ValueError(f"attention must be a full-attention spec, got {type(self.attention).__name__}")
+        if not isinstance(self.state, FixedState):
+            raise ValueError(f"state must be a state spec, got {type(self.state).__name__}")
+
+    @property
+    def grows(self) -> bool:
+        return True  # its K/V grow with the sequence
+
+    def bytes_per_token(self, dtype: KVDtype) -> int:
+        return self.attention.bytes_per_token(dtype)
+
+    def fixed_bytes(self, dtype: KVDtype) -> int:
+        return self.attention.fixed_bytes(dtype) + self.state.fixed_bytes(dtype)
+
+    def fixed_layer_bytes(self, dtype: KVDtype) -> int:
+        return self.attention.fixed_layer_bytes(dtype) + self.state.fixed_layer_bytes(dtype)
+
+    def tokens_held(self, seq_len: int) -> int:
+        return self.attention.tokens_held(seq_len)
+
+    def shard(self, tp: int) -> StatefulAttention:
+        return dataclasses.replace(self, attention=self.attention.shard(tp), state=self.state.shard(tp))
+
+    def describe(self) -> str:
+        return f"hybrid: {self.attention.describe()}; {self.state.describe()}"
+
+    def formula_terms(self, dtype: KVDtype) -> str:
+        return f"{self.attention.formula_terms(dtype)} (+ a fixed state per sequence)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "attention": self.attention.to_dict(), "state": self.state.to_dict()}
+
+
+SPEC_KINDS["hybrid"] = StatefulAttention

@@ -24,8 +24,6 @@ from kvcalc.hf import CACHE_KEY_RE, KNOWN_FAMILIES, NOT_CACHE_KEYS, UNDERSTOOD_K
 transformers = pytest.importorskip("transformers")
 
 REFUSED_FAMILIES = {
-    "falcon_h1": "every layer is 'hybrid' (a Mamba state and a KV cache in one layer): refused",
-    "zamba2": "its default pattern has 'hybrid' layers (shared attention blocks): refused",
     "minimax": "lightning-attention state layers: refused (no Gated DeltaNet or Mamba2 keys)",
 }
 """Families whose non-attention layers kvcalc refuses; ``test_refused_families_refuse`` proves it."""

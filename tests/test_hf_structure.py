@@ -171,8 +171,10 @@ def _bad_configs() -> dict[str, tuple[dict[str, Any], str]]:
                                                        "hybrid_override_pattern"),
         "latent without rope": ({k: v for k, v in kimi.items() if k != "qk_rope_head_dim"}, "kv_lora_rank"),
         "unknown NAS attention key": (nas_bad, "block_configs[0].attention.new_op"),
-        "hybrid layer (Falcon-H1)": ({"model_type": "falcon_h1", "num_hidden_layers": 2, "hidden_size": 64,
-                                      "num_attention_heads": 4, "max_position_embeddings": 512}, "layer_types[0]"),
+        "hybrid_sliding layer (a state with a sliding KV cache)": (
+            {"model_type": "zamba2", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+             "max_position_embeddings": 512, "layers_block_type": ["hybrid_sliding", "mamba"]},
+            "layers_block_type[0]"),
         "unknown family, unknown cache key": (llama | {"model_type": "newfam", "foo_window_size": 8},
                                               "foo_window_size"),
         "indexer without a latent": (llama | {"index_head_dim": 128}, "index_head_dim"),

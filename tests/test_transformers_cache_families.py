@@ -169,11 +169,28 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
                           "num_experts_per_tok": 1, "mamba_d_state": 8, "mamba_d_conv": 4, "mamba_expand": 2,
                           "mamba_dt_rank": 8, "use_mamba_kernels": False,
                           "dtype": "bfloat16", "torch_dtype": "bfloat16"}),
+    # Falcon-H1: every layer "hybrid", a Mamba2 mixer and attention in parallel, both cached in one
+    # LinearAttentionAndFullAttentionLayer; mamba_d_ssm 64 = 4 heads x 16.
+    "falcon-h1-hybrid": ("", {"model_type": "falcon_h1", "num_hidden_layers": 3, "hidden_size": 64,
+                              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                              "mamba_d_ssm": 64, "mamba_n_heads": 4, "mamba_d_head": 16, "mamba_n_groups": 2,
+                              "mamba_d_state": 8, "mamba_d_conv": 4, "mamba_expand": 2, "mamba_chunk_size": 8,
+                              "dtype": "bfloat16", "torch_dtype": "bfloat16"}),
+    # Zamba2: Mamba2 layers, and "hybrid" layers running the shared attention block (head_dim 2 x hidden /
+    # heads = 32) before their Mamba2 layer; the legacy "mamba" spelling.
+    "zamba2-hybrid": ("", {"model_type": "zamba2", "num_hidden_layers": 4, "hidden_size": 32,
+                           "num_attention_heads": 4, "num_key_value_heads": 2,
+                           "layers_block_type": ["mamba", "hybrid", "mamba", "hybrid"], "n_mamba_heads": 4,
+                           "mamba_ngroups": 1, "mamba_d_state": 8, "mamba_d_conv": 4, "mamba_expand": 2,
+                           "chunk_size": 8, "num_mem_blocks": 1, "use_mamba_kernels": False,
+                           "use_shared_attention_adapter": False, "adapter_rank": 8,
+                           "dtype": "bfloat16", "torch_dtype": "bfloat16"}),
 }
 SLIDING = {"qwen2-moe-sliding", "qwen3-moe-sliding", "qwen3-window-layers-0", "gpt-oss-default-pattern",
            "mimo-v2-flash-swa", "llama-4-scout-chunked", "gemma-4-31b-global", "smollm3-nope-sliding",
            "cohere2-pattern", "exaone4-pattern"}
-STATEFUL = {"jamba-mamba1", "qwen3.5-27b-gdn", "qwen3.5-397b-gdn-moe", "nemotron-3-nano-moe", "granite4-hybrid"}
+STATEFUL = {"falcon-h1-hybrid", "zamba2-hybrid",
+            "jamba-mamba1", "qwen3.5-27b-gdn", "qwen3.5-397b-gdn-moe", "nemotron-3-nano-moe", "granite4-hybrid"}
 
 
 def _folder(root: Path, case: str) -> Path:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kvcalc.dtypes import KVDtype
-from kvcalc.specs import FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec
+from kvcalc.specs import FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec, StatefulAttention
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -135,6 +135,9 @@ class Engine:
     """This engine's own ``--kv-cache-dtype`` spellings -> kvcalc names (vLLM ``fp8_inc``)."""
     log_engine: str | None = None
     """The name a start-up log is recognised by (``check-log``), None when kvcalc reads none."""
+    stateful_attention_refusal: ClassVar[str | None] = None
+    """Why this engine refuses a layer holding a Mamba state and a KV cache at once
+    (``StatefulAttention``: Falcon-H1, Zamba2); None where it is modelled."""
 
     # -- dtypes -----------------------------------------------------------------------------
     def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
@@ -167,7 +170,15 @@ class Engine:
 
     # -- storage per layer ------------------------------------------------------------------
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        self.refuse_stateful_attention(spec)
         return spec.tokens_held(work.seq_len)
+
+    def refuse_stateful_attention(self, spec: Spec) -> None:
+        """Raise for a ``StatefulAttention`` layer where this engine does not model it."""
+        if self.stateful_attention_refusal is not None and isinstance(spec, StatefulAttention):
+            from kvcalc.errors import UnsupportedByEngineError
+
+            raise UnsupportedByEngineError(f"--engine {self.name}: {self.stateful_attention_refusal}")
 
     def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
         return spec.bytes_per_token(dtype)
@@ -176,6 +187,9 @@ class Engine:
         """Per-sequence bytes that do not grow (recurrent state); ``work`` carries a page to pad to."""
         if isinstance(spec, FixedState):
             return sum(d.row_bytes(n) for _, n, d in self.state_rows(spec, dtype))
+        if isinstance(spec, StatefulAttention):
+            # Its only per-sequence bytes are its state's, held as this engine holds a state layer's.
+            return self.fixed_bytes(spec.state, dtype, work)
         return spec.fixed_bytes(dtype)
 
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
@@ -200,6 +214,8 @@ class Engine:
 
     def kv_bytes_per_token(self, spec: Spec, dtype: KVDtype) -> tuple[int, int]:
         """(K, V) bytes of one token in this layer; they sum to ``bytes_per_token``."""
+        if isinstance(spec, StatefulAttention):
+            return self.kv_bytes_per_token(spec.attention, dtype)
         total = self.bytes_per_token(spec, dtype)
         if isinstance(spec, FullAttention):
             heads = spec.num_kv_heads
@@ -225,7 +241,7 @@ class Engine:
 
     def fixed_dtype(self, spec: Spec, kv_dtype: KVDtype, state_dtype: KVDtype) -> KVDtype:
         """The dtype a layer's per-sequence (non-growing) bytes are sized in: a state layer's own."""
-        return state_dtype if isinstance(spec, FixedState) else kv_dtype
+        return state_dtype if isinstance(spec, FixedState | StatefulAttention) else kv_dtype
 
     def layer_bytes(self, spec: Spec, dtype: KVDtype, work: Workload, state_dtype: KVDtype | None = None,
                     residual_dtype: KVDtype | None = None) -> int:

@@ -121,7 +121,12 @@ class LlamaCppPolicy(Engine):
 
         return work if slides(layout.model) else dataclasses.replace(work, windows=False)
 
+    stateful_attention_refusal = (
+        "layers holding a Mamba state and an attention KV cache at once (Falcon-H1, Zamba2) are not modelled "
+        "for llama.cpp; use --engine neutral, hf or hf-static")
+
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        self.refuse_stateful_attention(spec)
         if isinstance(spec, (IndexedLatentAttention, CrossAttention)):
             # Not checked against a llama.cpp build: the DSA indexer cache and the Mllama
             # cross-attention cache (removed with the vision-model rework) are refused, not guessed.

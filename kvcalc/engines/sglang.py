@@ -100,7 +100,13 @@ class SglangEngine(Engine):
             return spec.latent_bytes_per_token(dtype) + spec.index_head_dim + spec.index_head_dim // 128 * 4
         return spec.bytes_per_token(dtype)
 
+    stateful_attention_refusal = (
+        "layers holding a Mamba state and an attention KV cache at once (Falcon-H1, Zamba2) are not modelled "
+        "for SGLang (0.5.23 serves FalconH1ForCausalLM with a separate Mamba pool, srt/models/falcon_h1.py; "
+        "it has no Zamba2); use --engine neutral, hf or hf-static")
+
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        self.refuse_stateful_attention(spec)
         if isinstance(spec, CrossAttention):
             if spec.encoder_tokens:
                 raise UnsupportedByEngineError(

@@ -37,6 +37,10 @@ class TrtllmEngine(Engine):
     default_fraction = "0.9"
     smaller_cache_dtypes = (("fp8", "TensorRT-LLM KvCacheConfig dtype fp8"),)
 
+    stateful_attention_refusal = (
+        "layers holding a Mamba state and an attention KV cache at once (Falcon-H1, Zamba2) are not modelled "
+        "for TensorRT-LLM; use --engine neutral, hf or hf-static")
+
     def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
         # get_cache_size_per_token: 2 bytes unless fp8, so a float32 model's cache is 16-bit.
         if model.dtype == "fp32":

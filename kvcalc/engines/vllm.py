@@ -33,6 +33,7 @@ from kvcalc.engines.vllm_kv import (
     FP8_DS_MLA_BYTES,
     MAMBA_ALIGN,
     MLA_BLOCK_SIZE,
+    STATEFUL_ATTENTION_REFUSAL,
     VLLM_VERSION,
     Layout,
     build_layout,
@@ -135,7 +136,10 @@ class VllmEngine(Engine):
             return cdiv(min(spec.chunk_size + work.max_num_batched_tokens, length), b)
         return cdiv(length, b)
 
+    stateful_attention_refusal = STATEFUL_ATTENTION_REFUSAL
+
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        self.refuse_stateful_attention(spec)
         if isinstance(spec, CrossAttention):
             refuse_cross_attention([spec])
         if not spec.grows:

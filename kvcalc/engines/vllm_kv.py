@@ -51,6 +51,7 @@ from kvcalc.specs import (
     LatentAttention,
     SlidingWindowAttention,
     Spec,
+    StatefulAttention,
 )
 from kvcalc.units import GiB
 
@@ -148,6 +149,19 @@ def refuse_cross_attention(specs: Sequence[Spec]) -> None:
             "vLLM dropped Mllama in 0.10.2")
 
 
+STATEFUL_ATTENTION_REFUSAL = (
+    "layers holding a Mamba state and an attention KV cache at once (Falcon-H1, Zamba2) are not modelled "
+    "for vLLM: vLLM 0.34 serves FalconH1ForCausalLM / Zamba2ForCausalLM with a Mamba2 layer and an "
+    "attention layer per decoder layer in separate KV-cache groups (model_executor/models/falcon_h1.py, "
+    "zamba2.py), which kvcalc's vLLM grouping does not lay out; use --engine neutral, hf or hf-static")
+"""Why ``--engine vllm`` refuses a ``StatefulAttention`` layer."""
+
+
+def refuse_stateful_attention(specs: Sequence[Spec]) -> None:
+    if any(isinstance(s, StatefulAttention) for s in specs):
+        raise UnsupportedByEngineError(f"--engine vllm: {STATEFUL_ATTENTION_REFUSAL}")
+
+
 def attention_bytes_per_token(spec: Spec, dtype: KVDtype) -> int:
     """Page bytes per token: H x (d + d_v) x b plus per-token-head scales
     (``AttentionSpec.page_size_bytes``), or the MLA latent; kvcalc's ``bytes_per_token``; a DSA
@@ -166,6 +180,7 @@ def layer_vspecs(specs: Sequence[Spec], dtype: KVDtype, block_size: int,
     (``HybridAttentionMambaModelConfig``); an explicit larger block size is kept.
     """
     refuse_cross_attention(specs)
+    refuse_stateful_attention(specs)
     # Mamba / GDN states are in the model dtype (MambaStateDtypeCalculator), not --kv-cache-dtype.
     sd = state_dtype if state_dtype is not None else dtype
     state_pages = [s.fixed_bytes(sd) for s in specs if isinstance(s, FixedState)]

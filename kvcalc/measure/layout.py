@@ -42,7 +42,7 @@ from typing import Any
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.engines.base import Engine, Workload
-from kvcalc.specs import FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec
+from kvcalc.specs import FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec, StatefulAttention
 
 ELEMENT_BYTES: dict[str, int] = {
     "float32": 4,
@@ -98,6 +98,12 @@ def _residual(dtype: KVDtype) -> KVDtype | None:
 def layer_tensors(spec: Spec, policy: Engine, dtype: KVDtype, work: Workload,
                   state_dtype: KVDtype | None = None) -> list[TensorLayout]:
     """Every tensor one layer of ``spec`` occupies under ``policy``."""
+    if isinstance(spec, StatefulAttention):
+        # One layer, two caches (transformers LinearAttentionAndFullAttentionLayer): its K/V and its state.
+        policy.refuse_stateful_attention(spec)
+        return ([TensorLayout(name=f"attn.{t.name}", shape=t.shape, torch_dtype=t.torch_dtype)
+                 for t in layer_tensors(spec.attention, policy, dtype, work, state_dtype)]
+                + layer_tensors(spec.state, policy, dtype, work, state_dtype))
     tensors: list[TensorLayout] = []
     if spec.grows:
         tokens = policy.tokens_held(spec, work)
