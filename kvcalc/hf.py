@@ -453,6 +453,11 @@ def _linear_state(r: _Reader, family: str) -> FixedState | None:
             head_dim = _mamba_intermediate(r, family) // heads
         else:
             head_dim = r.get_int("mamba_d_head")
+            if falcon and head_dim * heads != _mamba_intermediate(r, family):
+                # FalconH1Config.__post_init__ raises the same: the conv spans mamba_d_ssm channels.
+                raise InvalidConfigError(r.source, f"field 'mamba_d_head' = {head_dim}: mamba_d_head x mamba_n_heads "
+                                         f"({head_dim * heads}) must equal mamba_d_ssm "
+                                         f"({_mamba_intermediate(r, family)}), as FalconH1Config requires")
         groups = r.get_int("mamba_n_groups", default=1)
         state = r.get_int("mamba_d_state", default=256 if falcon else None, why="FalconH1Config default")
         kernel = r.get_int("mamba_d_conv", default=4)

@@ -245,6 +245,25 @@ def test_image_tokens_flag(cli: Callable[..., CliResult], tmp_path: Path) -> Non
     assert plain.exit_code == 2 and plain.stdout == "" and "--image-tokens" in plain.stderr
 
 
+@pytest.mark.parametrize("engine", ["neutral", "hf"])
+def test_verify_image_tokens_allocates_what_estimate_counts(cli: Callable[..., CliResult], tmp_path: Path,
+                                                            engine: str) -> None:
+    # Two layers of the synthetic mllama (one self-attention, one cross-attention) keep the allocation small.
+    path = _write(tmp_path, _mllama(num_hidden_layers=2, cross_attention_layers=[1]))
+    args = ("--config", path, "--seq-len", "64", "--engine", engine, "--json")
+    est = cli("estimate", *args, "--image-tokens", "100")
+    ver = cli("verify", *args, "--image-tokens", "100")
+    assert est.exit_code == 0 and ver.exit_code == 0, ver.stderr
+    # Self-attention 64 x 8 KV x 128 x 2 (K, V) x 2 B = 262,144; the cross layer 100 vision tokens x 4,096 B.
+    assert est.json()["total_bytes"] == 262_144 + 100 * 4096
+    assert ver.json()["predicted_bytes"] == est.json()["total_bytes"]
+    assert ver.json()["ok"] is True
+    text_only = cli("verify", *args)
+    assert text_only.json()["predicted_bytes"] == 262_144
+    refused = cli("verify", "--config", path, "--seq-len", "64", "--source", "transformers", "--image-tokens", "1")
+    assert refused.exit_code == 2 and refused.stdout == "" and "--image-tokens" in refused.stderr
+
+
 def test_import_assume_standard(cli: Callable[..., CliResult], tmp_path: Path) -> None:
     data, _ = _bad_configs()["pattern shorter than the layers (issue 14)"]
     path = _write(tmp_path, data)

@@ -81,6 +81,15 @@ def test_engines_that_do_not_model_it_refuse(engine: str) -> None:
         estimate(model, SEQ, engine=engine)
 
 
+def test_falcon_h1_ssm_width_must_match_its_heads() -> None:
+    # mamba_d_ssm absent: FalconH1Config's default 1024, not 4 heads x 16; transformers raises, so does kvcalc.
+    from kvcalc.errors import InvalidConfigError
+
+    data = {k: v for k, v in FALCON_H1.items() if k != "mamba_d_ssm"}
+    with pytest.raises(InvalidConfigError, match="mamba_d_ssm"):
+        model_from_hf(data, "falcon-h1")
+
+
 def test_hybrid_sliding_is_still_refused() -> None:
     data = ZAMBA2 | {"layers_block_type": ["mamba", "hybrid_sliding", "mamba", "hybrid"]}
     with pytest.raises(UnplacedConfigKeyError, match="hybrid_sliding"):

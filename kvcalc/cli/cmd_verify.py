@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
         layers: Annotated[Optional[int], typer.Option(min=1, help="What-if: number of layers.")] = None,
         kv_heads: Annotated[Optional[int], typer.Option(min=1, help="What-if: KV heads per layer.")] = None,
         head_dim: Annotated[Optional[int], typer.Option(min=1, help="What-if: head size.")] = None,
+        image_tokens: Annotated[Optional[int], typer.Option(
+            min=0, help="Cross-attention models (Llama-3.2-Vision): vision tokens each sequence holds "
+            "(1601 per image tile; 0 = text only).")] = None,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     ) -> int:
         """Allocate the KV cache on a device, write it, and compare what the device spent with the formula."""
@@ -71,7 +74,8 @@ def register(app: typer.Typer) -> None:
         if src == "transformers":
             # transformers decides the dtype (the config's) and the cache class (--cache) itself.
             for flag, value, default in (("--kv-dtype", kv_dtype, "auto"), ("--engine", engine, "neutral"),
-                                         ("--tp", tp, 1), ("--max-memory", max_memory, None)):
+                                         ("--tp", tp, 1), ("--max-memory", max_memory, None),
+                                         ("--image-tokens", image_tokens, None)):
                 if value != default:
                     raise InvalidRequestError(flag, value, "left out with --source transformers")
         try:
@@ -90,6 +94,10 @@ def register(app: typer.Typer) -> None:
                     resolved = resolve_model(model, config)
                     for assumption in resolved.source.assumptions:
                         warn(assumption)
+                    if image_tokens is not None:
+                        from kvcalc.hf import with_image_tokens
+
+                        resolved = with_image_tokens(resolved, image_tokens)  # as estimate counts them
                     resolved = apply_overrides(resolved, layers=layers, kv_heads=kv_heads, head_dim=head_dim)
                     result = verify(
                         resolved, seq_len, batch, kv_dtype, engine=engine, device=device, tp=tp,

@@ -42,7 +42,7 @@ from typing import Any
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.engines.base import Engine, Workload
-from kvcalc.specs import FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec, StatefulAttention
+from kvcalc.specs import CrossAttention, FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec, StatefulAttention
 
 ELEMENT_BYTES: dict[str, int] = {
     "float32": 4,
@@ -105,7 +105,8 @@ def layer_tensors(spec: Spec, policy: Engine, dtype: KVDtype, work: Workload,
                  for t in layer_tensors(spec.attention, policy, dtype, work, state_dtype)]
                 + layer_tensors(spec.state, policy, dtype, work, state_dtype))
     tensors: list[TensorLayout] = []
-    if spec.grows:
+    # A cross-attention layer does not grow, but holds K/V for its encoder (vision) tokens.
+    if spec.grows or isinstance(spec, CrossAttention):
         tokens = policy.tokens_held(spec, work)
         residual = _residual(dtype)
         kept = min(tokens, dtype.residual_tokens) if residual is not None else 0
@@ -134,6 +135,10 @@ def layer_tensors(spec: Spec, policy: Engine, dtype: KVDtype, work: Workload,
 def _cache_tensors(spec: Spec, policy: Engine, dtype: KVDtype, work: Workload, tokens: int) -> list[TensorLayout]:
     b = work.batch
     out: list[TensorLayout] = []
+    if isinstance(spec, CrossAttention):
+        # K and V of the encoder tokens, laid out as self-attention's (vLLM CrossAttentionSpec is an
+        # AttentionSpec; transformers keeps them in a DynamicLayer).
+        spec = FullAttention(num_kv_heads=spec.num_kv_heads, head_dim=spec.head_dim)
     if isinstance(spec, LatentAttention):
         if dtype.is_block_format:
             out.append(row("latent", (b, tokens), spec.latent_dim, dtype))
