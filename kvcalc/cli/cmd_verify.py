@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from kvcalc.measure.verify import VerifyResult
+    from kvcalc.models import ModelConfig
 
 EPILOG = (
     "Examples:\n\n"
@@ -62,9 +63,7 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Allocate the KV cache on a device, write it, and compare what the device spent with the formula."""
         from kvcalc.cli.output import error_line, print_json, stdout_console, warn
-        from kvcalc.cli.run_estimate import resolve_model
         from kvcalc.errors import InvalidRequestError
-        from kvcalc.estimate import apply_overrides
         from kvcalc.units import parse_size
 
         src = source.strip().lower()
@@ -91,14 +90,7 @@ def register(app: typer.Typer) -> None:
                 else:
                     from kvcalc.measure.verify import verify
 
-                    resolved = resolve_model(model, config)
-                    for assumption in resolved.source.assumptions:
-                        warn(assumption)
-                    if image_tokens is not None:
-                        from kvcalc.hf import with_image_tokens
-
-                        resolved = with_image_tokens(resolved, image_tokens)  # as estimate counts them
-                    resolved = apply_overrides(resolved, layers=layers, kv_heads=kv_heads, head_dim=head_dim)
+                    resolved = _formula_model(model, config, image_tokens, layers, kv_heads, head_dim)
                     result = verify(
                         resolved, seq_len, batch, kv_dtype, engine=engine, device=device, tp=tp,
                         block_size=block_size, layers_sample=layers_sample, max_memory_bytes=limit,
@@ -120,6 +112,23 @@ def register(app: typer.Typer) -> None:
             error_line("verification failed: " + ("; ".join(failed) or "the totals differ"))
             return 1
         return 0
+
+
+def _formula_model(model: str | None, config: str | None, image_tokens: int | None, layers: int | None,
+                   kv_heads: int | None, head_dim: int | None) -> ModelConfig:
+    """The model verify lays out, with the vision tokens and what-ifs applied as ``estimate`` applies them."""
+    from kvcalc.cli.output import warn
+    from kvcalc.cli.run_estimate import resolve_model
+    from kvcalc.estimate import apply_overrides
+
+    resolved = resolve_model(model, config)
+    for assumption in resolved.source.assumptions:
+        warn(assumption)
+    if image_tokens is not None:
+        from kvcalc.hf import with_image_tokens
+
+        resolved = with_image_tokens(resolved, image_tokens)
+    return apply_overrides(resolved, layers=layers, kv_heads=kv_heads, head_dim=head_dim)
 
 
 class _progress_bar:  # noqa: N801 - used as a context manager

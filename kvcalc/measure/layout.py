@@ -42,7 +42,15 @@ from typing import Any
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.engines.base import Engine, Workload
-from kvcalc.specs import CrossAttention, FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec, StatefulAttention
+from kvcalc.specs import (
+    CrossAttention,
+    FixedState,
+    FullAttention,
+    IndexedLatentAttention,
+    LatentAttention,
+    Spec,
+    StatefulAttention,
+)
 
 ELEMENT_BYTES: dict[str, int] = {
     "float32": 4,
