@@ -137,6 +137,21 @@ def _mllama(**changes: Any) -> dict[str, Any]:
     return {"model_type": "mllama", "text_config": text | changes}
 
 
+def test_real_llama_3_2_vision_config() -> None:
+    # meta-llama/Llama-3.2-11B-Vision-Instruct (tests/fixtures, intel/intel-extension-for-pytorch @ 8fdbe1e3):
+    # the same geometry as the MllamaTextConfig defaults below, and the built-in is read from it.
+    real = model_from_hf(_load("meta-llama--Llama-3.2-11B-Vision-Instruct"), "llama-3.2-11b-vision")
+    assert real.layer_specs == model_from_hf(_mllama(), "mllama").layer_specs
+    assert [i for i, s in enumerate(real.layer_specs) if isinstance(s, CrossAttention)] == [3, 8, 13, 18, 23, 28, 33, 38]
+    # Text only, 4096 tokens, bf16: 32 self-attention layers x 4096 x (8 x 128 x 2 x 2 B) = 536,870,912.
+    assert estimate(real, SEQ).total_bytes == 536_870_912
+    from kvcalc.registry import get_builtin
+
+    builtin = get_builtin("llama-3.2-11b-vision")
+    assert builtin.layer_specs == real.layer_specs
+    assert estimate(with_image_tokens(builtin, 6404), SEQ).total_bytes == 536_870_912 + 8 * 6404 * 4096
+
+
 def test_cross_attention_holds_vision_tokens_not_the_text() -> None:
     model = model_from_hf(_mllama(), "mllama")
     assert sum(isinstance(s, CrossAttention) for s in model.layer_specs) == 8
@@ -284,7 +299,7 @@ def test_gemma4_unknown_layer_type_refused() -> None:
 
 
 @pytest.mark.parametrize("name", ["llama-3.3-nemotron-super-49b", "nemotron-h-56b", "mimo-v2-flash", "deepseek-v3.2",
-                                  "qwen3.5-27b", "glm-5"])
+                                  "qwen3.5-27b", "glm-5", "llama-3.2-11b-vision"])
 def test_builtin_yaml_round_trip(name: str) -> None:
     # `kvcalc models show NAME --yaml` must load back to the same layers (a one-letter legend key once
     # dumped as "F\n...", a YAML document-end marker, and broke the file).

@@ -335,3 +335,37 @@ def test_mllama_cross_attention_holds_the_vision_tokens(tmp_path: Path, with_ima
     # 3 self-attention layers x 18 tokens x 2 KV x 8 x 2 (K, V) x 4 B = 3 x 18 x 128; the cross layer
     # 452 x 128 with the image, 0 without.
     assert payload == 3 * CACHED * 128 + (452 * 128 if with_image else 0)
+
+
+def test_real_llama_3_2_vision_config_shrunk(tmp_path: Path) -> None:
+    """meta-llama/Llama-3.2-11B-Vision-Instruct's real config.json (tests/fixtures, from
+    intel/intel-extension-for-pytorch @ 8fdbe1e3), shrunk: 5 text layers keeping the real first
+    cross-attention layer (3), GQA 4:1 as in the file (32:8); a small vision tower of 452 tokens."""
+    data = json.loads(hf_fixture("meta-llama--Llama-3.2-11B-Vision-Instruct").read_text())
+    real_text = data["text_config"]
+    assert real_text["cross_attention_layers"][0] == 3
+    text = real_text | {"num_hidden_layers": 5, "cross_attention_layers": [3], "hidden_size": 64,
+                        "intermediate_size": 37, "num_attention_heads": 8, "num_key_value_heads": 2,
+                        "vocab_size": 99, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+                        "max_position_embeddings": 512, "torch_dtype": "float32", "rope_scaling": None}
+    vision = data["vision_config"] | {"image_size": 30, "patch_size": 2, "hidden_size": 16, "attention_heads": 4,
+                                      "intermediate_layers_indices": [0], "vision_output_dim": 32,
+                                      "num_hidden_layers": 2, "num_global_layers": 1, "intermediate_size": 37,
+                                      "supported_aspect_ratios": [[1, 1], [1, 2]], "max_num_tiles": 2,
+                                      "torch_dtype": "float32"}
+    config = transformers.MllamaConfig(text_config=text, vision_config=vision, image_token_index=98)
+    torch.manual_seed(0)
+    model = transformers.MllamaForConditionalGeneration(config).eval()
+    ids = torch.tensor([[98, *range(3, 15)]])
+    with torch.no_grad():
+        cache = model.generate(input_ids=ids, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                               return_dict_in_generate=True, pad_token_id=0, eos_token_id=None,
+                               pixel_values=torch.randn(1, 1, 2, 3, 30, 30), aspect_ratio_ids=torch.tensor([[2]]),
+                               aspect_ratio_mask=torch.tensor([[[1, 1]]]),
+                               cross_attention_mask=torch.ones(1, PROMPT, 1, 2, dtype=torch.long)).past_key_values
+    payload, _ = _payload_and_scalars(cache)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict() | {"torch_dtype": "float32"}))
+    kv_model = with_image_tokens(load_model(str(tmp_path)), 2 * (15 * 15 + 1))
+    assert estimate(kv_model, CACHED, engine="hf").total_bytes == payload
+    # 4 self-attention layers x 18 tokens x 2 KV x 8 x 2 (K, V) x 4 B = 4 x 18 x 128; the cross layer 452 x 128.
+    assert payload == 4 * CACHED * 128 + 452 * 128
