@@ -123,3 +123,13 @@ def test_verify_allocates_both_caches_of_a_layer(engine: str) -> None:
     assert sum(t.nbytes for t in tensors) == policy.layer_bytes(spec, bf16, work, bf16)
     names = {t.name.split(".")[0] for t in tensors}
     assert names == {"attn", "state"}
+
+
+def test_yaml_round_trip_keeps_both_caches() -> None:
+    from kvcalc.catalog import to_yaml
+    from kvcalc.loader import model_from_data, parse_yaml
+
+    model = model_from_hf(ZAMBA2, "zamba2")
+    again = model_from_data(parse_yaml(to_yaml(model), "z.yaml"), "z.yaml")
+    assert again.layer_specs == model.layer_specs
+    assert estimate(again, SEQ, engine="hf").total_bytes == 10752 + 4608
