@@ -10,7 +10,12 @@ arithmetic. Configs are synthetic (no real Falcon-H1 / Zamba2 ``config.json`` wa
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+from conftest import CliResult
 
 from kvcalc.errors import UnplacedConfigKeyError, UnsupportedByEngineError
 from kvcalc.estimate import estimate
@@ -133,3 +138,14 @@ def test_yaml_round_trip_keeps_both_caches() -> None:
     again = model_from_data(parse_yaml(to_yaml(model), "z.yaml"), "z.yaml")
     assert again.layer_specs == model.layer_specs
     assert estimate(again, SEQ, engine="hf").total_bytes == 10752 + 4608
+
+
+@pytest.mark.parametrize("engine", ["vllm", "vllm@0.33", "sglang", "trtllm", "llama.cpp"])
+def test_plan_refuses_with_one_error_line(cli: Callable[..., CliResult], tmp_path: Path, engine: str) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(FALCON_H1))
+    result = cli("plan", "--config", str(path), "--gpu", "h100", "--engine", engine, "--context", "4096",
+                 "--kv-budget", "10GiB")
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --engine") and "Falcon-H1" in lines[0]
