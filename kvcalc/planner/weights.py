@@ -30,7 +30,7 @@ from typing import Any
 
 from kvcalc.errors import InvalidConfigError, InvalidRequestError
 from kvcalc.models import ModelConfig
-from kvcalc.specs import FixedState, FullAttention, LatentAttention, NoCache
+from kvcalc.specs import CrossAttention, FixedState, FullAttention, LatentAttention, NoCache, StatefulAttention
 
 MAX_HEADER_BYTES = 100 * (1 << 20)
 """A safetensors header larger than this is rejected (the format stores it as a u64 length)."""
@@ -125,7 +125,9 @@ def computed_parameters(model: ModelConfig) -> int | None:
         total += model.max_position_embeddings * h  # GPT-2's learned position embeddings (wpe)
     moe = model.moe
     for i, spec in enumerate(model.layer_specs):
-        if isinstance(spec, FixedState):
+        if isinstance(spec, FixedState | StatefulAttention | CrossAttention):
+            # Mamba mixers and cross-attention blocks (with the vision tower behind them) have weights
+            # this count does not model: unknown, never a silent undercount.
             return None
         attn = 0 if isinstance(spec, NoCache) else _attention_params(model, spec, h)
         if attn is None:
@@ -203,7 +205,9 @@ def weight_tensors(model: ModelConfig) -> list[WeightTensor] | None:  # noqa: C9
     gated = is_gated_mlp(model)
     n_h = model.num_attention_heads
     for i, spec in enumerate(model.layer_specs):
-        if isinstance(spec, FixedState):
+        if isinstance(spec, FixedState | StatefulAttention | CrossAttention):
+            # Mamba mixers and cross-attention blocks (with the vision tower behind them) have weights
+            # this count does not model: unknown, never a silent undercount.
             return None
         pre = f"model.layers.{i}"
 
