@@ -149,3 +149,15 @@ def test_plan_refuses_with_one_error_line(cli: Callable[..., CliResult], tmp_pat
     assert result.exit_code == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: --engine") and "Falcon-H1" in lines[0]
+
+
+def test_weights_from_the_architecture_are_unknown_not_undercounted() -> None:
+    # The Mamba mixers' weights are not modelled by the architecture count: None (plan then asks for
+    # --weights), never the attention + MLP share alone. Llama-3.2-Vision's cross-attention blocks likewise.
+    from kvcalc.planner.weights import computed_parameters
+    from kvcalc.registry import get_builtin
+
+    data = FALCON_H1 | {"vocab_size": 97, "intermediate_size": 32}
+    assert computed_parameters(model_from_hf(data, "falcon-h1")) is None
+    assert computed_parameters(get_builtin("llama-3.2-11b-vision")) is None
+    assert computed_parameters(get_builtin("llama-3.1-8b")) is not None
