@@ -95,6 +95,9 @@ FAMILIES: list[tuple[str, str, int, str, int]] = [
     ("nvidia--Gemma-4-31B-IT-NVFP4", "neutral", 4096, "bf16", 50 * 1024 * 16384 + 10 * 4096 * 8192),
     # Gemma-4 26B-A4B: 25 sliding x 1024 x 8 KV x 256 x 4 + 5 full x 4096 x 2 global KV x 512 x 4.
     ("google--gemma-4-26B-A4B", "neutral", 4096, "bf16", 25 * 1024 * 8192 + 5 * 4096 * 4096),
+    # Llama-3.2-11B-Vision-Instruct, text only: 32 self-attention layers x 4096 x 8 KV x 128 x 2 x 2; the 8
+    # cross-attention layers hold no vision tokens.
+    ("meta-llama--Llama-3.2-11B-Vision-Instruct", "neutral", 4096, "bf16", 32 * 4096 * 4096),
 ]
 
 
