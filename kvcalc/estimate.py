@@ -9,7 +9,6 @@ for the breakdown. All arithmetic is on ``int``; there is no true division anywh
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,18 @@ MAX_TOKENS = 10**12
 MAX_BATCH = 10**9
 MAX_LAYERS = 10**6
 MAX_DIM = 10**7
+MAX_GROUP_SIZE = 1 << 20
+"""Quantized caches: values per scale group (transformers uses 32 to 128)."""
+
+
+def check_model(value: object, field_name: str = "model") -> ModelConfig:
+    """The API's model argument: a ``ModelConfig``, never a name, None or a dict (they would
+    fail later as an AttributeError deep inside)."""
+    if not isinstance(value, ModelConfig):
+        raise InvalidRequestError(
+            field_name, value, "a ModelConfig, e.g. kvcalc.load_model('llama-2-7b') (a name is not loaded implicitly)"
+        )
+    return value
 
 
 def check_int(field_name: str, value: object, *, minimum: int = 1, maximum: int) -> int:
@@ -109,6 +120,7 @@ def apply_overrides(
     ``layers`` repeats or truncates the model's layer pattern to N layers; ``kv_heads`` and
     ``head_dim`` apply to every attention layer (not MLA or state layers).
     """
+    check_model(model)
     if layers is None and kv_heads is None and head_dim is None:
         return model
     specs: list[Spec] = list(model.layer_specs)
@@ -192,6 +204,39 @@ def pp_partition(num_layers: int, pp: int) -> list[int]:
     return parts
 
 
+def stage_bytes(
+    blocks: tuple[tuple[tuple[Spec, ...], int], ...], bytes_by_id: dict[int, int], stage_sizes: list[int]
+) -> list[int]:
+    """Bytes each pipeline stage holds, given each spec object's bytes and the stages' layer
+    counts, walking the model's ``(pattern, repeat)`` blocks: a stage's share of a block is whole
+    repetitions of the pattern plus a part of one, summed from the pattern's prefix sums, so the
+    cost is per block and stage, never per layer."""
+    per_stage = [0] * len(stage_sizes)
+    stage = 0
+    stage_end = stage_sizes[0]
+    pos = 0  # layers before the current block
+    for pattern, repeat in blocks:
+        prefix = [0]
+        for spec in pattern:
+            prefix.append(prefix[-1] + bytes_by_id[id(spec)])
+        p = len(pattern)
+
+        def upto(x: int, prefix: list[int] = prefix, p: int = p) -> int:  # bytes of the block's first x layers
+            return (x // p) * prefix[p] + prefix[x % p]
+
+        length = p * repeat
+        lo = 0
+        while lo < length:
+            hi = min(length, stage_end - pos)
+            per_stage[stage] += upto(hi) - upto(lo)
+            lo = hi
+            if pos + lo == stage_end and stage + 1 < len(stage_sizes):
+                stage += 1
+                stage_end += stage_sizes[stage]
+        pos += length
+    return per_stage
+
+
 def _check_request(
     seq_len: int, batch: int, tp: int, pp: int, block_size: int | None, max_num_batched_tokens: int
 ) -> None:
@@ -232,7 +277,12 @@ def estimate(
     >>> estimate(load_model("llama-2-7b"), 4096).total_bytes
     2147483648
     """
+    check_model(model)
     _check_request(seq_len, batch, tp, pp, block_size, max_num_batched_tokens)
+    if kv_group_size is not None:
+        check_int("kv_group_size", kv_group_size, maximum=MAX_GROUP_SIZE)
+    if residual_length is not None:
+        check_int("residual_length", residual_length, maximum=MAX_TOKENS)
     policy = _resolve_policy(engine)
     auto = isinstance(kv_dtype, str) and canonical_dtype_name(kv_dtype) == "auto"
     auto_name, auto_source = policy.auto_dtype(model) if auto else (kv_dtype, "--kv-dtype")
@@ -252,22 +302,18 @@ def estimate(
         seq_len=seq_len, batch=batch, block_size=block_size,
         max_num_batched_tokens=max_num_batched_tokens,
     )
-    specs = model.layer_specs
-    if pp > len(specs):
-        raise InvalidRequestError("pp", pp, f"at most the number of layers ({len(specs)})")
+    num_layers = model.num_layers
+    if pp > num_layers:
+        raise InvalidRequestError("pp", pp, f"at most the number of layers ({num_layers})")
 
     # Work per distinct spec, not per layer: a model repeats a few spec objects many times
-    # (10**6 layers must stay fast), so count layers by object identity, shard each distinct
-    # object once, then merge the ones that are equal after sharding.
-    layer_ids = [id(s) for s in specs]
-    count_by_id = Counter(layer_ids)
-    rank_by_id: dict[int, Spec] = {}
-    for s in specs:
-        if id(s) not in rank_by_id:
-            rank_by_id[id(s)] = s.shard(tp)
+    # (10**6 layers must stay fast), so count layers per spec object from the model's blocks,
+    # shard each distinct object once, then merge the ones that are equal after sharding.
+    spec_counts = model.spec_counts()
+    rank_by_id: dict[int, Spec] = {id(s): s.shard(tp) for s, _n in spec_counts}
     groups: dict[Spec, int] = {}
-    for sid, n in count_by_id.items():
-        rank = rank_by_id[sid]
+    for s, n in spec_counts:
+        rank = rank_by_id[id(s)]
         groups[rank] = groups.get(rank, 0) + n
 
     # Mamba / linear-attention states: kvcalc's definition sizes them in the KV dtype; an engine
@@ -296,12 +342,7 @@ def estimate(
     # TP ranks each hold every layer's (sharded or replicated) cache; PP stages hold a share
     # of the layers. The largest rank is the first stage with the most layers.
     bytes_by_id = {sid: bytes_of[rank] for sid, rank in rank_by_id.items()}
-    stage_sizes = pp_partition(len(specs), pp)
-    per_stage: list[int] = []
-    start = 0
-    for size in stage_sizes:
-        per_stage.append(sum(bytes_by_id[sid] for sid in layer_ids[start : start + size]))
-        start += size
+    per_stage = stage_bytes(model.layer_blocks, bytes_by_id, pp_partition(num_layers, pp))
     total = rank_total * tp
     per_gpu = max(per_stage)
     scale_bytes = 0
@@ -345,7 +386,7 @@ def estimate(
         total_bytes=total,
         per_gpu_bytes=per_gpu,
         bytes_per_token=bytes_per_token,
-        num_layers=len(specs),
+        num_layers=num_layers,
         layers=breakdown,
         tp=tp,
         pp=pp,
@@ -395,8 +436,9 @@ def _group_formula(
 
 def bytes_per_token(model: ModelConfig, kv_dtype: str = "auto") -> int:
     """Bytes one more cached token costs across all growing layers (engine-neutral, TP 1)."""
+    check_model(model)
     dtype = resolve_dtype(kv_dtype, model.dtype)
-    return sum(s.bytes_per_token(dtype) for s in model.layer_specs if s.grows)
+    return sum(s.bytes_per_token(dtype) * n for s, n in model.spec_counts() if s.grows)
 
 
 def preallocation_waste(reserved_tokens: int, used_tokens: int) -> tuple[int, int]:

@@ -71,9 +71,17 @@ def get_builtin(name: str) -> ModelConfig:
 def load_model(name_or_path: str | Path) -> ModelConfig:
     """A built-in model by name or alias, a kvcalc YAML file, or a Hugging Face config
     (a ``config.json``, a folder holding one, or a hub id in the local HF cache)."""
+    import os
     from pathlib import Path
 
-    text = str(name_or_path)
+    from kvcalc.errors import InvalidRequestError
+
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise InvalidRequestError("name_or_path", name_or_path, "a model name, alias or path (a str or Path)")
+    text = str(name_or_path) if isinstance(name_or_path, str) else os.fspath(name_or_path)
+    if not isinstance(text, str) or not text.strip():
+        # Path('') is '.', which would load ./config.json: an empty name names nothing.
+        raise InvalidRequestError("name_or_path", text, "a model name, alias or path (not empty)")
     if isinstance(name_or_path, str) and resolve_name(text) is not None:
         return get_builtin(text)
     path = Path(text)

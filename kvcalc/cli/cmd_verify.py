@@ -67,7 +67,8 @@ def register(app: typer.Typer) -> None:
         src = source.strip().lower()
         if src not in ("formula", "transformers"):
             raise InvalidRequestError("--source", source, "formula or transformers")
-        limit = parse_size(max_memory, "--max-memory") if max_memory else None
+        # '' is a bad size (parse_size refuses it), never "no limit".
+        limit = parse_size(max_memory, "--max-memory") if max_memory is not None else None
         if src == "transformers":
             # transformers decides the dtype (the config's) and the cache class (--cache) itself.
             for flag, value, default in (("--kv-dtype", kv_dtype, "auto"), ("--engine", engine, "neutral"),
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
                     if ref is None or model and config:
                         raise InvalidRequestError("--config", config, "a Hugging Face config.json (MODEL or --config)")
                     result: Any = verify_transformers(
-                        ref, seq_len, batch, cache=cache, layers_sample=layers_sample, device=device)
+                        ref, seq_len, batch, cache=cache, layers_sample=layers_sample, device=device, on_slow=warn)
                 else:
                     from kvcalc.measure.verify import verify
 

@@ -24,6 +24,7 @@ full model's layer count (``x layers // built``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,8 +163,12 @@ def verify_transformers(
     cache: str = "static",
     layers_sample: int | None = None,
     device: str = "cpu",
+    on_slow: Callable[[str], None] | None = None,
 ) -> TransformersVerifyResult:
-    """Build the cache with transformers from ``ref``'s config.json and compare with kvcalc's hf policy."""
+    """Build the cache with transformers from ``ref``'s config.json and compare with kvcalc's hf policy.
+
+    ``on_slow(sentence)`` is called before the model runs when the run is slow by nature (a long
+    prompt through real attention), so the CLI can say so up front."""
     from kvcalc.engines import get_policy
     from kvcalc.engines.base import Workload
     from kvcalc.registry import load_model
@@ -210,10 +215,43 @@ def verify_transformers(
         import transformers
     except ImportError:
         raise MissingDependencyError("transformers", "hf") from None
+    slow = slow_warning(data, built, seq_len, batch)
+    if slow is not None and on_slow is not None:
+        on_slow(slow)
     layer_tensors = _run(transformers, torch, shrink_config(data, built), mode, seq_len, batch,
                          _TORCH_DTYPES[dtype], device)
     return _compare(model.name, specs, built, layer_tensors, policy, kv, work, est.per_gpu_bytes, mode,
                     transformers.__version__, batch, seq_len, device)
+
+
+SLOW_FLOPS = 10**12
+"""Attention work above which ``verify --source transformers`` warns before it starts."""
+
+
+def attention_flops(data: dict[str, Any], built_layers: int, seq_len: int, batch: int) -> int:
+    """Floating-point operations of the prompt's causal attention in the built layers: about
+    seq_len^2 / 2 query-key pairs, each a dot product over heads x head_dim for the scores and again
+    for the weighted values (2 flops per multiply-add): ``2 x seq_len^2 x heads x head_dim`` a layer.
+    The projections are linear in seq_len and small beside it at these lengths."""
+    heads = data.get("num_attention_heads")
+    head_dim = data.get("head_dim")
+    hidden = data.get("hidden_size")
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+        return 0
+    if not isinstance(head_dim, int) or isinstance(head_dim, bool) or head_dim < 1:
+        head_dim = hidden // heads if isinstance(hidden, int) and not isinstance(hidden, bool) and hidden > 0 else 0
+    return 2 * seq_len * seq_len * heads * head_dim * built_layers * batch
+
+
+def slow_warning(data: dict[str, Any], built_layers: int, seq_len: int, batch: int) -> str | None:
+    """A sentence for a run that is slow by nature (None otherwise): transformers runs the whole
+    prompt through real attention, quadratic in its length."""
+    flops = attention_flops(data, built_layers, seq_len, batch)
+    if flops <= SLOW_FLOPS:
+        return None
+    return (f"slow by nature: transformers runs a {seq_len:,}-token prompt through real attention in "
+            f"{built_layers} built layer(s), about {flops:,} floating-point operations (quadratic in "
+            "--seq-len); expect minutes or more on a CPU (Ctrl-C stops it; --cache static runs 8 tokens)")
 
 
 def _run(transformers: Any, torch: Any, cfg_data: dict[str, Any], mode: str, seq_len: int, batch: int,
