@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from kvcalc.cli.output import check_output_path, print_json, stdout_console, warn, wrote
-        from kvcalc.show.bench import MAX_TOKENS, BenchConfig, doubling_to, run_bench, slow_warning
+        from kvcalc.cli.term import escape
+        from kvcalc.show.bench import MAX_TOKENS, BenchConfig, doubling_to, run_bench
         from kvcalc.show.sweep import parse_int_list
 
         n_values = doubling_to(tokens) if tokens is not None else parse_int_list(n, "--n", maximum=MAX_TOKENS)
@@ -51,12 +52,9 @@ def register(app: typer.Typer) -> None:
         cfg.validate()
         if plot is not None:
             check_output_path(plot, "--plot")  # before minutes of measuring, not after
-        slow = slow_warning(cfg)
-        if slow is not None:
-            warn(slow)
         if not sys.stderr.isatty():
             # No bar when stderr is a pipe or a file: it would only leave control characters there.
-            result = run_bench(cfg)
+            result = run_bench(cfg, on_slow=warn)
         else:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -68,7 +66,10 @@ def register(app: typer.Typer) -> None:
                 def progress(done: int, total: int, label: str) -> None:
                     bar.update(task, completed=done, total=total, description=label)
 
-                result = run_bench(cfg, progress)
+                def slow(text: str) -> None:  # above the bar, as a Warning: line
+                    bar.console.print(f"Warning: {escape(text)}", markup=False, highlight=False)
+
+                result = run_bench(cfg, progress, on_slow=slow)
         written = plot_bench(result, plot) if plot is not None else None
         if json:
             print_json(result.to_dict())

@@ -225,8 +225,11 @@ def _generate(torch: Any, model: Any, n: int, use_cache: bool) -> list[int]:
     return out
 
 
-def run_bench(cfg: BenchConfig, progress: ProgressFn | None = None) -> BenchResult:
-    """Measure generation with and without the KV cache for each N in ``cfg.n_values``."""
+def run_bench(cfg: BenchConfig, progress: ProgressFn | None = None,
+              on_slow: Callable[[str], None] | None = None) -> BenchResult:
+    """Measure generation with and without the KV cache for each N in ``cfg.n_values``.
+    ``on_slow(sentence)`` is called once the run is known to fit but before it starts, when it is
+    slow by nature (``slow_warning``)."""
     cfg.validate()
     try:
         import torch
@@ -246,6 +249,9 @@ def run_bench(cfg: BenchConfig, progress: ProgressFn | None = None) -> BenchResu
             f"bench needs up to {format_bytes(needed)} on {cfg.device} but only {format_bytes(free)} is free; "
             "lower --n, --d-model or --layers"
         )
+    slow = slow_warning(cfg)
+    if slow is not None and on_slow is not None:
+        on_slow(slow)
     model = None
     old_threads = torch.get_num_threads()
     try:
