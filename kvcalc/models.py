@@ -27,6 +27,11 @@ def _invalid(obj: object, message: str) -> InvalidConfigError:
     return InvalidConfigError(type(obj).__name__, message)
 
 
+def _kind(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
 def _positive(obj: object, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
@@ -46,6 +51,8 @@ class LayerGroup:
 
     def __post_init__(self) -> None:
         _positive(self, "repeat")
+        if not isinstance(self.pattern, list | tuple) or not all(isinstance(s, Spec) for s in self.pattern):
+            raise _invalid(self, f"pattern must be a list of layer specs, got {_kind(self.pattern)}")
         if not self.pattern:
             raise _invalid(self, "pattern must list at least one layer spec")
 
@@ -108,6 +115,7 @@ class ModelConfig:
     by it (SGLang's hybrid sliding-window pool), never the KV formula."""
 
     def __post_init__(self) -> None:
+        self._check_structure()
         if not self.name:
             raise _invalid(self, "name must not be empty")
         if self.dtype not in ("fp32", "fp16", "bf16"):
@@ -141,6 +149,28 @@ class ModelConfig:
                         f"layer {i}: window {window} exceeds max_position_embeddings "
                         f"({self.max_position_embeddings})"
                     )
+
+    def _check_structure(self) -> None:
+        """The types a model built in Python must have (files are checked strictly by the loader
+        first): a wrong one is an ``InvalidConfigError`` here, not an AttributeError later."""
+        checks: tuple[tuple[str, Any, bool], ...] = (
+            ("name", self.name, isinstance(self.name, str)),
+            ("dtype", self.dtype, isinstance(self.dtype, str)),
+            ("layers", self.layers, self.layers is None or (
+                isinstance(self.layers, list | tuple) and all(isinstance(g, LayerGroup) for g in self.layers))),
+            ("layout", self.layout, self.layout is None or isinstance(self.layout, str)),
+            ("legend", self.legend, self.legend is None or (isinstance(self.legend, dict) and all(
+                isinstance(k, str) and isinstance(v, Spec) for k, v in self.legend.items()))),
+            ("aliases", self.aliases, isinstance(self.aliases, list | tuple)
+             and all(isinstance(a, str) for a in self.aliases)),
+            ("source", self.source, isinstance(self.source, Source)),
+            ("moe", self.moe, self.moe is None or isinstance(self.moe, MoE)),
+            ("tie_word_embeddings", self.tie_word_embeddings, isinstance(self.tie_word_embeddings, bool)),
+            ("architecture", self.architecture, self.architecture is None or isinstance(self.architecture, str)),
+        )
+        for name, value, ok in checks:
+            if not ok:
+                raise _invalid(self, f"{name} has the wrong type: {_kind(value)}")
 
     def _first_layer_of_each_spec(self) -> list[tuple[int, Spec]]:
         """(index of its first layer, spec) for each distinct spec object, in layer order."""

@@ -48,8 +48,9 @@ def _prepare_streams() -> None:
     encode non-ASCII text (``PYTHONIOENCODING=ascii``, a latin-1 locale) writes escapes
     (``\u2501``) for what it cannot encode instead of raising UnicodeEncodeError mid-table
     (rich's tables and boxtable switch to ASCII boxes themselves)."""
-    from kvcalc.cli.term import stream_is_unicode
+    from kvcalc.cli.term import sanitize_size_env, stream_is_unicode
 
+    sanitize_size_env()
     if sys.stdout is None:
         sys.stdout = _ClosedStream("output")
     if sys.stderr is None:

@@ -52,6 +52,21 @@ def columns_from_env(default: int) -> int:
     return max(value, MIN_WIDTH)
 
 
+def sanitize_size_env() -> None:
+    """Drop a junk ``COLUMNS`` or ``LINES`` from the environment, once, at the CLI's entry: rich
+    and click read them too (rich calls ``int()`` on any all-digit value, which raises on 5,000
+    digits, and takes ``0`` as a width that prints nothing), so the one reader's rule applies to
+    every library: a value that is not a sane size is as if unset."""
+    for name in ("COLUMNS", "LINES"):
+        raw = os.environ.get(name)
+        if raw is None:
+            continue
+        text = raw.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_WIDTH))
+                and 1 <= int(text) <= MAX_WIDTH):
+            del os.environ[name]
+
+
 def _isatty(stream: TextIO | None) -> bool:
     try:
         return stream is not None and stream.isatty()
