@@ -76,7 +76,8 @@ def register(app: typer.Typer) -> None:
                 if value != default:
                     raise InvalidRequestError(flag, value, "left out with --source transformers")
         try:
-            with _progress_bar(json) as progress:
+            label = "transformers is running the model" if src == "transformers" else "allocating and writing"
+            with _progress_bar(json, label) as progress:
                 if src == "transformers":
                     from kvcalc.measure.transformers_source import verify_transformers
 
@@ -118,8 +119,9 @@ def register(app: typer.Typer) -> None:
 class _progress_bar:  # noqa: N801 - used as a context manager
     """A rich progress bar on stderr (hidden when stderr is not a terminal or with --json)."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, label: str = "allocating and writing") -> None:
         self.quiet = quiet
+        self.label = label
         self.bar: Any = None
         self.task: Any = None
 
@@ -131,7 +133,7 @@ class _progress_bar:  # noqa: N801 - used as a context manager
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-        self.bar = Progress(TextColumn("allocating and writing"), BarColumn(), DownloadColumn(binary_units=True),
+        self.bar = Progress(TextColumn(self.label), BarColumn(), DownloadColumn(binary_units=True),
                             console=Console(stderr=True), transient=True)
         self.bar.start()
         self.task = self.bar.add_task("verify", total=None)

@@ -56,7 +56,8 @@ def sanitize_size_env() -> None:
     """Drop a junk ``COLUMNS`` or ``LINES`` from the environment, once, at the CLI's entry: rich
     and click read them too (rich calls ``int()`` on any all-digit value, which raises on 5,000
     digits, and takes ``0`` as a width that prints nothing), so the one reader's rule applies to
-    every library: a value that is not a sane size is as if unset."""
+    every library: a value that is not a sane size is as if unset, a width below ``MIN_WIDTH`` is
+    raised to it."""
     for name in ("COLUMNS", "LINES"):
         raw = os.environ.get(name)
         if raw is None:
@@ -65,6 +66,8 @@ def sanitize_size_env() -> None:
         if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_WIDTH))
                 and 1 <= int(text) <= MAX_WIDTH):
             del os.environ[name]
+        elif name == "COLUMNS" and int(text) < MIN_WIDTH:
+            os.environ[name] = str(MIN_WIDTH)  # typer's help at 1 column is a column of blanks
 
 
 def _isatty(stream: TextIO | None) -> bool:
