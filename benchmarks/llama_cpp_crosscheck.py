@@ -118,6 +118,10 @@ def llama_cpp_log(path: Path, n_ctx: int, cache_type: str) -> str:
         return tmp.read().decode("utf-8", "replace") + py_err.getvalue()
 
 
+ARCHITECTURES = {("llama", False): "LlamaForCausalLM", ("llama", True): "MistralForCausalLM",
+                 ("gemma2", False): "Gemma2ForCausalLM", ("gemma2", True): "Gemma2ForCausalLM"}
+"""The HF architecture each tiny GGUF stands for (kvcalc decides llama.cpp's window rule by it)."""
+
 KV_LINE = re.compile(r"llama_kv_cache:\s+size =\s+([\d.]+) MiB \(\s*(\d+) cells,\s+(\d+) layers.*?K \((\w+)\):\s+"
                      r"([\d.]+) MiB, V \((\w+)\):\s+([\d.]+) MiB")
 
@@ -130,11 +134,16 @@ def kvcalc_lines(g: Geometry, n_ctx: int, cache_type: str) -> list[tuple[str, st
 
     full = FullAttention(num_kv_heads=g.kv_heads, head_dim=g.head_dim)
     pattern: list[Spec] = [full]
-    if g.swa:
+    if g.swa and g.arch == "gemma2":
         # gemma2 in llama.cpp: every other layer slides (hparams.set_swa_pattern(2)).
         pattern = [SlidingWindowAttention(num_kv_heads=g.kv_heads, head_dim=g.head_dim, window=g.swa), full]
+    elif g.swa:
+        # Mistral-7B-v0.1 style: every layer declares a window (HF sliding_window), and the GGUF
+        # carries llama.attention.sliding_window; llama.cpp's llama architecture never reads it.
+        pattern = [SlidingWindowAttention(num_kv_heads=g.kv_heads, head_dim=g.head_dim, window=g.swa)]
     model = ModelConfig(name="tiny", dtype="fp16", max_position_embeddings=g.ctx_train, num_attention_heads=g.heads,
-                        hidden_size=g.embd, layers=[LayerGroup(repeat=g.layers // len(pattern), pattern=pattern)])
+                        hidden_size=g.embd, layers=[LayerGroup(repeat=g.layers // len(pattern), pattern=pattern)],
+                        architecture=ARCHITECTURES[(g.arch, g.swa is not None)])
     est = estimate(model, n_ctx, 1, cache_type if cache_type != "f16" else "fp16", engine="llama.cpp")
     # K and V have the same geometry here, so each is half of a group's bytes.
     return [(str(grp.tokens_held), f"{grp.total_bytes / 2 / 2**20:.2f}", f"{grp.total_bytes / 2 / 2**20:.2f}")
@@ -152,6 +161,9 @@ CASES = [
     (Geometry("llama", layers=2, kv_heads=8, head_dim=64, embd=512, heads=8), 10_000, "iq4_nl"),
     (Geometry("llama", layers=2, kv_heads=8, head_dim=64, embd=512, heads=8), 6000, "q5_1"),
     (Geometry("gemma2", layers=6, swa=4096), 4000, "f16"),
+    # Mistral-style: a llama GGUF with sliding_window 1024 / 4096: llama.cpp keeps every cell.
+    (Geometry("llama", swa=1024), 8192, "f16"),
+    (Geometry("llama", swa=4096), 32768, "q8_0"),
 ]
 
 
@@ -169,7 +181,8 @@ def main() -> int:
             # order (sliding first for gemma2), so compare as sets of (cells, K, V).
             match = sorted(real) == sorted(ours)
             ok &= match
-            print(f"{arch:7} n_ctx {n_ctx:5} {ct:5}: llama.cpp {real}  kvcalc {ours}  {'MATCH' if match else 'DIFF'}")
+            swa = f" swa {g.swa}" if g.swa else ""
+            print(f"{arch:7}{swa:9} n_ctx {n_ctx:5} {ct:5}: llama.cpp {real}  kvcalc {ours}  {'MATCH' if match else 'DIFF'}")
             if not real:
                 print(log[-3000:])
     return 0 if ok else 1

@@ -19,12 +19,37 @@ class ModelRow:
     layer_summary: str
     kv_dtype: str
     bytes_per_token: int
+    """Each new token while every window is still filling: every caching layer grows by its row."""
     bytes_per_1k_tokens: int
-    """Engine-neutral KV bytes for one sequence of 1,024 tokens (windows applied)."""
+    """Engine-neutral KV bytes for one sequence of 1,024 tokens (windows and fixed state applied)."""
     max_position_embeddings: int
+    family: str = ""
+    """The name's family (``llama-3.1-8b`` -> ``llama``), for ``kvcalc models --family``."""
+    bytes_per_token_long: int = 0
+    """Each new token once every window is full: only full-attention and latent (MLA) layers grow
+    (0 for an all-sliding model such as mistral-7b-v0.1 past 4,096 tokens)."""
+    state_bytes_per_sequence: int = 0
+    """Per-sequence bytes that do not grow with tokens (Mamba / linear-attention state)."""
+    engine_kv_dtypes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """For ``auto``: the cache dtype each serving engine picks when it differs from the config's
+    (a float32 config is served in 16 bits: gemma-2 in bf16)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def family_of(name: str) -> str:
+    """The leading words of a model name before its first word with a digit; if the very first
+    word has one, its letters: ``gpt-oss-20b`` -> ``gpt-oss``, ``qwen2.5-7b`` -> ``qwen``,
+    ``deepseek-v3`` -> ``deepseek``, ``gpt2`` -> ``gpt``."""
+    words: list[str] = []
+    for word in name.lower().split("-"):
+        if any(ch.isdigit() for ch in word):
+            if not words:
+                words.append(word[: next(i for i, ch in enumerate(word) if ch.isdigit())] or word)
+            break
+        words.append(word)
+    return "-".join(words) or name.lower()
 
 
 def layer_summary(model: ModelConfig) -> str:
@@ -32,17 +57,46 @@ def layer_summary(model: ModelConfig) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in counts.items())
 
 
-def model_rows(kv_dtype: str = "auto") -> list[ModelRow]:
+_LONG = 1 << 40
+"""A context past any window: a layer still growing here grows without bound."""
+
+
+def model_rows(kv_dtype: str = "auto", family: str | None = None) -> list[ModelRow]:
+    """One row per built-in model, sorted by family then name order; ``family`` keeps one family
+    (an unknown one is an error with a "did you mean")."""
+    from kvcalc.dtypes import canonical_dtype_name
+    from kvcalc.engines import get_policy
+    from kvcalc.errors import UnknownNameError
     from kvcalc.estimate import estimate
 
+    names = builtin_names()
+    families = {n: family_of(n) for n in names}
+    if family is not None:
+        wanted = family.strip().lower()
+        if wanted not in families.values():
+            raise UnknownNameError("family", family, families.values())
+        names = [n for n in names if families[n] == wanted]
+    order = list(dict.fromkeys(families[n] for n in names))
     rows = []
-    for name in builtin_names():
+    for name in sorted(names, key=lambda n: order.index(families[n])):
         model = get_builtin(name)
         est = estimate(model, 1024, 1, kv_dtype)
+        dtype = resolve_dtype(est.kv_dtype, model.dtype)
+        engines: dict[str, str] = {}
+        if canonical_dtype_name(kv_dtype) == "auto":
+            for engine in ("vllm", "sglang"):
+                served = get_policy(engine).auto_dtype(model)[0]
+                if served != est.kv_dtype:
+                    engines[engine] = served
         rows.append(ModelRow(
             name=name, num_layers=model.num_layers, layer_summary=layer_summary(model),
             kv_dtype=est.kv_dtype, bytes_per_token=est.bytes_per_token,
             bytes_per_1k_tokens=est.total_bytes, max_position_embeddings=model.max_position_embeddings,
+            family=families[name],
+            bytes_per_token_long=sum(s.bytes_per_token(dtype) for s in model.layer_specs
+                                     if s.grows and s.tokens_held(_LONG + 1) > s.tokens_held(_LONG)),
+            state_bytes_per_sequence=sum(s.fixed_bytes(dtype) for s in model.layer_specs),
+            engine_kv_dtypes=engines,
         ))
     return rows
 

@@ -12,12 +12,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from kvcalc.dtypes import KVDtype, canonical_dtype_name, resolve_dtype
-from kvcalc.engines import DEFAULT_ENGINE, get_policy
-from kvcalc.engines.base import StoragePolicy, Workload
+from kvcalc.dtypes import KVDtype, resolve_dtype
+from kvcalc.engines import DEFAULT_ENGINE, get_engine
+from kvcalc.engines.base import Engine, StoragePolicy, Workload
 from kvcalc.errors import InvalidRequestError
+from kvcalc.layout import RankLayout, pp_partition
 from kvcalc.models import ModelConfig
 from kvcalc.specs import FixedState, FullAttention, SlidingWindowAttention, Spec
+
+__all__ = ["Estimate", "GroupEstimate", "StoragePolicy", "apply_overrides", "apply_window", "bytes_per_token",
+           "check_int", "estimate", "pp_partition", "preallocation_waste"]
 
 MAX_TOKENS = 10**12
 """Physically absurd beyond this (a trillion tokens of context); rejected with this limit."""
@@ -193,50 +197,6 @@ def apply_window(model: ModelConfig, window: int | None, sink_tokens: int = 0) -
     return model.with_layer_specs(new), text
 
 
-def pp_partition(num_layers: int, pp: int) -> list[int]:
-    """Layers per pipeline stage as vLLM splits them (``vllm.distributed.utils.get_pp_indices``):
-    ``num_layers // pp`` each, and the remainder given one by one to the stages before the
-    last, starting from the second-to-last (the last stage also runs the LM head)."""
-    base, rest = divmod(num_layers, pp)
-    parts = [base] * pp
-    for i in range(2, rest + 2):
-        parts[-i] += 1
-    return parts
-
-
-def stage_bytes(
-    blocks: tuple[tuple[tuple[Spec, ...], int], ...], bytes_by_id: dict[int, int], stage_sizes: list[int]
-) -> list[int]:
-    """Bytes each pipeline stage holds, given each spec object's bytes and the stages' layer
-    counts, walking the model's ``(pattern, repeat)`` blocks: a stage's share of a block is whole
-    repetitions of the pattern plus a part of one, summed from the pattern's prefix sums, so the
-    cost is per block and stage, never per layer."""
-    per_stage = [0] * len(stage_sizes)
-    stage = 0
-    stage_end = stage_sizes[0]
-    pos = 0  # layers before the current block
-    for pattern, repeat in blocks:
-        prefix = [0]
-        for spec in pattern:
-            prefix.append(prefix[-1] + bytes_by_id[id(spec)])
-        p = len(pattern)
-
-        def upto(x: int, prefix: list[int] = prefix, p: int = p) -> int:  # bytes of the block's first x layers
-            return (x // p) * prefix[p] + prefix[x % p]
-
-        length = p * repeat
-        lo = 0
-        while lo < length:
-            hi = min(length, stage_end - pos)
-            per_stage[stage] += upto(hi) - upto(lo)
-            lo = hi
-            if pos + lo == stage_end and stage + 1 < len(stage_sizes):
-                stage += 1
-                stage_end += stage_sizes[stage]
-        pos += length
-    return per_stage
-
-
 def _check_request(
     seq_len: int, batch: int, tp: int, pp: int, block_size: int | None, max_num_batched_tokens: int
 ) -> None:
@@ -249,11 +209,9 @@ def _check_request(
     check_int("max_num_batched_tokens", max_num_batched_tokens, maximum=MAX_TOKENS)
 
 
-def _resolve_policy(engine: object) -> StoragePolicy:
-    if isinstance(engine, StoragePolicy):
-        return engine
-    if isinstance(engine, str):
-        return get_policy(engine)
+def _resolve_policy(engine: object) -> Engine:
+    if isinstance(engine, Engine | str):
+        return get_engine(engine)
     raise InvalidRequestError("engine", engine, "an engine name such as neutral, hf, vllm, llama.cpp")
 
 
@@ -263,13 +221,14 @@ def estimate(
     batch: int = 1,
     kv_dtype: str = "auto",
     *,
-    engine: str | StoragePolicy = DEFAULT_ENGINE,
+    engine: str | Engine = DEFAULT_ENGINE,
     tp: int = 1,
     pp: int = 1,
     block_size: int | None = None,
     max_num_batched_tokens: int = 8192,
     kv_group_size: int | None = None,
     residual_length: int | None = None,
+    layout: RankLayout | None = None,
 ) -> Estimate:
     """Bytes of KV cache ``model`` holds for ``batch`` sequences of ``seq_len`` tokens.
 
@@ -284,11 +243,8 @@ def estimate(
     if residual_length is not None:
         check_int("residual_length", residual_length, maximum=MAX_TOKENS)
     policy = _resolve_policy(engine)
-    auto = isinstance(kv_dtype, str) and canonical_dtype_name(kv_dtype) == "auto"
-    auto_name, auto_source = policy.auto_dtype(model) if auto else (kv_dtype, "--kv-dtype")
-    dtype = resolve_dtype(
-        auto_name, model.dtype, group_size=kv_group_size, residual_length=residual_length
-    )
+    dtype, dtype_source = policy.resolve_kv_dtype(kv_dtype, model, group_size=kv_group_size,
+                                                  residual_length=residual_length)
     if (kv_group_size is not None or residual_length is not None) and not dtype.residual_dtype:
         raise InvalidRequestError(
             "--kv-group-size" if kv_group_size is not None else "--residual-length",
@@ -297,54 +253,26 @@ def estimate(
         )
     values_dtype = dtype.values_only()
     residual_dtype = resolve_dtype(dtype.residual_dtype, model.dtype) if dtype.residual_dtype else None
-    dtype_source = auto_source
-    work = Workload(
-        seq_len=seq_len, batch=batch, block_size=block_size,
-        max_num_batched_tokens=max_num_batched_tokens,
-    )
-    num_layers = model.num_layers
-    if pp > num_layers:
-        raise InvalidRequestError("pp", pp, f"at most the number of layers ({num_layers})")
-
-    # Work per distinct spec, not per layer: a model repeats a few spec objects many times
-    # (10**6 layers must stay fast), so count layers per spec object from the model's blocks,
-    # shard each distinct object once, then merge the ones that are equal after sharding.
-    spec_counts = model.spec_counts()
-    rank_by_id: dict[int, Spec] = {id(s): s.shard(tp) for s, _n in spec_counts}
-    groups: dict[Spec, int] = {}
-    for s, n in spec_counts:
-        rank = rank_by_id[id(s)]
-        groups[rank] = groups.get(rank, 0) + n
-
+    # One rank layout (stages, sharded specs), computed per distinct layer group, not per layer.
+    if layout is None or (layout.model, layout.tp, layout.pp) != (model, tp, pp):
+        layout = RankLayout(model, tp, pp)
     # Mamba / linear-attention states: kvcalc's definition sizes them in the KV dtype; an engine
-    # keeps them in its own dtype (StoragePolicy.state_dtype).
+    # keeps them in its own dtype (Engine.state_dtype).
     state_d = policy.state_dtype(dtype, model)
+    work = policy.prepare(layout, dtype, state_d, Workload(
+        seq_len=seq_len, batch=batch, block_size=block_size, max_num_batched_tokens=max_num_batched_tokens))
+    groups = layout.counts
 
     def layer_bytes(rank_spec: Spec, d: KVDtype = dtype) -> int:
-        held = policy.tokens_held(rank_spec, work)
-        token_bytes = held * policy.bytes_per_token(rank_spec, d)
-        if residual_dtype is not None:
-            # transformers QuantizedLayer: up to residual_length - 1 newest tokens unquantized.
-            residual = min(held, d.residual_tokens)
-            token_bytes = (
-                (held - residual) * policy.bytes_per_token(rank_spec, d)
-                + residual * policy.bytes_per_token(rank_spec, residual_dtype)
-            )
-        return (
-            token_bytes * batch
-            + policy.fixed_bytes(rank_spec, _fixed_dtype(rank_spec, d, state_d)) * batch
-            + policy.fixed_layer_bytes(rank_spec, d)
-        )
+        return policy.layer_bytes(rank_spec, d, work, state_d, residual_dtype)
 
     bytes_of = {rank_spec: layer_bytes(rank_spec) for rank_spec in groups}
     rank_total = sum(bytes_of[r] * n for r, n in groups.items())
     breakdown = [_group_estimate(r, n, policy, work, dtype, bytes_of[r], tp, state_d) for r, n in groups.items()]
     # TP ranks each hold every layer's (sharded or replicated) cache; PP stages hold a share
-    # of the layers. The largest rank is the first stage with the most layers.
-    bytes_by_id = {sid: bytes_of[rank] for sid, rank in rank_by_id.items()}
-    per_stage = stage_bytes(model.layer_blocks, bytes_by_id, pp_partition(num_layers, pp))
+    # of the layers. The largest rank is the stage with the most bytes.
+    per_gpu = max(sum(bytes_of[r] * n for r, n in st.counts) for st in layout.stages)
     total = rank_total * tp
-    per_gpu = max(per_stage)
     scale_bytes = 0
     if dtype.has_scales:
         scale_bytes = total - sum(layer_bytes(r, values_dtype) * n for r, n in groups.items()) * tp
@@ -386,18 +314,13 @@ def estimate(
         total_bytes=total,
         per_gpu_bytes=per_gpu,
         bytes_per_token=bytes_per_token,
-        num_layers=num_layers,
+        num_layers=layout.num_layers,
         layers=breakdown,
         tp=tp,
         pp=pp,
         formula=lines,
         warnings=warnings,
     )
-
-
-def _fixed_dtype(spec: Spec, kv_dtype: KVDtype, state_dtype: KVDtype) -> KVDtype:
-    """The dtype a layer's per-sequence (non-growing) bytes are sized in: a state layer's own."""
-    return state_dtype if isinstance(spec, FixedState) else kv_dtype
 
 
 def _group_estimate(
@@ -410,10 +333,11 @@ def _group_estimate(
         layers=n,
         tokens_held=policy.tokens_held(rank_spec, work),
         bytes_per_token=policy.bytes_per_token(rank_spec, dtype),
-        fixed_bytes_per_sequence=policy.fixed_bytes(rank_spec, _fixed_dtype(rank_spec, dtype, state_d)),
+        fixed_bytes_per_sequence=policy.fixed_bytes(rank_spec, policy.fixed_dtype(rank_spec, dtype, state_d), work),
         fixed_layer_bytes=policy.fixed_layer_bytes(rank_spec, dtype),
         total_bytes=per_layer * n * tp,
-        formula=_group_formula(rank_spec, n, policy, work, _fixed_dtype(rank_spec, dtype, state_d), per_layer, tp),
+        formula=_group_formula(rank_spec, n, policy, work, policy.fixed_dtype(rank_spec, dtype, state_d),
+                               per_layer, tp),
     )
 
 

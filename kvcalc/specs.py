@@ -43,45 +43,63 @@ def _require_positive(obj: object, *names: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Spec:
-    """Base of every layer spec. Subclasses override what applies to them."""
+    """Base of every layer spec: the contract each kind states for itself.
+
+    A kind says, in one place, what one token costs (``bytes_per_token``), what a sequence holds
+    whatever its length (``fixed_bytes``), what a layer holds whatever the batch
+    (``fixed_layer_bytes``), how many tokens it keeps (``tokens_held``), whether it grows, how it
+    shards over TP ranks, and how to describe it. The base class has no defaults for these: a
+    kind that forgets one raises ``NotImplementedError`` (and fails ``tests/test_engine_layer.py``),
+    never costs a silent 0 bytes. ``page_bytes`` is derived from them.
+    """
 
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     kind: str
 
+    def _missing(self, what: str) -> NotImplementedError:
+        return NotImplementedError(f"layer kind {type(self).__name__} ({self.kind!r}) does not define {what}")
+
     def bytes_per_token(self, dtype: KVDtype) -> int:
         """Bytes one cached token costs in this layer (K and V, scales included)."""
-        return 0
+        raise self._missing("bytes_per_token")
 
     def fixed_bytes(self, dtype: KVDtype) -> int:
         """Bytes per sequence that do not grow with tokens (recurrent state)."""
-        return 0
+        raise self._missing("fixed_bytes")
 
     def fixed_layer_bytes(self, dtype: KVDtype) -> int:
         """Bytes per layer, independent of batch and tokens (per-tensor quantization scales)."""
-        return 0
+        raise self._missing("fixed_layer_bytes")
 
     def tokens_held(self, seq_len: int) -> int:
         """Engine-neutral: tokens this layer holds for a sequence of ``seq_len`` tokens."""
-        return 0
+        raise self._missing("tokens_held")
 
     @property
     def grows(self) -> bool:
         """Whether this layer's cache grows with the sequence."""
-        return False
+        raise self._missing("grows")
 
     def shard(self, tp: int) -> Spec:
         """The spec one tensor-parallel rank holds (vLLM ``ModelConfig.get_num_kv_heads``)."""
-        return self
+        raise self._missing("shard")
+
+    def page_bytes(self, dtype: KVDtype, block_tokens: int) -> int:
+        """Bytes of one page of ``block_tokens`` tokens (a state layer: its state), as vLLM's
+        ``page_size_bytes`` (before an engine pads pages to one size)."""
+        if self.grows:
+            return block_tokens * self.bytes_per_token(dtype)
+        return self.fixed_bytes(dtype)
 
     def replace(self, **changes: Any) -> Spec:
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> str:
-        return self.kind
+        raise self._missing("describe")
 
     def formula_terms(self, dtype: KVDtype) -> str:
         """Per-token arithmetic with numbers substituted, for ``--explain``."""
-        return "0"
+        raise self._missing("formula_terms")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -125,6 +143,9 @@ class FullAttention(Spec):
             + dtype.row_bytes(heads * self.v_dim)
             + 2 * heads * dtype.scale_bytes_per_token_head
         )
+
+    def fixed_bytes(self, dtype: KVDtype) -> int:
+        return 0  # nothing per sequence beyond its tokens
 
     def fixed_layer_bytes(self, dtype: KVDtype) -> int:
         return dtype.scale_bytes_per_layer
@@ -224,11 +245,17 @@ class LatentAttention(Spec):
     def bytes_per_token(self, dtype: KVDtype) -> int:
         return dtype.row_bytes(self.latent_dim) + dtype.scale_bytes_per_token_head
 
+    def fixed_bytes(self, dtype: KVDtype) -> int:
+        return 0
+
     def fixed_layer_bytes(self, dtype: KVDtype) -> int:
         return dtype.scale_bytes_per_layer
 
     def tokens_held(self, seq_len: int) -> int:
         return seq_len
+
+    def shard(self, tp: int) -> LatentAttention:
+        return self  # one latent "head", replicated on every TP rank (vLLM MLAAttentionSpec)
 
     def describe(self) -> str:
         return f"mla, latent {self.kv_lora_rank} + rope {self.qk_rope_head_dim}"
@@ -272,8 +299,24 @@ class FixedState(Spec):
     def total_elements(self) -> int:
         return sum(self.state_elements.values())
 
+    @property
+    def grows(self) -> bool:
+        return False
+
+    def bytes_per_token(self, dtype: KVDtype) -> int:
+        return 0  # a state does not grow with tokens
+
+    def tokens_held(self, seq_len: int) -> int:
+        return 0
+
     def fixed_bytes(self, dtype: KVDtype) -> int:
         return sum(dtype.row_bytes(n) for n in self.state_elements.values())
+
+    def fixed_layer_bytes(self, dtype: KVDtype) -> int:
+        return 0
+
+    def formula_terms(self, dtype: KVDtype) -> str:
+        return "0 per token (a fixed state per sequence)"
 
     def shard(self, tp: int) -> FixedState:
         # vLLM shards Mamba/GDN heads across TP ranks; round up so no rank is understated.
@@ -292,6 +335,28 @@ class NoCache(Spec):
 
     kind: Literal["none"] = "none"
     reason: str = ""
+
+    @property
+    def grows(self) -> bool:
+        return False
+
+    def bytes_per_token(self, dtype: KVDtype) -> int:
+        return 0  # caches nothing, by definition
+
+    def fixed_bytes(self, dtype: KVDtype) -> int:
+        return 0
+
+    def fixed_layer_bytes(self, dtype: KVDtype) -> int:
+        return 0
+
+    def tokens_held(self, seq_len: int) -> int:
+        return 0
+
+    def shard(self, tp: int) -> NoCache:
+        return self
+
+    def formula_terms(self, dtype: KVDtype) -> str:
+        return "0"
 
     def describe(self) -> str:
         return f"none ({self.reason})" if self.reason else "none"

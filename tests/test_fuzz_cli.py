@@ -276,7 +276,7 @@ OUT_PATHS = ["out.file", "no_such_dir/out.file", "inputs", "inputs/a_directory",
 def _hint(name: str) -> str:
     n = name.lower()
     for hint, words in (
-        ("outpath", ("output", "plot", "save", "write")),
+        ("outpath", ("output", "plot", "save", "write", "report")),
         ("path", ("config", "file", "path", "log", "weights", "dir")),
         ("float", ("utilization", "fraction", "ratio")),
         ("size", ("memory", "budget", "size", "bytes")),

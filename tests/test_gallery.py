@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -18,21 +19,35 @@ def documented_commands() -> list[list[str]]:
     return [shlex.split(line)[1:] for line in lines if line.startswith("$KVCALC ")]
 
 
+def screenshot_commands() -> list[list[str]]:
+    """``$PY docs/gallery/screenshot.py REPORT.html OUT.png`` lines."""
+    lines = (GALLERY / "regenerate.sh").read_text().splitlines()
+    return [shlex.split(line)[1:] for line in lines if line.startswith("$PY docs/gallery/screenshot.py ")]
+
+
 def plot_target(args: list[str]) -> str:
-    return args[args.index("--plot") + 1]
+    flag = "--plot" if "--plot" in args else "--report"
+    return args[args.index(flag) + 1]
 
 
 def test_every_documented_command_has_its_image() -> None:
     cmds = documented_commands()
-    assert len(cmds) >= 4
+    assert len(cmds) >= 5
     for args in cmds:
         target = ROOT / plot_target(args)
         assert target.parent == GALLERY, args
         assert target.exists() and target.stat().st_size > 10_000, target
-        assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if target.suffix == ".png":
+            assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        else:
+            assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    shots = screenshot_commands()
+    assert [Path(src).name for _, src, _ in shots] == ["plan_report.html"]
+    for _, src, png in shots:
+        assert (ROOT / src).exists() and (ROOT / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # and every image in the gallery comes from a documented command
-    documented = {Path(plot_target(a)).name for a in cmds}
-    assert {p.name for p in GALLERY.glob("*.png")} <= documented
+    documented = {Path(plot_target(a)).name for a in cmds} | {Path(png).name for _, _, png in shots}
+    assert {p.name for p in GALLERY.glob("*.png")} | {p.name for p in GALLERY.glob("*.html")} <= documented
 
 
 @pytest.mark.parametrize("args", [a for a in documented_commands() if a[0] == "sweep"], ids=lambda a: plot_target(a))
@@ -44,10 +59,34 @@ def test_sweep_commands_run_and_draw_their_series(args: list[str], cli: Any, tmp
     i = args.index("--plot")
     res = cli(*args[:i], "--plot", str(out), *args[i + 2:])
     assert res.exit_code == 0, res.stderr
-    series = re.findall(r'id="series: ([^"]*)"', out.read_text())
+    svg = out.read_text()
+    series = re.findall(r'id="series: ([^"]*)"', svg)
     models = list(args[1:args.index("--seq-len")])
     dtypes = args[args.index("--kv-dtype") + 1].replace("fp8", "fp8_e4m3").split(",")
     assert series == [f"{m} {d}" for m in models for d in dtypes]
+    # Every model whose maximum context is inside 1k..128k has it marked (llama-2-7b at 4,096,
+    # mistral-7b-v0.1 at 32,768 in the six-model chart).
+    marks = re.findall(r'id="vline: ([^"]*)"', svg)
+    from kvcalc.registry import get_builtin
+
+    inside = [m for m in models if get_builtin(m).max_position_embeddings < 131_072]
+    assert [mark.split(" ")[0] for mark in marks] == inside
+
+
+def test_gallery_report_is_current(cli: Any, tmp_path: Path) -> None:
+    # The committed report holds the figures the documented command gives today.
+    (args,) = [a for a in documented_commands() if "--report" in a]
+    out = tmp_path / "r.html"
+    i = args.index("--report")
+    res = cli(*args[:i], "--report", str(out), *args[i + 2:])
+    assert res.exit_code == 0, res.stderr
+
+    def data(path: Path) -> Any:
+        m = re.search(r'id="kvcalc-data">(.*?)</script>', path.read_text(encoding="utf-8"), flags=re.S)
+        assert m
+        return json.loads(m.group(1).replace("<\\/", "</"))
+
+    assert data(out) == data(ROOT / plot_target(args))
 
 
 # The README section "Why your number differs from another calculator": each command, and its figure by hand.

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import kvcalc
 from kvcalc.errors import DeviceError, InvalidConfigError, InvalidRequestError, KvcalcError
-from kvcalc.estimate import estimate, pp_partition, stage_bytes
+from kvcalc.estimate import estimate
 from kvcalc.loader import (
     MAX_EXPANDED_CHARS,
     load_model_file,
@@ -592,26 +592,6 @@ def test_a_million_layers_in_two_groups_are_never_expanded() -> None:
     groups = plan_groups(m, get_policy("neutral"), "auto", Workload(seq_len=8, batch=1), 1)
     assert sum(g.layers for g in groups) == 10**6
     assert "layer_specs" not in m.__dict__, "a command expanded 10**6 layers"
-
-
-@settings(max_examples=200, deadline=None, derandomize=True, database=None)
-@given(blocks=st.lists(st.tuples(st.lists(st.integers(0, 3), min_size=1, max_size=3), st.integers(1, 7)),
-                       min_size=1, max_size=4), pp=st.integers(1, 12), data=st.data())
-def test_stage_bytes_equals_the_per_layer_sum(blocks: list[tuple[list[int], int]], pp: int,
-                                              data: st.DataObject) -> None:
-    """``stage_bytes`` over (pattern, repeat) blocks equals summing every layer of every stage."""
-    specs = [FullAttention(num_kv_heads=k + 1, head_dim=2) for k in range(4)]
-    bytes_of = {id(s): data.draw(st.integers(0, 10**6)) for s in specs}
-    model_blocks = tuple((tuple(specs[i] for i in pattern), repeat) for pattern, repeat in blocks)
-    layers = [s for pattern, repeat in model_blocks for _ in range(repeat) for s in pattern]
-    if pp > len(layers):
-        return
-    sizes = pp_partition(len(layers), pp)
-    expected, start = [], 0
-    for size in sizes:
-        expected.append(sum(bytes_of[id(s)] for s in layers[start:start + size]))
-        start += size
-    assert stage_bytes(model_blocks, bytes_of, sizes) == expected
 
 
 def test_uniform_lengths_are_randint_draw_for_draw() -> None:

@@ -4,7 +4,8 @@ CI has no llama.cpp build (llama-cpp-python compiles llama.cpp from source), so 
 there; with ``pip install gguf llama-cpp-python`` it writes tiny random-weight GGUF models and
 compares the cells and K/V MiB llama.cpp logs with kvcalc's estimate for each case of
 ``benchmarks/llama_cpp_crosscheck.py`` (f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl; plain and
-gemma2-style sliding-window models; n_ctx padding to 256; SWA caches of PAD(n_swa + 512, 256)).
+gemma2-style sliding-window models; n_ctx padding to 256; SWA caches of PAD(n_swa + 512, 256);
+Mistral-style llama GGUFs with ``sliding_window``, which llama.cpp's llama architecture ignores).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import llama_cpp_crosscheck as crosscheck  # noqa: E402
 
 
-@pytest.mark.parametrize("case", crosscheck.CASES, ids=lambda c: f"{c[0].arch}-{c[1]}-{c[2]}")
+@pytest.mark.parametrize("case", crosscheck.CASES, ids=lambda c: f"{c[0].arch}{'-swa' if c[0].swa else ''}-{c[1]}-{c[2]}")
 def test_llama_cpp_logs_what_kvcalc_predicts(case: tuple[crosscheck.Geometry, int, str], tmp_path: Path) -> None:
     geometry, n_ctx, cache_type = case
     path = tmp_path / "tiny.gguf"

@@ -62,8 +62,9 @@ def test_sweep_table_marks_and_chart(cli: Any) -> None:
     # 2k x 0.5 MiB = 1.00 GiB fits; 8k = 4.00 GiB is over 3 GiB and marked '!'
     assert "1.00 GiB " in res.stdout and "4.00 GiB!" in res.stdout and "! = over --gpu-memory 3.00 GiB" in res.stdout
     # terminal chart: the 8k bar reaches full width (50), the capacity sits at 3 x 50 // 4 = column 37
-    chart_line = next(line for line in res.stdout.splitlines() if line.startswith("8,192  "))
-    assert chart_line[7:7 + 50].replace("╫", "█") == "█" * 50 and chart_line[7 + 37] == "╫"
+    # (rows labelled as --seq-len writes contexts: 2k, 8k)
+    chart_line = next(line for line in res.stdout.splitlines() if line.startswith("8k  "))
+    assert chart_line[4:4 + 50].replace("╫", "█") == "█" * 50 and chart_line[4 + 37] == "╫"
 
 
 def test_sweep_gpu_flag(cli: Any) -> None:
@@ -96,7 +97,7 @@ def test_sweep_plot_svg_series_and_labels(cli: Any, tmp_path: Path) -> None:
     assert re.findall(r'id="series: ([^"]*)"', svg) == [
         "llama-2-7b bf16", "llama-2-7b fp8_e4m3", "llama-3-8b bf16", "llama-3-8b fp8_e4m3"]
     assert re.findall(r'id="hline: ([^"]*)"', svg) == ["--gpu-memory 24.00 GiB"]
-    for label in ("context length (tokens)", "KV cache (GiB)", "KV cache vs context"):
+    for label in ("context length (tokens, log2)", "KV cache (GiB)", "KV cache vs context"):
         assert label in svg
 
 

@@ -106,20 +106,22 @@ app.add_typer(models_app, name="models")
 
 
 @models_app.callback(
-    epilog="Examples:\n\n  kvcalc models\n\n  kvcalc models --json\n\n  kvcalc models show llama-3-70b\n",
+    epilog="Examples:\n\n  kvcalc models\n\n  kvcalc models --family qwen --json\n\n  kvcalc models show llama-3-70b\n",
 )
 def models_list(
     ctx: typer.Context,
     kv_dtype: KvDtypeOpt = "auto",
     json: JsonOpt = False,
     units: UnitsOpt = UnitsChoice.iec,
+    family: Annotated[Optional[str], typer.Option(
+        "--family", help="Only this family, e.g. llama, qwen, gemma (the name before its version).")] = None,
 ) -> None:
-    """List built-in models with their bytes per token."""
+    """List built-in models with their bytes per token, grouped by family."""
     if ctx.invoked_subcommand is not None:
         return
     from kvcalc.cli.run_models import run_list
 
-    run_list(kv_dtype=kv_dtype, json=json, units=units.value)
+    run_list(kv_dtype=kv_dtype, json=json, units=units.value, family=family)
 
 
 @models_app.command(

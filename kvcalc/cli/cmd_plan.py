@@ -25,6 +25,7 @@ EPILOG = (
 def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
     @app.command("plan", epilog=EPILOG)
     def plan_cmd(
+        ctx: typer.Context,
         model: Annotated[Optional[str], typer.Argument(help="Built-in model name or alias.", show_default=False)]
         = None,
         config: Annotated[Optional[str], typer.Option("--config", "-c", help="kvcalc YAML or HF config.json.")]
@@ -79,29 +80,33 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
         plot: Annotated[Optional[str], typer.Option("--plot", help="Write concurrency vs context to FILE.png/.svg.")]
         = None,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+        report: Annotated[Optional[str], typer.Option(
+            "--report", help="Write a self-contained HTML report (answer, charts, assumptions) to FILE.html.")]
+        = None,
     ) -> None:
         """Plan a deployment: KV budget, blocks, concurrency, whether --users fit, and what to change."""
         from kvcalc.cli.output import print_json, stdout_console, warn
         from kvcalc.cli.run_estimate import resolve_model
+        from kvcalc.engines import get_engine, planner_engines
         from kvcalc.errors import InvalidRequestError
-        from kvcalc.planner.plan import PlanRequest, plan
+        from kvcalc.planner.plan import PlanRequest, plan, plan_engine
         from kvcalc.units import parse_size
 
-        fractions = {"vllm": gpu_memory_utilization, "sglang": mem_fraction_static,
-                     "trtllm": free_gpu_memory_fraction}
-        flags = {"vllm": "--gpu-memory-utilization", "sglang": "--mem-fraction-static",
-                 "trtllm": "--free-gpu-memory-fraction"}
-        eng = engine.strip().lower()
-        for name, value in fractions.items():
-            if value is not None and name != eng:
-                raise InvalidRequestError(flags[name], value, f"used with --engine {name} (this plan uses {engine})")
+        # Each fraction flag belongs to the engine that declares it (Engine.fraction_flag).
+        given = {"--gpu-memory-utilization": gpu_memory_utilization, "--mem-fraction-static": mem_fraction_static,
+                 "--free-gpu-memory-fraction": free_gpu_memory_fraction}
+        chosen = plan_engine(engine)
+        for flag, value in given.items():
+            if value is not None and flag != chosen.fraction_flag:
+                owner = next((e for e in planner_engines() if get_engine(e).fraction_flag == flag), "?")
+                raise InvalidRequestError(flag, value, f"used with --engine {owner} (this plan uses {chosen.name})")
         resolved = resolve_model(model, config)
         req = PlanRequest(
             model=resolved, engine=engine, max_model_len=context, kv_dtype=kv_dtype, weight_dtype=weight_dtype,
             gpu=gpu, gpu_memory_bytes=parse_size(gpu_memory, "--gpu-memory") if gpu_memory else None,
             kv_budget_bytes=_signed_size(kv_budget) if kv_budget else None, tp=tp, pp=pp,
             block_size=block_size, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
-            fraction=fractions.get(eng),
+            fraction=given.get(chosen.fraction_flag or ""),
             activation_bytes=parse_size(activation_memory, "--activation-memory") if activation_memory else None,
             non_torch_bytes=parse_size(non_torch_memory, "--non-torch-memory") if non_torch_memory else None,
             users=users, batch=batch, shared_prefix_tokens=shared_prefix_tokens, weights_path=weights,
@@ -116,6 +121,10 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per vLLM knob
 
             written = plot_plan(req, result, plot)
             typer.echo(f"wrote {written}", err=True)
+        if report:
+            from kvcalc.show.report import command_line, plan_report, write_report
+
+            typer.echo(f"wrote {write_report(report, plan_report(req, result, command_line(ctx)))}", err=True)
         if json:
             print_json(result.to_dict())
             return
@@ -221,8 +230,12 @@ def render_plan(p: Plan, console: Console) -> None:  # noqa: C901 - a linear rep
             + " tok/s per sequence)", markup=False)
     if p.log_lines:
         console.print(f"{p.engine} would log:", markup=False)
+        from kvcalc.show.loglines import unit_note
+
         for line in p.log_lines:
-            console.print(f"  {line}", markup=False)
+            console.print(f"  {line}", markup=False)  # verbatim: the engine's own words
+            if note := unit_note(p.engine, line):
+                console.print(f"  note: {note}", markup=False)
     if p.reason and not any(p.reason in line for line in p.log_lines):
         console.print(f"Why not: {p.reason}", markup=False)
     for hint in p.hints:

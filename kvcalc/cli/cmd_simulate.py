@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:\n\n"
         "  kvcalc simulate llama-2-7b --requests 1 --prompt-len 50 --output-len 50 --max-len 4096   # seed 002\n\n"
         "  kvcalc simulate llama-2-7b --requests 1000 --prompt-len lognormal:5.5,1 --output-len lognormal:5,1 "
-        "--max-len 2048 --kv-budget 40GiB --seed 1\n\n"
+        "--max-len 2048 --kv-budget 40GiB --seed 1 --explain\n\n"
         "  kvcalc simulate llama-3-8b --requests 64 --prompt-len uniform:100,2000 --output-len normal:500,150 "
         "--gpu h100 --json\n",
     )
@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
         kv_budget: Annotated[Optional[str], typer.Option(help="Budget for the KV cache, e.g. 40GiB.")] = None,
         seed: Annotated[int, typer.Option(help="Seed for random.Random (same seed, same lengths).")] = 0,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        explain: Annotated[bool, typer.Option(
+            "--explain", help="Also compare with the vLLM blog and paper's published waste figures.")] = False,
     ) -> None:
         """Memory reserved vs used, waste %, and how many requests fit at once, under four allocation schemes."""
         from kvcalc.cli.output import print_json, stdout_console
@@ -72,10 +74,10 @@ def register(app: typer.Typer) -> None:
         if json:
             print_json(result.to_dict())
         else:
-            render_simulation(result, stdout_console())
+            render_simulation(result, stdout_console(), explain=explain)
 
 
-def render_simulation(sim: Simulation, console: Console) -> None:
+def render_simulation(sim: Simulation, console: Console, *, explain: bool = False) -> None:
     from rich.table import Table
 
     from kvcalc.show.simulate import PUBLISHED
@@ -104,5 +106,7 @@ def render_simulation(sim: Simulation, console: Console) -> None:
         console.print(f"Budget: {sim.budget_label}; 'fit at once' takes requests in arrival order.", markup=False)
     for note in sim.notes:
         console.print(f"Note: {note}", markup=False)
-    for line in PUBLISHED:
-        console.print(line, markup=False, style="dim")
+    # The published comparison is the same paragraph every run: once asked for, not on every table.
+    if explain:
+        for line in PUBLISHED:
+            console.print(line, markup=False, style="dim")

@@ -15,8 +15,9 @@ SEQ_HELP = ("Context lengths: comma list with k = x1024 (1k,4k,128k), plain ints
             "or A..B:STEP.")
 
 
-def gpu_capacity(gpu: str | None, gpu_memory: str | None) -> tuple[int | None, str | None]:
-    """Per-GPU capacity from ``--gpu NAME[:COUNT]`` (its usable memory) or ``--gpu-memory SIZE``."""
+def gpu_capacity(gpu: str | None, gpu_memory: str | None, tp: int) -> tuple[int | None, str | None]:
+    """Per-GPU capacity from ``--gpu NAME[:COUNT]`` (its usable memory) or ``--gpu-memory SIZE``;
+    the label says "per GPU" only when the cells are per GPU (``tp`` > 1)."""
     from kvcalc.errors import InvalidRequestError
 
     if gpu is not None and gpu_memory is not None:
@@ -25,15 +26,28 @@ def gpu_capacity(gpu: str | None, gpu_memory: str | None) -> tuple[int | None, s
         from kvcalc.units import format_bytes, parse_size
 
         size = parse_size(gpu_memory, "--gpu-memory")
-        return size, f"--gpu-memory {format_bytes(size)}"
+        return size, f"--gpu-memory {format_bytes(size)}" + (" per GPU" if tp > 1 else "")
     if gpu is not None:
         from kvcalc.planner.gpus import parse_gpu_spec
         from kvcalc.units import format_bytes
 
         g, count = parse_gpu_spec(gpu)
-        label = f"{g.name} usable {format_bytes(g.usable_bytes)}" + (f" (x{count}, per GPU)" if count > 1 else "")
+        label = f"{g.name} usable {format_bytes(g.usable_bytes)}"
+        if tp > 1:
+            label += f" per GPU (TP {tp}" + (f" of {count} GPUs)" if count != tp else ")")
         return g.usable_bytes, label
     return None, None
+
+
+def default_tp(gpu: str | None, tp: int | None) -> int:
+    """``--tp``, else ``--gpu``'s count (as ``plan`` does): ``--gpu h200:8`` shards the cache over 8."""
+    if tp is not None:
+        return tp
+    if gpu:
+        from kvcalc.planner.gpus import parse_gpu_spec
+
+        return parse_gpu_spec(gpu)[1]
+    return 1
 
 
 def register(app: typer.Typer) -> None:
@@ -42,9 +56,11 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:\n\n"
         "  kvcalc sweep llama-2-7b llama-3-8b --seq-len 1k..128k --batch 1,8 --kv-dtype bf16,fp8 --gpu h100\n\n"
         "  kvcalc sweep llama-3-70b --seq-len 4k,32k,128k --batch 1,8,32 --csv\n\n"
-        "  kvcalc sweep llama-2-7b mistral-7b-v0.1 --seq-len 1k..32k --plot kv.png --gpu-memory 24GiB\n",
+        "  kvcalc sweep qwen3-32b mistral-7b-v0.1 --seq-len 1k..128k --gpu-memory 24GiB --plot kv.png "
+        "--report kv.html\n",
     )
     def sweep_cmd(
+        ctx: typer.Context,
         models: Annotated[list[str], typer.Argument(help="One or more built-in model names or config paths.")],
         seq_len: Annotated[str, typer.Option("--seq-len", "-s", help=SEQ_HELP)] = "1k..128k",
         batch: Annotated[str, typer.Option("--batch", "-b", help="Batch sizes (same list syntax).")] = "1",
@@ -52,7 +68,9 @@ def register(app: typer.Typer) -> None:
         = "auto",
         engine: Annotated[str, typer.Option("--engine", "-e", help="Storage policy (neutral by default).")]
         = "neutral",
-        tp: Annotated[int, typer.Option("--tp", min=1, help="Tensor-parallel degree (bytes shown per GPU).")] = 1,
+        tp: Annotated[Optional[int], typer.Option(
+            "--tp", min=1, help="Tensor-parallel degree, bytes shown per GPU (default: --gpu's count, else 1).")]
+        = None,
         gpu: Annotated[Optional[str], typer.Option(help="Mark cells over this GPU's usable memory: NAME[:COUNT].")]
         = None,
         gpu_memory: Annotated[Optional[str], typer.Option(help="Mark cells over this per-GPU size, e.g. 24GiB.")]
@@ -61,6 +79,8 @@ def register(app: typer.Typer) -> None:
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         plot: Annotated[Optional[str], typer.Option(help="Write a PNG/SVG plot of memory vs context.")] = None,
         chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Terminal chart under the table.")] = True,
+        report: Annotated[Optional[str], typer.Option(
+            "--report", help="Write a self-contained HTML report (charts, table, command) to FILE.html.")] = None,
     ) -> None:
         """KV-cache memory over a grid of context lengths, batch sizes and KV dtypes, for one or more models."""
         import sys
@@ -75,13 +95,20 @@ def register(app: typer.Typer) -> None:
             raise InvalidRequestError("--csv", True, "either --csv or --json, not both")
         if plot is not None:
             check_output_path(plot, "--plot")
+        if report is not None:
+            check_output_path(report, "--report")
         seqs = parse_int_list(seq_len, "--seq-len", maximum=MAX_TOKENS)
         batches = parse_int_list(batch, "--batch", maximum=MAX_BATCH)
         dtypes = parse_name_list(kv_dtype, "--kv-dtype")
-        capacity, label = gpu_capacity(gpu, gpu_memory)
-        result = sweep([load_model(m) for m in models], seqs, batches, dtypes, engine=engine, tp=tp,
+        tp_degree = default_tp(gpu, tp)
+        capacity, label = gpu_capacity(gpu, gpu_memory, tp_degree)
+        result = sweep([load_model(m) for m in models], seqs, batches, dtypes, engine=engine, tp=tp_degree,
                        capacity_bytes_per_gpu=capacity, capacity_label=label)
         written = plot_sweep(result, plot) if plot is not None else None
+        if report is not None:
+            from kvcalc.show.report import command_line, sweep_report, write_report
+
+            wrote(write_report(report, sweep_report(result, command_line(ctx))))
         if json:
             print_json(result.to_dict())
         elif csv:
@@ -130,11 +157,14 @@ def render_sweep(result: SweepResult, console: Console) -> None:
 
 
 def render_chart(result: SweepResult) -> str:
+    from kvcalc.show.axes import context_label
     from kvcalc.show.termchart import bar_chart
     from kvcalc.units import format_bytes
 
+    # Contexts as --seq-len writes them (1k = 1,024 tokens), like the plots' base-2 axis.
     series = {
-        f"{m} {d} batch {b}": [(f"{c.seq_len:,}", c.per_gpu_bytes, format_bytes(c.per_gpu_bytes)) for c in cells]
+        f"{m} {d} batch {b}": [(context_label(c.seq_len), c.per_gpu_bytes, format_bytes(c.per_gpu_bytes))
+                               for c in cells]
         for (m, d, b), cells in result.series().items()
     }
     return bar_chart(series, capacity=result.capacity_bytes_per_gpu, capacity_label=result.capacity_label or "")

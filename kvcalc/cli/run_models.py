@@ -7,10 +7,10 @@ from pathlib import Path
 from kvcalc.units import Units, format_bytes
 
 
-def run_list(kv_dtype: str, json: bool, units: Units) -> None:
+def run_list(kv_dtype: str, json: bool, units: Units, family: str | None = None) -> None:
     from kvcalc.catalog import model_rows
 
-    rows = model_rows(kv_dtype)
+    rows = model_rows(kv_dtype, family)
     if json:
         from kvcalc.cli.output import print_json
 
@@ -20,15 +20,48 @@ def run_list(kv_dtype: str, json: bool, units: Units) -> None:
 
     from kvcalc.cli.output import stdout_console
 
-    table = Table(title=f"Built-in models (KV dtype {kv_dtype})", title_justify="left")
-    for col, justify in (("Name", "left"), ("Layers", "right"), ("Cache layers", "left"),
-                         ("KV dtype", "left"), ("B/token", "right"), ("Per 1k tokens", "right"),
-                         ("Max context", "right")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for r in rows:
-        table.add_row(r.name, str(r.num_layers), r.layer_summary, r.kv_dtype, f"{r.bytes_per_token:,}",
-                      format_bytes(r.bytes_per_1k_tokens, units), f"{r.max_position_embeddings:,}")
-    stdout_console().print(table)
+    title = f"Built-in models (KV dtype {kv_dtype}" + (f", family {rows[0].family}" if family else "") + ")"
+    table = Table(title=title, title_justify="left")
+    with_state = any(r.state_bytes_per_sequence for r in rows)
+    # Layer counts are in "Cache layers" (num_layers stays in --json): the table fits 110 columns.
+    columns = [("Name", "left"), ("Cache layers", "left"), ("KV dtype", "left"),
+               ("B/token", "right")] + ([("State/seq", "right")] if with_state else []) + [
+               ("1k tokens", "right"), ("Max context", "right")]
+    for col, justify in columns:
+        table.add_column(col, justify=justify, no_wrap=col != "Cache layers")  # type: ignore[arg-type]
+    served: list[str] = []
+    for i, r in enumerate(rows):
+        mark = ""
+        if r.engine_kv_dtypes:
+            mark = "*"
+            served.append(f"{r.name} (" + ", ".join(f"{e}: {d}" for e, d in r.engine_kv_dtypes.items()) + ")")
+        per_token = f"{r.bytes_per_token:,}"
+        if r.bytes_per_token_long != r.bytes_per_token:
+            per_token += f" -> {r.bytes_per_token_long:,}"
+        cells = [r.name, r.layer_summary, r.kv_dtype + mark, per_token]
+        if with_state:
+            cells.append(format_bytes(r.state_bytes_per_sequence, units) if r.state_bytes_per_sequence else "-")
+        cells += [format_bytes(r.bytes_per_1k_tokens, units), f"{r.max_position_embeddings:,}"]
+        table.add_row(*cells, end_section=i + 1 < len(rows) and rows[i + 1].family != r.family)
+    console = stdout_console()
+    console.print(table)
+    for line in legend(served):
+        console.print(line, markup=False, highlight=False)
+
+
+def legend(served: list[str]) -> list[str]:
+    """What each column means: B/token and the 1k-token column agree (1,024 x B/token) unless a
+    model has windows shorter than 1,024 tokens or fixed state, and then the legend says why."""
+    lines = [
+        "B/token: bytes each new token adds while every window is still filling (all cache layers grow); "
+        "A -> B: past every window only full-attention and MLA layers grow, B per token.",
+        "1k tokens: one sequence of 1,024 tokens, windows and state included; for a model without "
+        "windows under 1,024 tokens it is 1,024 x B/token (+ State/seq: fixed Mamba / linear-attention state).",
+    ]
+    if served:
+        lines.append("* the config's dtype; engines serve these in 16 bits, and their cache with them: "
+                     + "; ".join(served) + ". Pass --kv-dtype bf16 (or fp16) for the size they allocate.")
+    return lines
 
 
 def run_show(name: str, json: bool, as_yaml: bool) -> None:

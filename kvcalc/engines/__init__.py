@@ -1,27 +1,50 @@
-"""Storage policies: how many tokens each layer holds, and what a token costs, per engine.
+"""The engine registry: one table of engines (and versions), one table of aliases.
 
-Each policy lives in its own module, documents its source and the engine version it follows,
-and is imported only when selected (``get_policy``), so the default path stays lean.
+Each engine lives in its own module, documents its source and the engine version it follows,
+and is imported only when selected (``get_engine``), so the default path stays lean. A newer
+release of an engine is one module whose class subclasses the older one, plus one line in
+``_VERSIONS`` (and, to make it the default, one change in ``_ENGINES``)::
+
+    # kvcalc/engines/vllm_0_22.py
+    class Vllm022(VllmEngine):
+        version = "vLLM 0.22.0"
+        ...  # only what changed, citing the file read
+    ENGINE = Vllm022()
+
+    _VERSIONS[("vllm", "0.22")] = "kvcalc.engines.vllm_0_22"
+
+``--engine vllm@0.22`` selects a version; ``--engine vllm`` the default one.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from kvcalc.engines.base import StoragePolicy
+from kvcalc.engines.base import Engine, StoragePolicy
 from kvcalc.errors import UnknownNameError
+
+__all__ = ["ALIASES", "DEFAULT_ENGINE", "Engine", "StoragePolicy", "canonical_engine", "engine_names",
+           "engine_versions", "get_engine", "get_policy", "planner_engines"]
 
 DEFAULT_ENGINE = "neutral"
 
-_MODULES: dict[str, str] = {
+_ENGINES: dict[str, str] = {
     "neutral": "kvcalc.engines.neutral",
     "hf": "kvcalc.engines.hf",
     "hf-static": "kvcalc.engines.hf_static",
     "vllm": "kvcalc.engines.vllm",
     "sglang": "kvcalc.engines.sglang",
     "llama.cpp": "kvcalc.engines.llama_cpp",
+    "trtllm": "kvcalc.engines.trtllm",
 }
-"""Engine name -> module defining ``POLICY`` (a ``StoragePolicy``)."""
+"""Engine name -> module defining ``ENGINE`` (its default version)."""
+
+_VERSIONS: dict[tuple[str, str], str] = {
+    ("vllm", "0.19"): "kvcalc.engines.vllm",
+    ("vllm", "0.20"): "kvcalc.engines.vllm",
+    ("sglang", "0.5.23"): "kvcalc.engines.sglang",
+}
+"""(engine, version) -> module defining ``ENGINE`` for that release."""
 
 ALIASES: dict[str, str] = {
     "transformers": "hf",
@@ -30,23 +53,57 @@ ALIASES: dict[str, str] = {
     "llama_cpp": "llama.cpp",
     "llamacpp": "llama.cpp",
     "llama-cpp": "llama.cpp",
+    "tensorrt-llm": "trtllm",
+    "tensorrt_llm": "trtllm",
+    "trt-llm": "trtllm",
+    "trt_llm": "trtllm",
+    "tensorrtllm": "trtllm",
 }
+"""The one alias table: every spelling of an engine name kvcalc accepts, on every command."""
 
 
 def engine_names() -> list[str]:
-    return list(_MODULES)
+    return list(_ENGINES)
 
 
-def get_policy(name: str) -> StoragePolicy:
-    key = ALIASES.get(name.strip().lower(), name.strip().lower())
-    module = _MODULES.get(key)
-    if module is None:
-        raise UnknownNameError("engine", name, [*_MODULES, *ALIASES])
-    try:
-        loaded = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        raise UnknownNameError("engine", name, ["neutral"]) from None
-    policy: StoragePolicy = loaded.POLICY
-    return policy
+def engine_versions() -> list[str]:
+    return [f"{name}@{version}" for name, version in _VERSIONS]
+
+
+def planner_engines() -> list[str]:
+    """Engines ``plan`` has a memory model and pool for."""
+    return [name for name in _ENGINES if get_engine(name).plannable]
+
+
+def canonical_engine(name: str) -> str:
+    """An engine spelling -> its registry name (``tensorrt-llm`` -> ``trtllm``); unknown: an error."""
+    if not isinstance(name, str):
+        raise UnknownNameError("engine", repr(name), [*_ENGINES, *ALIASES])
+    base, _, _version = name.strip().lower().partition("@")
+    key = ALIASES.get(base, base)
+    if key not in _ENGINES:
+        raise UnknownNameError("engine", name, [*_ENGINES, *ALIASES])
+    return key
+
+
+def get_engine(name: str | Engine) -> Engine:
+    """The engine (or ``name@version``) for any accepted spelling."""
+    if isinstance(name, Engine):
+        return name
+    key = canonical_engine(name)
+    version = name.strip().lower().partition("@")[2]
+    module = _ENGINES[key]
+    if version:
+        found = _VERSIONS.get((key, version))
+        if found is None:
+            raise UnknownNameError(f"{key} version", version,
+                                   [v for (e, v) in _VERSIONS if e == key] or ["(none registered)"])
+        module = found
+    loaded = importlib.import_module(module)
+    engine: Engine = loaded.ENGINE
+    return engine
+
+
+def get_policy(name: str) -> Engine:
+    """The former name of ``get_engine`` (the engine answers every storage-policy question)."""
+    return get_engine(name)

@@ -1,14 +1,43 @@
-"""The storage-policy interface every engine implements."""
+"""``Engine``: everything one engine (one version of it) decides, asked by every command.
+
+``estimate``, ``plan``, ``verify``, ``check-log``, ``sweep`` and ``simulate`` ask the engine; none
+of them tests an engine's name. The base class is kvcalc's engine-neutral definition; an engine
+overrides what it does differently, and a newer release of an engine subclasses the older one
+and overrides only what changed (with the file and version it read in a comment).
+
+The questions, grouped:
+
+* dtypes: ``auto_dtype`` (what ``--kv-dtype auto`` means), ``resolve_kv_dtype`` (the one place a
+  ``--kv-dtype`` spelling becomes a ``KVDtype``, engine spellings included), ``compute_dtype``
+  (what the weights run in), ``state_dtype`` (Mamba / linear-attention states);
+* storage per layer: ``tokens_held``, ``bytes_per_token``, ``fixed_bytes``, ``state_rows``,
+  ``fixed_layer_bytes``, ``bookkeeping_bytes``, ``kv_bytes_per_token``; ``prepare`` (engine-wide
+  settings a layout implies, such as vLLM's hybrid block size); ``layer_bytes`` (the one per-layer
+  formula estimate, plan and verify share); ``request_bytes`` (one rank, largest stage);
+* tensors ``verify`` allocates: ``attention_tensors``, ``latent_tensors``;
+* memory: ``fraction_flag``, ``budget``, ``default_fraction_for``, ``batch_defaults``;
+* pool and capacity: ``pool`` (blocks, tokens, concurrency, the fit check, the longest context);
+* advice: ``hints``;
+* logs: ``check_log`` (what its start-up log prints and how to read it).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from kvcalc.engines.capacity import Capacity
+    from kvcalc.engines.logcheck import Check, LogFacts
+    from kvcalc.engines.memory import Budget
+    from kvcalc.layout import RankLayout
+    from kvcalc.measure.layout import TensorLayout
     from kvcalc.models import ModelConfig
 
 
@@ -20,9 +49,54 @@ class Workload:
     batch: int = 1
     block_size: int | None = None
     max_num_batched_tokens: int = 8192
+    state_page_bytes: int | None = None
+    """Set by ``Engine.prepare`` where the engine pads a state to a page (vLLM hybrid models)."""
+    windows: bool = True
+    """Whether the engine honours the layers' sliding windows for this model (``prepare``: llama.cpp
+    ignores them for some architectures)."""
 
 
-class StoragePolicy:
+@dataclass(frozen=True, kw_only=True)
+class PoolRequest:
+    """What the planner asks an engine's pool: one rank's budget and one request's shape."""
+
+    model: ModelConfig
+    layout: RankLayout
+    dtype: KVDtype
+    kv_budget_bytes: int
+    max_model_len: int
+    block_size: int | None
+    max_num_batched_tokens: int
+    max_num_seqs: int | None
+    budget: Budget
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pool:
+    """An engine's answer for one rank's pool (typed: the planner reads fields, never a dict)."""
+
+    capacity: Capacity
+    fits: bool
+    """The engine starts and one request of max_model_len fits."""
+    num_blocks: int | None
+    kv_cache_tokens: int | None
+    max_concurrency: float
+    estimated_max_model_len: int | None
+    reason: str | None
+    block_size: int | None
+    unit_bytes: int
+    """Bytes of one capacity unit (a block, a byte, a pool token)."""
+    engine_version: str
+    log_lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] | None = None
+    """Engine-specific figures for the JSON (vLLM's ``vllm`` key)."""
+    max_running: int | None = None
+    """The engine's cap on requests running at once (vLLM ``max_num_seqs``), if any."""
+    max_running_flag: str | None = None
+
+
+class Engine:
     """Engine-neutral by default: subclasses override only what their engine does differently.
 
     ``tokens_held`` is per sequence and per layer; the estimate multiplies by ``batch``.
@@ -32,19 +106,61 @@ class StoragePolicy:
     title = "engine-neutral"
     version = ""
     source = "kvcalc definition: a full layer holds seq_len tokens, a sliding layer min(seq_len, window)"
+    plannable = False
+    """Whether ``plan`` has a memory model and pool for this engine."""
+    fraction_flag: str | None = None
+    """The engine's memory-fraction flag (``--gpu-memory-utilization`` ...), None if it has none."""
+    default_fraction: str | None = None
+    shares_prefix = False
+    """Whether requests share a common prefix's cache (prefix caching in the pool)."""
+    splits_kv = False
+    """Whether the engine reports K and V apart (llama.cpp logs ``K (q8_0): ... MiB, V ...``)."""
+    states_in_model_dtype = False
+    """Whether Mamba / linear-attention states are kept in the model's compute dtype (as this
+    engine runs the model) rather than the KV dtype; kvcalc's neutral definition applies the KV dtype."""
+    dtype_spellings: ClassVar[dict[str, str]] = {}
+    """This engine's own ``--kv-cache-dtype`` spellings -> kvcalc names (vLLM ``fp8_inc``)."""
+    log_engine: str | None = None
+    """The name a start-up log is recognised by (``check-log``), None when kvcalc reads none."""
 
-    def tokens_held(self, spec: Spec, work: Workload) -> int:
-        return spec.tokens_held(work.seq_len)
-
+    # -- dtypes -----------------------------------------------------------------------------
     def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
         """The cache dtype ``--kv-dtype auto`` means under this engine, and why (shown in the output)."""
         return model.dtype, "model dtype"
 
+    def compute_dtype(self, model: ModelConfig) -> str:
+        """The dtype the engine runs the model's weights in (``--weight-dtype auto``)."""
+        return model.dtype
+
+    def resolve_kv_dtype(self, name: str, model: ModelConfig, *, group_size: int | None = None,
+                         residual_length: int | None = None) -> tuple[KVDtype, str]:
+        """The one place a ``--kv-dtype`` spelling becomes a ``KVDtype`` (and where it came from)."""
+        from kvcalc.dtypes import canonical_dtype_name, resolve_dtype
+
+        source = "--kv-dtype"
+        if isinstance(name, str):
+            name = self.dtype_spellings.get(name.strip().lower(), name)
+            if canonical_dtype_name(name) == "auto":
+                name, source = self.auto_dtype(model)
+        return resolve_dtype(name, model.dtype, group_size=group_size, residual_length=residual_length), source
+
+    def state_dtype(self, kv_dtype: KVDtype, model: ModelConfig) -> KVDtype:
+        """The dtype handed to ``state_rows`` for ``model`` under a ``kv_dtype`` cache."""
+        if not self.states_in_model_dtype:
+            return kv_dtype
+        from kvcalc.dtypes import resolve_dtype
+
+        return resolve_dtype(self.auto_dtype(model)[0], model.dtype)
+
+    # -- storage per layer ------------------------------------------------------------------
+    def tokens_held(self, spec: Spec, work: Workload) -> int:
+        return spec.tokens_held(work.seq_len)
+
     def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
         return spec.bytes_per_token(dtype)
 
-    def fixed_bytes(self, spec: Spec, dtype: KVDtype) -> int:
-        """Per-sequence bytes that do not grow (recurrent state)."""
+    def fixed_bytes(self, spec: Spec, dtype: KVDtype, work: Workload | None = None) -> int:
+        """Per-sequence bytes that do not grow (recurrent state); ``work`` carries a page to pad to."""
         if isinstance(spec, FixedState):
             return sum(d.row_bytes(n) for _, n, d in self.state_rows(spec, dtype))
         return spec.fixed_bytes(dtype)
@@ -55,19 +171,6 @@ class StoragePolicy:
         declared element counts in that dtype."""
         return [(key, n, dtype) for key, n in spec.state_elements.items()]
 
-    states_in_model_dtype = False
-    """Whether Mamba / linear-attention states are kept in the model's compute dtype (as this
-    engine runs the model) rather than the KV dtype; engines set it (``--kv-dtype fp8`` does not
-    touch their states); kvcalc's neutral definition applies the KV dtype."""
-
-    def state_dtype(self, kv_dtype: KVDtype, model: ModelConfig) -> KVDtype:
-        """The dtype handed to ``state_rows`` for ``model`` under a ``kv_dtype`` cache."""
-        if not self.states_in_model_dtype:
-            return kv_dtype
-        from kvcalc.dtypes import resolve_dtype
-
-        return resolve_dtype(self.auto_dtype(model)[0], model.dtype)
-
     def describe_state(self, spec: FixedState, dtype: KVDtype) -> str:
         """The state's formula terms, for ``--explain``."""
         return " + ".join(f"{key} {n:,} x {d.block_bytes} B" for key, n, d in self.state_rows(spec, dtype)) + \
@@ -76,9 +179,6 @@ class StoragePolicy:
     def fixed_layer_bytes(self, spec: Spec, dtype: KVDtype) -> int:
         """Per-layer bytes independent of batch (per-tensor scales)."""
         return spec.fixed_layer_bytes(dtype)
-
-    splits_kv = False
-    """Whether the engine reports K and V apart (llama.cpp logs ``K (q8_0): ... MiB, V ...``)."""
 
     def bookkeeping_bytes(self, spec: Spec) -> int:
         """Per-layer engine bookkeeping outside the K/V payload (transformers' int64 position
@@ -104,3 +204,206 @@ class StoragePolicy:
         if window is not None and held < work.seq_len:
             return f"min({work.seq_len}, window {window}) = {held} tokens"
         return f"{held} tokens"
+
+    def prepare(self, layout: RankLayout, dtype: KVDtype, state_dtype: KVDtype, work: Workload) -> Workload:
+        """Engine-wide settings a model's layout implies (vLLM raises the block size of a hybrid
+        attention + Mamba model); the neutral engine has none."""
+        return work
+
+    def fixed_dtype(self, spec: Spec, kv_dtype: KVDtype, state_dtype: KVDtype) -> KVDtype:
+        """The dtype a layer's per-sequence (non-growing) bytes are sized in: a state layer's own."""
+        return state_dtype if isinstance(spec, FixedState) else kv_dtype
+
+    def layer_bytes(self, spec: Spec, dtype: KVDtype, work: Workload, state_dtype: KVDtype | None = None,
+                    residual_dtype: KVDtype | None = None) -> int:
+        """Bytes one layer of ``spec`` holds for ``work``: the one formula estimate, plan and verify
+        share. ``residual_dtype``: a quantized cache's full-precision residual (transformers
+        ``QuantizedLayer`` keeps up to ``residual_length - 1`` newest tokens unquantized)."""
+        held = self.tokens_held(spec, work)
+        per = self.bytes_per_token(spec, dtype)
+        token_bytes = held * per
+        if residual_dtype is not None:
+            residual = min(held, dtype.residual_tokens)
+            token_bytes = (held - residual) * per + residual * self.bytes_per_token(spec, residual_dtype)
+        sd = state_dtype if state_dtype is not None else dtype
+        return ((token_bytes + self.fixed_bytes(spec, self.fixed_dtype(spec, dtype, sd), work)) * work.batch
+                + self.fixed_layer_bytes(spec, dtype))
+
+    def request_bytes(self, layout: RankLayout, dtype: KVDtype, work: Workload,
+                      state_dtype: KVDtype | None = None) -> int:
+        """KV bytes ``work`` takes on the largest rank (max over pipeline stages)."""
+        from kvcalc.dtypes import resolve_dtype
+
+        residual = resolve_dtype(dtype.residual_dtype, layout.model.dtype) if dtype.residual_dtype else None
+        sd = state_dtype if state_dtype is not None else self.state_dtype(dtype, layout.model)
+        work = self.prepare(layout, dtype, sd, work)
+        memo: dict[Spec, int] = {}
+        best = 0
+        for stage in layout.stages:
+            total = 0
+            for s, n in stage.counts:
+                b = memo.get(s)
+                if b is None:
+                    b = memo[s] = self.layer_bytes(s, dtype, work, sd, residual)
+                total += b * n
+            best = max(best, total)
+        return best
+
+    # -- tensors verify allocates -----------------------------------------------------------
+    def cache_heads(self, spec: FullAttention) -> int:
+        """KV heads this engine really caches for ``spec`` (transformers: Falcon's broadcast heads)."""
+        return spec.num_kv_heads
+
+    def attention_tensors(self, spec: FullAttention, dtype: KVDtype, work: Workload,
+                          tokens: int) -> list[TensorLayout]:
+        """Contiguous per-layer K ``[b, T, H, d]`` and V ``[b, T, H, d_v]`` (kvcalc's neutral layout)."""
+        from kvcalc.measure.layout import typed
+
+        b, h = work.batch, spec.num_kv_heads
+        return [typed("k", (b, tokens, h, spec.head_dim), dtype), typed("v", (b, tokens, h, spec.v_dim), dtype)]
+
+    def latent_tensors(self, spec: LatentAttention, dtype: KVDtype, work: Workload,
+                       tokens: int) -> list[TensorLayout]:
+        from kvcalc.measure.layout import typed
+
+        return [typed("latent", (work.batch, tokens, spec.latent_dim), dtype)]
+
+    def block_rows_lead(self, work: Workload, tokens: int) -> tuple[int, ...]:
+        """Leading shape of block-format (GGUF, packed int4) rows: per sequence and token."""
+        return (work.batch, tokens)
+
+    # -- memory model -----------------------------------------------------------------------
+    def default_fraction_for(self, model: ModelConfig, driver_bytes: int | None, tp: int,
+                             pp: int) -> tuple[str, str] | None:
+        """(fraction, how it was derived) when the engine computes its default; None: a fixed one."""
+        return None
+
+    def budget(self, total_bytes: int, weights_per_gpu: int, *, fraction: str | None = None,
+               activation_bytes: int | None = None, non_torch_bytes: int | None = None,
+               default_fraction: str | None = None) -> Budget:
+        """What one GPU of ``total_bytes`` gives the KV cache under this engine (may be <= 0)."""
+        from kvcalc.engines.memory import DEFAULT_ACTIVATION_BYTES, DEFAULT_NON_TORCH_BYTES, whole_remainder
+
+        act = DEFAULT_ACTIVATION_BYTES if activation_bytes is None else activation_bytes
+        non_torch = DEFAULT_NON_TORCH_BYTES if non_torch_bytes is None else non_torch_bytes
+        frac = self.fraction(fraction, default_fraction)
+        if frac is not None:
+            return self.fraction_budget(frac, total_bytes, weights_per_gpu, act, non_torch)
+        return whole_remainder(self.name, total_bytes, weights_per_gpu, act, non_torch)
+
+    def fraction(self, given: str | None, default: str | None = None) -> Decimal | None:
+        """The memory fraction in force: given, else the derived default, else the fixed one."""
+        from kvcalc.engines.memory import parse_fraction
+
+        if self.fraction_flag is None:
+            return None
+        text = given if given is not None else (default or self.default_fraction)
+        return parse_fraction(text, self.fraction_flag) if text is not None else None
+
+    def fraction_budget(self, frac: Decimal, total_bytes: int, weights: int, activation: int,
+                        non_torch: int) -> Budget:
+        raise NotImplementedError(f"{type(self).__name__} declares {self.fraction_flag} but no fraction_budget")
+
+    def batch_defaults(self, driver_bytes: int | None, gpu_label: str, max_model_len: int,
+                       max_num_batched_tokens: int | None, max_num_seqs: int | None) -> tuple[int, int | None, str]:
+        """(tokens per scheduler step, cap on running requests or None, where they came from)."""
+        from kvcalc.engines.vllm_kv import DEFAULT_MAX_NUM_BATCHED_TOKENS
+
+        tokens = max_num_batched_tokens if max_num_batched_tokens is not None else DEFAULT_MAX_NUM_BATCHED_TOKENS
+        return tokens, None, "given"
+
+    # -- pool -------------------------------------------------------------------------------
+    def pool(self, req: PoolRequest) -> Pool:
+        """Bytes over kvcalc's per-request cost: ``tokens`` = budget // bytes one token costs on the
+        largest rank (states excluded: they are per request, not per token)."""
+        from kvcalc.engines.capacity import Capacity
+
+        budget = req.kv_budget_bytes
+        layout, dtype = req.layout, req.dtype
+        sd = self.state_dtype(dtype, layout.model)
+
+        def cost(length: int) -> int:
+            work = Workload(seq_len=length, block_size=req.block_size,
+                            max_num_batched_tokens=req.max_num_batched_tokens)
+            return self.request_bytes(layout, dtype, work, sd)
+
+        cap = Capacity(unit="bytes", available=budget, cost=cost,
+                       max_len=max(layout.model.max_position_embeddings, req.max_model_len))
+        per_token = growing_bytes_per_token(layout, dtype)
+        tokens = max(budget, 0) // per_token if per_token else 0
+        return self.pool_answer(req, cap, unit_bytes=1, num_blocks=self.blocks_of(tokens), kv_tokens=tokens)
+
+    def blocks_of(self, tokens: int) -> int | None:
+        """The engine's block count for a pool of ``tokens`` (None when it has no blocks)."""
+        return None
+
+    def pool_answer(self, req: PoolRequest, cap: Capacity, *, unit_bytes: int, num_blocks: int | None,
+                    kv_tokens: int | None, error: str | None = None, log_lines: list[str] | None = None,
+                    notes: list[str] | None = None) -> Pool:
+        """The fit check and the longest context from a capacity (every byte- or token-pool engine)."""
+        from kvcalc.units import format_bytes
+
+        budget = req.kv_budget_bytes
+        one = cap.cost_of(req.max_model_len)
+        fits = budget > 0 and one <= cap.available and error is None
+        concurrency = cap.available / one if budget > 0 and one and error is None else 0.0
+        reason, estimated = error, None
+        if reason is None and budget <= 0:
+            reason = self.no_memory_reason(req.budget)
+        elif reason is None and not fits:
+            estimated = cap.longest_context(1)
+            need = f"{one:,} tokens of its {cap.available:,}-token pool" if cap.unit == "tokens" else (
+                f"{format_bytes(one)} of KV per GPU, more than the {format_bytes(budget)} available")
+            reason = (f"one request of {req.max_model_len:,} tokens needs {need}; the largest context that fits "
+                      f"is {estimated:,}")
+        return Pool(capacity=cap, fits=fits, num_blocks=num_blocks, kv_cache_tokens=kv_tokens,
+                    max_concurrency=concurrency, estimated_max_model_len=estimated, reason=reason,
+                    block_size=req.block_size, unit_bytes=unit_bytes, engine_version=self.version or self.name,
+                    log_lines=list(log_lines or []), notes=list(notes or []))
+
+    def no_memory_reason(self, bud: Budget) -> str:
+        from kvcalc.units import format_bytes
+
+        return f"no memory for the KV cache: the budget is {format_bytes(bud.kv_budget_bytes)} ({bud.formula})"
+
+    # -- advice -----------------------------------------------------------------------------
+    smaller_cache_dtypes: tuple[tuple[str, str], ...] = ()
+    """(kvcalc dtype name, what it does) this engine can switch the cache to, smallest last."""
+
+    def cache_dtype_hint(self, dtype: KVDtype) -> str | None:
+        """A smaller cache dtype this engine offers than ``dtype``, or None."""
+        from kvcalc.dtypes import get_dtype
+
+        current = dtype.row_bytes(1024)
+        for name, what in self.smaller_cache_dtypes:
+            if get_dtype(name).row_bytes(1024) < current:
+                return f"--kv-dtype {name} {what}"
+        return None
+
+    # -- logs -------------------------------------------------------------------------------
+    log_patterns: ClassVar[dict[str, re.Pattern[str]]] = {}
+    """Pattern name -> regex of each line this engine's start-up log prints (``check-log``)."""
+    log_markers: tuple[str, ...] = ()
+    """Substrings of a command line that launches this engine (``vllm serve``)."""
+    log_keys: tuple[str, ...] = ()
+    """Patterns only this engine prints: they name the engine when no command line does."""
+
+    def reads_log(self, facts: LogFacts) -> bool:
+        """Whether ``facts`` hold lines of this engine's log that ``check_log`` compares."""
+        return False
+
+    def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
+                  block_size: int | None) -> list[Check]:
+        """kvcalc's prediction beside each figure this engine's start-up log printed."""
+        return []
+
+
+StoragePolicy = Engine
+"""The former name of ``Engine`` (its storage methods kept their names); kept for older callers."""
+
+
+def growing_bytes_per_token(layout: RankLayout, dtype: KVDtype) -> int:
+    """Bytes one more token costs on the largest rank, over the layers whose cache grows."""
+    return max((sum(s.bytes_per_token(dtype) * n for s, n in st.counts if s.grows) for st in layout.stages),
+               default=0)
+

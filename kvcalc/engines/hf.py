@@ -26,9 +26,14 @@ tokens leaves P + G - 1 in the cache (the last token is sampled, never fed back)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kvcalc.dtypes import KVDtype
-from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, SlidingWindowAttention, Spec
+from kvcalc.engines.base import Engine, Workload
+from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, LatentAttention, SlidingWindowAttention, Spec
+
+if TYPE_CHECKING:
+    from kvcalc.measure.layout import TensorLayout
 
 TRANSFORMERS_VERSION = "transformers 5.23.0"
 INT64_BYTES = 8
@@ -69,7 +74,31 @@ def local_window(spec: Spec) -> int | None:
     return None
 
 
-class HfDynamicPolicy(StoragePolicy):
+class HfTensors(Engine):
+    """The tensors transformers' cache layers hold: K ``[b, H, T, d]``, V ``[b, H, T, d_v]`` (H is
+    ``hf_cache_heads`` where transformers caches broadcast heads); MLA keys ``[b, 1, T,
+    kv_lora_rank]`` and values ``[b, 1, T, qk_rope_head_dim]``."""
+
+    def cache_heads(self, spec: FullAttention) -> int:
+        return spec.hf_cache_heads if spec.hf_cache_heads is not None else spec.num_kv_heads
+
+    def attention_tensors(self, spec: FullAttention, dtype: KVDtype, work: Workload,
+                          tokens: int) -> list[TensorLayout]:
+        from kvcalc.measure.layout import typed
+
+        b, h = work.batch, self.cache_heads(spec)
+        return [typed("keys", (b, h, tokens, spec.head_dim), dtype), typed("values", (b, h, tokens, spec.v_dim), dtype)]
+
+    def latent_tensors(self, spec: LatentAttention, dtype: KVDtype, work: Workload,
+                       tokens: int) -> list[TensorLayout]:
+        from kvcalc.measure.layout import typed
+
+        b = work.batch
+        return [typed("keys", (b, 1, tokens, spec.kv_lora_rank), dtype),
+                typed("values", (b, 1, tokens, spec.qk_rope_head_dim), dtype)]
+
+
+class HfDynamicPolicy(HfTensors):
     name = "hf"
     title = "transformers DynamicCache"
     version = TRANSFORMERS_VERSION
@@ -78,6 +107,7 @@ class HfDynamicPolicy(StoragePolicy):
         "DynamicSlidingWindowLayer (sliding and chunked) keeps the last window - 1; MLA caches the latent; "
         "Falcon new_decoder_architecture caches K/V broadcast to all query heads"
     )
+    plannable = True
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
         if not spec.grows:
@@ -99,7 +129,6 @@ class HfDynamicPolicy(StoragePolicy):
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         return hf_state_rows(spec, dtype)
 
-
     def describe_tokens(self, spec: Spec, work: Workload) -> str:
         window = local_window(spec)
         held = self.tokens_held(spec, work)
@@ -108,4 +137,6 @@ class HfDynamicPolicy(StoragePolicy):
         return f"{held} tokens"
 
 
-POLICY = HfDynamicPolicy()
+HfDynamicEngine = HfDynamicPolicy
+ENGINE = HfDynamicPolicy()
+POLICY = ENGINE

@@ -17,12 +17,19 @@ The int64 scalars (8 B per attention layer) are bookkeeping, reported apart from
 from __future__ import annotations
 
 from kvcalc.dtypes import KVDtype
-from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.engines.hf import INT64_BYTES, TRANSFORMERS_VERSION, hf_bytes_per_token, hf_state_rows, local_window
+from kvcalc.engines.base import Workload
+from kvcalc.engines.hf import (
+    INT64_BYTES,
+    TRANSFORMERS_VERSION,
+    HfTensors,
+    hf_bytes_per_token,
+    hf_state_rows,
+    local_window,
+)
 from kvcalc.specs import FixedState, Spec
 
 
-class HfStaticPolicy(StoragePolicy):
+class HfStaticPolicy(HfTensors):
     name = "hf-static"
     title = "transformers StaticCache"
     version = TRANSFORMERS_VERSION
@@ -59,4 +66,5 @@ class HfStaticPolicy(StoragePolicy):
         return f"max_cache_len {held} tokens"
 
 
-POLICY = HfStaticPolicy()
+ENGINE = HfStaticPolicy()
+POLICY = ENGINE

@@ -5,6 +5,7 @@ a chunked layer ``min(seq_len, chunk)``, a fixed-state layer its state; no pagin
 or allocator rounding. Every engine policy is measured against this baseline.
 """
 
-from kvcalc.engines.base import StoragePolicy
+from kvcalc.engines.base import Engine
 
-POLICY = StoragePolicy()
+ENGINE = Engine()
+POLICY = ENGINE

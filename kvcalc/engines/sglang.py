@@ -13,19 +13,51 @@ planner concern); recurrent layers hold their state.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, ClassVar
 
 from kvcalc.dtypes import KVDtype, cdiv
-from kvcalc.engines.base import StoragePolicy, Workload
-from kvcalc.specs import FixedState, Spec
+from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
+from kvcalc.engines.logcheck import NUM, Check, LogFacts, num
+from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
+from kvcalc.units import GiB, MiB
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from kvcalc.engines.memory import Budget
+    from kvcalc.layout import RankLayout
+    from kvcalc.measure.layout import TensorLayout
     from kvcalc.models import ModelConfig
 
 SGLANG_VERSION = "SGLang 0.5.23 (memory_pool.py token pools)"
 
 
-class SglangPolicy(StoragePolicy):
+def kv_row_bytes(layout: RankLayout, dtype: KVDtype) -> tuple[int, int]:
+    """(K, V) bytes of one token slot over the first stage's attention layers, as SGLang's pools
+    allocate them (``MHATokenToKVPool``: K ``H x d``, V ``H x d_v`` per layer; ``MLATokenToKVPool``
+    one latent buffer, counted as K). The one place SGLang's K/V sizes are written."""
+    k = v = 0
+    for s, n in layout.stages[0].counts:
+        if isinstance(s, LatentAttention):
+            k += s.bytes_per_token(dtype) * n
+        elif isinstance(s, FullAttention):
+            k += dtype.row_bytes(s.num_kv_heads * s.head_dim) * n
+            v += dtype.row_bytes(s.num_kv_heads * s.v_dim) * n
+    return k, v
+
+
+def alloc_log_line(tokens: int, k: int, v: int) -> str:
+    """``KV Cache is allocated. #tokens: N, K size: x GB, V size: y GB`` ("GB" is GiB), over
+    ``tokens + 1`` slots (one dummy page); an MLA pool prints one ``KV size``."""
+    slots = tokens + 1
+    if v == 0:
+        return f"KV Cache is allocated. #tokens: {tokens}, KV size: {slots * k / GiB:.2f} GB"
+    return (f"KV Cache is allocated. #tokens: {tokens}, K size: {slots * k / GiB:.2f} GB, "
+            f"V size: {slots * v / GiB:.2f} GB")
+
+
+class SglangEngine(Engine):
     name = "sglang"
     title = "SGLang (token pool)"
     version = SGLANG_VERSION
@@ -33,6 +65,11 @@ class SglangPolicy(StoragePolicy):
         "SGLang memory_pool.py MHATokenToKVPool/MLATokenToKVPool: one slot per token per layer "
         "(page_size 1 unless --block-size), MLA latent (kv_lora_rank + rope) x b, no window cap"
     )
+    plannable = True
+    fraction_flag = "--mem-fraction-static"
+    shares_prefix = True
+    log_engine = "sglang"
+    smaller_cache_dtypes = (("fp8", "halves a 16-bit KV cache (SGLang --kv-cache-dtype fp8_e4m3)"),)
 
     def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
         # sglang/srt/configs/model_config.py _get_and_verify_dtype (0.5.23): a float32 config runs
@@ -42,6 +79,9 @@ class SglangPolicy(StoragePolicy):
             return ("bf16", "SGLang downcasts a float32 Gemma to bf16") if gemma else (
                 "fp16", "SGLang downcasts a float32 model to fp16")
         return model.dtype, "model dtype"
+
+    def compute_dtype(self, model: ModelConfig) -> str:
+        return self.auto_dtype(model)[0]
 
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         # sglang/srt/configs/mamba_utils.py mamba2_state_dtype (0.5.23): conv state bfloat16
@@ -64,5 +104,134 @@ class SglangPolicy(StoragePolicy):
             return f"{held} tokens (page 1)"
         return f"cdiv({work.seq_len}, page {page}) x {page} = {held} tokens"
 
+    # -- tensors: K [b x T, H, d], V [b x T, H, d_v]; MLA [b x T, 1, latent] --------------------
+    def attention_tensors(self, spec: FullAttention, dtype: KVDtype, work: Workload,
+                          tokens: int) -> list[TensorLayout]:
+        from kvcalc.measure.layout import typed
 
-POLICY = SglangPolicy()
+        n, h = work.batch * tokens, spec.num_kv_heads
+        return [typed("k_buffer", (n, h, spec.head_dim), dtype), typed("v_buffer", (n, h, spec.v_dim), dtype)]
+
+    def latent_tensors(self, spec: LatentAttention, dtype: KVDtype, work: Workload,
+                       tokens: int) -> list[TensorLayout]:
+        from kvcalc.measure.layout import typed
+
+        return [typed("kv_buffer", (work.batch * tokens, 1, spec.latent_dim), dtype)]
+
+    def block_rows_lead(self, work: Workload, tokens: int) -> tuple[int, ...]:
+        return (work.batch * tokens,)
+
+    # -- memory -----------------------------------------------------------------------------
+    def default_fraction_for(self, model: ModelConfig, driver_bytes: int | None, tp: int,
+                             pp: int) -> tuple[str, str] | None:
+        """SGLang 0.5.23's derived ``mem_fraction_static`` (engines/sglang_memory.py). A deployment
+        whose reserve exceeds the GPU (e.g. tp x pp in the thousands) derives a fraction <= 0:
+        SGLang cannot start with it, and the error says so instead of blaming a flag not given."""
+        from kvcalc.engines.sglang_memory import sglang_default_fraction
+        from kvcalc.errors import InvalidRequestError
+
+        if driver_bytes is None:
+            return None
+        text, how = sglang_default_fraction(
+            driver_bytes // MiB, tp=tp, pp=pp, mla=any(isinstance(s, LatentAttention) for s in model.layer_specs),
+            model_name=f"{model.name} {model.source.hf_repo or ''}")
+        if not float(text) > 0:
+            raise InvalidRequestError(
+                "--gpu", f"tp {tp} x pp {pp}",
+                f"a deployment SGLang's default memory fraction can start: {how}, which is not a fraction "
+                "(the reserve it computes exceeds the GPU); pass --mem-fraction-static, or use fewer GPUs per replica")
+        return text, how
+
+    def fraction_budget(self, frac: Decimal, total_bytes: int, weights: int, activation: int,
+                        non_torch: int) -> Budget:
+        from kvcalc.engines.memory import fraction_of_free_before_load
+
+        assert self.fraction_flag is not None
+        return fraction_of_free_before_load(self.name, self.fraction_flag, frac, total_bytes, weights, non_torch)
+
+    def budget(self, total_bytes: int, weights_per_gpu: int, *, fraction: str | None = None,
+               activation_bytes: int | None = None, non_torch_bytes: int | None = None,
+               default_fraction: str | None = None) -> Budget:
+        if fraction is None and default_fraction is None:
+            from kvcalc.engines.sglang_memory import sglang_default_fraction
+
+            default_fraction = sglang_default_fraction(total_bytes // MiB)[0]
+        return super().budget(total_bytes, weights_per_gpu, fraction=fraction, activation_bytes=activation_bytes,
+                              non_torch_bytes=non_torch_bytes, default_fraction=default_fraction)
+
+    def no_memory_reason(self, bud: Budget) -> str:
+        return "Not enough memory. Please try to increase --mem-fraction-static."
+
+    # -- pool -------------------------------------------------------------------------------
+    def pool(self, req: PoolRequest) -> Pool:
+        """``max_total_num_tokens`` from the budget (engines/sglang_pool.py); a request of L
+        tokens costs its bytes (default pool), or L page-aligned slots of the full-layer pool
+        (hybrid SWA); a shared prefix is stored once (the radix cache)."""
+        from kvcalc.engines.capacity import Capacity
+        from kvcalc.engines.sglang_pool import SGLANG_POOL_VERSION, sglang_pool
+
+        layout, dtype, page = req.layout, req.dtype, req.block_size or 1
+        pool = sglang_pool(req.model, dtype, req.kv_budget_bytes, tp=layout.tp, pp=layout.pp, page_size=page)
+        tokens = pool.max_total_num_tokens
+        top = max(req.model.max_position_embeddings, req.max_model_len)
+        if pool.hybrid_swa:
+            # Split pools: a request holds its whole length in the full-layer pool (the one
+            # SGLang reports); the SWA pool, 0.8 of it, holds only the window.
+            cap = Capacity(unit="tokens", available=tokens, cost=lambda n: -(-n // page) * page,
+                           shared=lambda n: n // page * page, max_len=top)
+            notes = [f"SGLang hybrid sliding-window pool ({SGLANG_POOL_VERSION}, architecture "
+                     f"{req.model.architecture}): {pool.cell}; full-layer pool {tokens:,} tokens, SWA pool "
+                     f"{pool.swa_tokens:,} tokens (swa_full_tokens_ratio 0.8)"]
+            unit = max(req.kv_budget_bytes, 0) // tokens if tokens > 0 else 1
+            return self.pool_answer(req, cap, unit_bytes=unit, num_blocks=None, kv_tokens=tokens, error=pool.error,
+                                    log_lines=list(pool.log_lines), notes=notes)
+        sd = self.state_dtype(dtype, req.model)
+
+        def cost(length: int) -> int:
+            return self.request_bytes(layout, dtype, Workload(seq_len=length, block_size=req.block_size), sd)
+
+        cap = Capacity(unit="bytes", available=req.kv_budget_bytes, cost=cost, shared=cost, max_len=top)
+        k, v = kv_row_bytes(layout, dtype)
+        return self.pool_answer(req, cap, unit_bytes=1, num_blocks=None, kv_tokens=tokens,
+                                log_lines=[*pool.log_lines, alloc_log_line(tokens, k, v)])
+
+    # -- logs -------------------------------------------------------------------------------
+    log_patterns: ClassVar[dict[str, re.Pattern[str]]] = {
+        "sglang_alloc": re.compile(r"KV Cache is allocated\. #tokens:\s*" + NUM + r", K size:\s*" + NUM
+                                   + r"\s*GB, V size:\s*" + NUM + r"\s*GB"),
+        "sglang_alloc_mla": re.compile(r"KV Cache is allocated\. #tokens:\s*" + NUM + r", KV size:\s*" + NUM
+                                       + r"\s*GB"),
+        "sglang_tokens": re.compile(r"max_total_num_tokens=\s*" + NUM),
+    }
+    log_markers = ("sglang.launch_server",)
+    log_keys = ("sglang_alloc", "sglang_alloc_mla", "sglang_tokens")
+
+    def reads_log(self, facts: LogFacts) -> bool:
+        return "sglang_alloc" in facts.values or "sglang_alloc_mla" in facts.values
+
+    def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
+                  block_size: int | None) -> list[Check]:
+        from kvcalc.layout import RankLayout
+
+        k, v = kv_row_bytes(RankLayout(model, tp, 1), dtype)
+        rows: list[tuple[str, int, str]] = []
+        if "sglang_alloc" in facts.values:
+            tokens, k_text, v_text = facts.values["sglang_alloc"]
+            rows = [("K size (GiB)", k, k_text), ("V size (GiB)", v, v_text)]
+        else:
+            tokens, kv_text = facts.values["sglang_alloc_mla"]
+            rows = [("KV size (GiB)", k + v, kv_text)]
+        slots = int(num(tokens)) + 1  # one dummy page of size 1
+        out: list[Check] = []
+        for label, per, text in rows:
+            pred = f"{slots * per / GiB:.2f}"
+            out.append(Check(item=label, logged=text, predicted=pred, difference=f"{num(text) - num(pred):+.2f}",
+                             matches=pred == f"{num(text):.2f}",
+                             basis=f"(#tokens {tokens} + 1 dummy slot) x {per:,} B per token per rank"))
+        return out
+
+
+SglangPolicy = SglangEngine
+"""The former name."""
+ENGINE = SglangEngine()
+POLICY = ENGINE

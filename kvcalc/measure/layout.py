@@ -1,9 +1,11 @@
 """The exact tensors each engine lays out for one layer (pure Python, no torch).
 
-The numbers come from the engine's storage policy (``kvcalc.engines``): tokens held per
-sequence, bytes per token, per-sequence state and per-layer scales. This module only chooses
-the *shapes* the engine uses, so that the bytes the tensors occupy can be compared, exactly,
-with the prediction (``estimate``): a difference is a bug in one of the two.
+The numbers come from the engine (``kvcalc.engines``): tokens held per sequence, bytes per
+token, per-sequence state and per-layer scales; the *shapes* too (``Engine.attention_tensors``,
+``latent_tensors``), so that the bytes the tensors occupy can be compared, exactly, with the
+prediction (``estimate``, the same ``Engine.layer_bytes``): a difference is a bug in one of the two.
+This module holds the shared pieces: one tensor, typed or block rows, scales, state rows, and a
+quantized cache's full-precision residual.
 
 Shapes, per layer (``b`` batch, ``T`` tokens held per sequence, ``H`` KV heads, ``d``/``d_v``
 key/value head size):
@@ -19,8 +21,11 @@ key/value head size):
   (``MHATokenToKVPool``/``MLATokenToKVPool``, §2).
 * ``llama.cpp``: K and V as rows of ``H x d`` values per cell, ``[b x T, row]``; MLA one K row of
   the latent and no V (§5.2, §5.5).
-* ``neutral``: contiguous per-layer tensors K ``[b, T, H, d]``, V ``[b, T, H, d_v]``; MLA
-  ``[b, T, latent]``.
+* ``neutral`` (and TensorRT-LLM): contiguous per-layer tensors K ``[b, T, H, d]``, V
+  ``[b, T, H, d_v]``; MLA ``[b, T, latent]``.
+* A quantized cache (``quanto-int4`` ...): the quantized rows of ``T - r`` tokens and the
+  residual's ``r = min(T, residual_length - 1)`` tokens in the model dtype, as the engine's own
+  tensors (transformers ``QuantizedLayer``: ``_quantized_keys`` + the unquantized ``keys``).
 
 Storage: fp8 as ``float8_e4m3fn``/``float8_e5m2``, int8 as ``int8``; block formats (packed int4,
 GGUF q8_0/q4_0/...) as ``uint8`` rows of the exact block bytes per token (``KVDtype.row_bytes``),
@@ -36,7 +41,7 @@ from math import prod
 from typing import Any
 
 from kvcalc.dtypes import KVDtype
-from kvcalc.engines.base import StoragePolicy, Workload
+from kvcalc.engines.base import Engine, Workload
 from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
 
 ELEMENT_BYTES: dict[str, int] = {
@@ -77,40 +82,40 @@ class TensorLayout:
         return f"{self.name} {self.torch_dtype}[{', '.join(str(n) for n in self.shape)}]"
 
 
-def engine_family(policy: StoragePolicy) -> str:
-    """The layout family of a policy: hf (both hf engines), vllm, sglang, llama.cpp or neutral."""
-    name = policy.name
-    return "hf" if name in ("hf", "hf-static") else name
-
-
-def layer_bytes(spec: Spec, policy: StoragePolicy, dtype: KVDtype, work: Workload,
+def layer_bytes(spec: Spec, policy: Engine, dtype: KVDtype, work: Workload,
                 state_dtype: KVDtype | None = None) -> int:
-    """The prediction for one layer, exactly as ``kvcalc.estimate`` computes it (``state_dtype``:
-    what ``policy.state_dtype`` chose for Mamba / linear-attention states; the KV dtype if None)."""
-    fixed_dtype = state_dtype if state_dtype is not None and isinstance(spec, FixedState) else dtype
-    return (
-        policy.tokens_held(spec, work) * policy.bytes_per_token(spec, dtype) * work.batch
-        + policy.fixed_bytes(spec, fixed_dtype) * work.batch
-        + policy.fixed_layer_bytes(spec, dtype)
-    )
+    """The prediction for one layer: ``Engine.layer_bytes``, as ``kvcalc.estimate`` computes it
+    (``state_dtype``: what ``policy.state_dtype`` chose for states; the KV dtype if None)."""
+    return policy.layer_bytes(spec, dtype, work, state_dtype, _residual(dtype))
 
 
-def layer_tensors(spec: Spec, policy: StoragePolicy, dtype: KVDtype, work: Workload,
+def _residual(dtype: KVDtype) -> KVDtype | None:
+    from kvcalc.dtypes import get_dtype
+
+    return get_dtype(dtype.residual_dtype) if dtype.residual_dtype else None
+
+
+def layer_tensors(spec: Spec, policy: Engine, dtype: KVDtype, work: Workload,
                   state_dtype: KVDtype | None = None) -> list[TensorLayout]:
     """Every tensor one layer of ``spec`` occupies under ``policy``."""
     tensors: list[TensorLayout] = []
-    family = engine_family(policy)
     if spec.grows:
         tokens = policy.tokens_held(spec, work)
-        if tokens > 0:
-            if isinstance(spec, LatentAttention):
-                tensors += _latent(spec, family, dtype, policy, work, tokens)
-            elif isinstance(spec, FullAttention):
-                tensors += _attention(spec, family, dtype, policy, work, tokens)
+        residual = _residual(dtype)
+        kept = min(tokens, dtype.residual_tokens) if residual is not None else 0
+        if tokens - kept > 0:
+            tensors += _cache_tensors(spec, policy, dtype, work, tokens - kept)
+        if kept and residual is not None:
+            tensors += [TensorLayout(name=f"residual.{t.name}", shape=t.shape, torch_dtype=t.torch_dtype)
+                        for t in _cache_tensors(spec, policy, residual, work, kept)]
     sd = state_dtype if state_dtype is not None else dtype
-    if isinstance(spec, FixedState) and policy.fixed_bytes(spec, sd):
-        for key, n, row_dtype in policy.state_rows(spec, sd):
-            tensors.append(_row(f"state.{key}", (work.batch,), n, row_dtype))
+    if isinstance(spec, FixedState):
+        rows = policy.state_rows(spec, sd)
+        for key, n, row_dtype in rows:
+            tensors.append(row(f"state.{key}", (work.batch,), n, row_dtype))
+        pad = policy.fixed_bytes(spec, sd, work) - sum(d.row_bytes(n) for _, n, d in rows)
+        if pad > 0:  # the engine pads the state to a page (vLLM hybrid models)
+            tensors.append(TensorLayout(name="state.page_padding", shape=(work.batch, pad), torch_dtype="uint8"))
     fixed_layer = policy.fixed_layer_bytes(spec, dtype)
     if fixed_layer:
         if fixed_layer == 2 * ELEMENT_BYTES[_SCALE]:
@@ -120,79 +125,41 @@ def layer_tensors(spec: Spec, policy: StoragePolicy, dtype: KVDtype, work: Workl
     return tensors
 
 
-def _row(name: str, lead: tuple[int, ...], n_values: int, dtype: KVDtype) -> TensorLayout:
+def _cache_tensors(spec: Spec, policy: Engine, dtype: KVDtype, work: Workload, tokens: int) -> list[TensorLayout]:
+    b = work.batch
+    out: list[TensorLayout] = []
+    if isinstance(spec, LatentAttention):
+        if dtype.is_block_format:
+            out.append(row("latent", (b, tokens), spec.latent_dim, dtype))
+        else:
+            out += policy.latent_tensors(spec, dtype, work, tokens)
+        if dtype.scale_bytes_per_token_head:
+            out += _token_scales(dtype, b, tokens, 1, ("scales",))
+        return out
+    if not isinstance(spec, FullAttention):
+        raise TypeError(f"{type(spec).__name__} grows but has no tensor layout: add one in measure/layout.py")
+    heads = policy.cache_heads(spec)
+    if dtype.is_block_format:
+        # One row of H x d values per token (llama.cpp n_embd_k_gqa); block formats cannot be
+        # split per head exactly, so every engine's rows are laid out this way for them.
+        lead = policy.block_rows_lead(work, tokens)
+        out += [row("k", lead, heads * spec.head_dim, dtype), row("v", lead, heads * spec.v_dim, dtype)]
+    else:
+        out += policy.attention_tensors(spec, dtype, work, tokens)
+    if dtype.scale_bytes_per_token_head:
+        out += _token_scales(dtype, b, tokens, heads, ("k_scales", "v_scales"))
+    return out
+
+
+def row(name: str, lead: tuple[int, ...], n_values: int, dtype: KVDtype) -> TensorLayout:
     """A row of ``n_values`` per leading index: typed, or exact block bytes as uint8."""
     if dtype.is_block_format:
         return TensorLayout(name=name, shape=(*lead, dtype.row_bytes(n_values)), torch_dtype="uint8")
     return TensorLayout(name=name, shape=(*lead, n_values), torch_dtype=dtype.torch_dtype)
 
 
-def _typed(name: str, shape: tuple[int, ...], dtype: KVDtype) -> TensorLayout:
+def typed(name: str, shape: tuple[int, ...], dtype: KVDtype) -> TensorLayout:
     return TensorLayout(name=name, shape=shape, torch_dtype=dtype.torch_dtype)
-
-
-def _blocks(policy: StoragePolicy, spec: Spec, work: Workload, tokens: int) -> tuple[int, int] | None:
-    """(num_blocks, block_size) for a paged policy that exposes ``block_size``, else None."""
-    size_of = getattr(policy, "block_size", None)
-    if size_of is None:
-        return None
-    block = int(size_of(spec, work))
-    if block <= 0 or tokens % block:
-        return None
-    return work.batch * tokens // block, block
-
-
-def _attention(spec: FullAttention, family: str, dtype: KVDtype, policy: StoragePolicy,
-               work: Workload, tokens: int) -> list[TensorLayout]:
-    b, d, dv = work.batch, spec.head_dim, spec.v_dim
-    heads = spec.num_kv_heads
-    if family == "hf" and spec.hf_cache_heads is not None:
-        heads = spec.hf_cache_heads
-    out: list[TensorLayout] = []
-    if dtype.is_block_format or family == "llama.cpp":
-        # One row of H x d values per token (llama.cpp n_embd_k_gqa); block formats cannot be
-        # split per head exactly, so every engine's rows are laid out this way for them.
-        lead = (b * tokens,) if family in ("llama.cpp", "sglang", "vllm") else (b, tokens)
-        out += [_row("k", lead, heads * d, dtype), _row("v", lead, heads * dv, dtype)]
-    elif family == "hf":
-        out += [_typed("keys", (b, heads, tokens, d), dtype), _typed("values", (b, heads, tokens, dv), dtype)]
-    elif family == "vllm" and (paged := _blocks(policy, spec, work, tokens)) is not None:
-        num_blocks, block = paged
-        if d == dv:
-            out.append(_typed("kv_cache", (2, num_blocks, block, heads, d), dtype))
-        else:
-            out += [_typed("k_cache", (num_blocks, block, heads, d), dtype),
-                    _typed("v_cache", (num_blocks, block, heads, dv), dtype)]
-    elif family in ("sglang", "vllm"):
-        out += [_typed("k_buffer", (b * tokens, heads, d), dtype), _typed("v_buffer", (b * tokens, heads, dv), dtype)]
-    else:
-        out += [_typed("k", (b, tokens, heads, d), dtype), _typed("v", (b, tokens, heads, dv), dtype)]
-    if dtype.scale_bytes_per_token_head:
-        out += _token_scales(dtype, b, tokens, heads, ("k_scales", "v_scales"))
-    return out
-
-
-def _latent(spec: LatentAttention, family: str, dtype: KVDtype, policy: StoragePolicy,
-            work: Workload, tokens: int) -> list[TensorLayout]:
-    b, latent = work.batch, spec.latent_dim
-    out: list[TensorLayout] = []
-    if dtype.is_block_format:
-        out.append(_row("latent", (b, tokens), latent, dtype))
-    elif family == "hf":
-        out += [_typed("keys", (b, 1, tokens, spec.kv_lora_rank), dtype),
-                _typed("values", (b, 1, tokens, spec.qk_rope_head_dim), dtype)]
-    elif family == "vllm" and (paged := _blocks(policy, spec, work, tokens)) is not None:
-        num_blocks, block = paged
-        out.append(_typed("kv_cache", (num_blocks, block, latent), dtype))
-    elif family == "sglang":
-        out.append(_typed("kv_buffer", (b * tokens, 1, latent), dtype))
-    elif family == "llama.cpp":
-        out.append(_typed("k", (b * tokens, latent), dtype))
-    else:
-        out.append(_typed("latent", (b, tokens, latent), dtype))
-    if dtype.scale_bytes_per_token_head:
-        out += _token_scales(dtype, b, tokens, 1, ("scales",))
-    return out
 
 
 def _token_scales(dtype: KVDtype, b: int, tokens: int, heads: int, names: tuple[str, ...]) -> list[TensorLayout]:

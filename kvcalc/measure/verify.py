@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kvcalc.dtypes import resolve_dtype
 from kvcalc.engines import get_policy
 from kvcalc.engines.base import StoragePolicy, Workload
 from kvcalc.errors import DoesNotFitError, InvalidRequestError
@@ -131,21 +130,18 @@ class _Group:
 
 
 def plan_groups(model: ModelConfig, policy: StoragePolicy, kv_dtype: str, work: Workload, tp: int) -> list[_Group]:
-    """Layers grouped by their (rank) spec, in model order, each with its tensors."""
-    from kvcalc.dtypes import canonical_dtype_name
+    """Layers grouped by their (rank) spec, each with its tensors: the engine's rank layout,
+    dtype and prepared workload, exactly as ``estimate`` uses them."""
+    from kvcalc.layout import RankLayout
 
-    if canonical_dtype_name(kv_dtype) == "auto":
-        kv_dtype = policy.auto_dtype(model)[0]  # the engine's meaning of auto (vLLM: fp32 -> bf16)
-    dtype = resolve_dtype(kv_dtype, model.dtype)
+    dtype, _ = policy.resolve_kv_dtype(kv_dtype, model)  # the engine's meaning of auto (vLLM: fp32 -> bf16)
     state_dtype = policy.state_dtype(dtype, model)
-    counts: dict[Spec, int] = {}
-    for spec, n in model.spec_counts():  # per distinct spec, never per layer (10**6 layers)
-        rank_spec = spec.shard(tp)
-        counts[rank_spec] = counts.get(rank_spec, 0) + n
+    layout = RankLayout(model, tp, 1)
+    work = policy.prepare(layout, dtype, state_dtype, work)
     return [
         _Group(spec=spec, layers=n, tensors=layer_tensors(spec, policy, dtype, work, state_dtype),
                predicted_per_layer=layer_bytes(spec, policy, dtype, work, state_dtype))
-        for spec, n in counts.items()
+        for spec, n in layout.counts.items()
     ]
 
 

@@ -1,43 +1,47 @@
 """``plan``: will this model, at this context, serve this many users on these GPUs?
 
-The budget comes from ``--kv-budget`` (per GPU, as vLLM logs it per worker) or from an engine
-memory model over a GPU (``kvcalc.planner.budget``). For vLLM the blocks, log lines, fit check
-and largest max model length are vLLM's own arithmetic (``kvcalc.planner.vllm_kv``, V1 @
-001cabc1); for the other engines capacity is bytes over kvcalc's estimate of one request. A plan
-that does not fit is an answer (``fits: false``), never an error.
+A short pipeline over typed results, each step a function a test can call:
+
+1. ``resolve``: the engine (from the registry), the deployment, the engine's batch defaults, the
+   KV dtype (``Engine.resolve_kv_dtype``) and the rank layout (``RankLayout``: stages, sharding);
+2. ``weights_of``: the weights and their dtype (``Engine.compute_dtype``);
+3. ``budget_of``: ``--kv-budget``, or the engine's memory model (``Engine.budget``);
+4. ``Engine.pool``: blocks / tokens, concurrency, the fit check, the longest context, log lines;
+5. ``answer``: requests resident at once, the workload's bytes, ``--users`` / ``--batch``, headroom;
+6. ``tp_search``, ``hints_of``, ``roofline_of``.
+
+Nothing here tests an engine's name: every engine-specific rule is a method of its ``Engine``.
+A plan that does not fit is an answer (``fits: false``, exit 0), never an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kvcalc.dtypes import cdiv, resolve_dtype
+from kvcalc.dtypes import KVDtype, cdiv
+from kvcalc.engines import canonical_engine, get_engine, planner_engines
+from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
+from kvcalc.engines.capacity import TpOption, smallest_tp
+from kvcalc.engines.memory import DEFAULT_ACTIVATION_BYTES, DEFAULT_NON_TORCH_BYTES, Budget, given_budget
 from kvcalc.errors import InvalidRequestError, UnknownNameError
+from kvcalc.layout import RankLayout
 from kvcalc.models import ModelConfig
-from kvcalc.planner import budget as budget_mod
 from kvcalc.planner.gpus import Gpu, parse_gpu_spec
-from kvcalc.planner.roofline import Roofline, decode_roofline
-from kvcalc.planner.sglang_pool import SGLANG_POOL_VERSION, sglang_pool
-from kvcalc.planner.solvers import Capacity, TpOption, smallest_tp
-from kvcalc.planner.vllm_kv import (
-    DEFAULT_MAX_NUM_BATCHED_TOKENS,
-    Layout,
-    VllmKV,
-    build_layout,
-    reserved_bytes_per_request,
-    vllm_kv,
-)
-from kvcalc.planner.weights import get_weight_dtype, model_parameters, read_safetensors
-from kvcalc.specs import LatentAttention
-from kvcalc.units import GiB, MiB, format_bytes
 
-ENGINES = budget_mod.BUDGET_ENGINES
-DEFAULT_MAX_NUM_SEQS = 256
-"""``max_num_seqs`` when no GPU is named (``--kv-budget`` alone); with a GPU, vLLM's own default."""
+if TYPE_CHECKING:
+    from kvcalc.planner.roofline import Roofline
+
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
-_POLICY_ENGINE = {"vllm": "vllm", "sglang": "sglang", "trtllm": "neutral", "llama.cpp": "llama.cpp", "hf": "hf"}
+
+
+def vllm_batch_defaults(gpu_total_bytes: int | None, gpu_name: str, max_model_len: int,
+                        max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
+                        ) -> tuple[int, int | None, str]:
+    """vLLM's ``max_num_batched_tokens`` / ``max_num_seqs`` defaults (``VllmEngine.batch_defaults``)."""
+    return get_engine("vllm").batch_defaults(gpu_total_bytes, gpu_name, max_model_len, max_num_batched_tokens,
+                                             max_num_seqs)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,10 +59,10 @@ class PlanRequest:
     pp: int = 1
     block_size: int | None = None
     max_num_batched_tokens: int | None = None
-    """vLLM's; None: what ``vllm serve`` picks for the GPU (``vllm_batch_defaults``)."""
+    """vLLM's; None: what ``vllm serve`` picks for the GPU (``Engine.batch_defaults``)."""
     max_num_seqs: int | None = None
     fraction: str | None = None
-    """gpu_memory_utilization / mem_fraction_static / free_gpu_memory_fraction, as written."""
+    """The engine's memory fraction (``Engine.fraction_flag``), as written."""
     activation_bytes: int | None = None
     non_torch_bytes: int | None = None
     users: int | None = None
@@ -71,10 +75,13 @@ class PlanRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class Plan:
-    """The answer. The first eight fields are the ``--json`` contract (stable keys)."""
+    """The answer. The first eight fields are the ``--json`` contract (stable keys); every key is
+    documented in README ("plan --json keys")."""
 
     fits: bool
-    """The engine would start: the budget is positive and one request of max_model_len fits."""
+    """The answer to the question asked (``fits_question``): with ``--users``, whether every user
+    fits at max_model_len at once (= ``users_fit``); without, whether one request of max_model_len
+    fits and the engine starts (= ``one_request_fits``)."""
     kv_budget_bytes: int
     num_blocks: int | None
     """vLLM: its block count, null block included; TRT-LLM: 32-token blocks; else None."""
@@ -107,7 +114,8 @@ class Plan:
     weights_per_gpu_bytes: int | None
     budget: dict[str, Any]
     max_sequences: int
-    """Requests of max_model_len that can be resident at once (vLLM: usable blocks, null excluded)."""
+    """Requests of max_model_len resident at once per replica: the pool's count (vLLM: usable
+    blocks, null excluded), capped by the engine's limit on running requests (``--max-num-seqs``)."""
     batch: int
     longest_context_at_batch: int
     users: int | None = None
@@ -115,6 +123,8 @@ class Plan:
     """The ``--users`` verdict: all users at max_model_len resident at once, on all replicas."""
     binding_constraint: str = ""
     headroom_bytes: int | None = None
+    """KV left over per GPU after the workload (``--users``, else ``--batch``, else the pool filled
+    with ``max_sequences`` requests)."""
     headroom_units: int | None = None
     capacity_unit: str = "bytes"
     min_tp_for_users: int | None = None
@@ -130,22 +140,53 @@ class Plan:
     roofline: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    fits_question: str = ""
+    """The question ``fits`` answers, in words."""
+    one_request_fits: bool = False
+    """One request of max_model_len fits and the engine starts (``fits`` without ``--users``)."""
+    batch_fits: bool | None = None
+    """With ``--batch``: that many requests of max_model_len fit at once in one replica."""
+    max_sequences_by_memory: int = 0
+    """Requests of max_model_len the KV pool alone holds per replica (before ``--max-num-seqs``)."""
+    max_running_requests: int | None = None
+    """The engine's cap on running requests per replica (vLLM ``max_num_seqs``), if it has one."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+# -- 1. resolve ------------------------------------------------------------------------------
+
 @dataclass(frozen=True, kw_only=True)
-class _Deployment:
+class Deployment:
     gpu: Gpu | None
     gpu_name: str | None
     total_bytes: int | None
+    """The usable total the engine budgets from (``mem_get_info``)."""
+    driver_bytes: int | None
+    """The total the driver reports (NVML): vLLM's batch defaults and SGLang's fraction use it."""
     count: int
     tp: int
+    pp: int
     replicas: int
 
 
-def _deployment(req: PlanRequest) -> _Deployment:
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything ``plan`` resolved from the request before any arithmetic."""
+
+    engine: Engine
+    model: ModelConfig
+    max_len: int
+    dep: Deployment
+    layout: RankLayout
+    dtype: KVDtype
+    max_num_batched_tokens: int
+    max_running: int | None
+    batch_why: str
+
+
+def deployment(req: PlanRequest) -> Deployment:
     gpu: Gpu | None = None
     count: int | None = None
     if req.gpu is not None:
@@ -164,90 +205,28 @@ def _deployment(req: PlanRequest) -> _Deployment:
     if count % (tp * pp):
         raise InvalidRequestError("--gpu", req.gpu, f"a GPU count that is a multiple of tp x pp = {tp * pp}")
     name = gpu.name if gpu else ("custom" if req.gpu_memory_bytes is not None else None)
-    return _Deployment(gpu=gpu, gpu_name=name, total_bytes=total, count=count, tp=tp, replicas=count // (tp * pp))
+    driver = req.gpu_memory_bytes if req.gpu_memory_bytes is not None else (gpu.memory_bytes if gpu else None)
+    return Deployment(gpu=gpu, gpu_name=name, total_bytes=total, driver_bytes=driver, count=count, tp=tp, pp=pp,
+                      replicas=count // (tp * pp))
 
 
-def _weights(req: PlanRequest, engine: str) -> tuple[int | None, int | None, str, str]:
-    """(weights bytes, parameters, parameter source, weight dtype name). ``auto`` is the dtype the
-    engine runs the model in: vLLM, SGLang and TensorRT-LLM run a float32 config in 16 bits
-    (the same rule as the cache's auto dtype); llama.cpp and transformers as the config says."""
-    compute: str = req.model.dtype
-    if engine in ("vllm", "sglang", "trtllm"):
-        compute = _auto_kv_dtype(engine, req.model, "auto")
-    wdtype = get_weight_dtype(req.weight_dtype, compute)
-    if req.weights_path is not None:
-        st = read_safetensors(req.weights_path)
-        return st.bytes, (st.parameters or None), f"safetensors ({st.source})", "as stored"
-    count = model_parameters(req.model)
-    if count.parameters is None:
-        return None, None, count.source, wdtype.name
-    return wdtype.bytes_for(count.parameters), count.parameters, count.source, wdtype.name
-
-
-def vllm_batch_defaults(gpu_total_bytes: int | None, gpu_name: str, max_model_len: int,
-                        max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
-                        ) -> tuple[int, int, str]:
-    """(max_num_batched_tokens, max_num_seqs, where they came from) as ``vllm serve`` sets them.
-
-    vLLM ``EngineArgs.get_batch_defaults`` / ``_set_default_max_num_seqs_and_batched_tokens_args``
-    (vllm/engine/arg_utils.py, the tree of 001cabc1): usage context OPENAI_API_SERVER; a GPU whose
-    NVML total is >= 70 GiB and whose name has no "a100" gets 8192 tokens and 1024 sequences,
-    any other 2048 and 256; then, for defaulted values, ``tokens = min(seqs x max_model_len,
-    tokens)`` and ``seqs = min(seqs, tokens)`` (chunked prefill is on in V1). With no GPU named
-    (``--kv-budget`` alone) kvcalc uses 8192 and 256.
-    """
-    if gpu_total_bytes is None:
-        tokens, seqs, why = DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS, "kvcalc's default (no GPU named)"
-    elif gpu_total_bytes >= 70 * GiB and "a100" not in gpu_name.lower():
-        tokens, seqs, why = 8192, 1024, "vllm serve's default for a GPU of 70 GiB or more (not A100)"
-    else:
-        tokens, seqs, why = 2048, 256, "vllm serve's default for this GPU (under 70 GiB, or an A100)"
-    if max_num_batched_tokens is None:
-        tokens = min((max_num_seqs or seqs) * max_model_len, tokens)
-    else:
-        tokens = max_num_batched_tokens
-    if max_num_seqs is None:
-        seqs = min(seqs, tokens)
-    else:
-        seqs = max_num_seqs
-    if max_num_batched_tokens is not None and max_num_seqs is not None:
-        why = "given"
-    return tokens, seqs, why
-
-
-def _auto_kv_dtype(engine: str, model: ModelConfig, kv_dtype: str) -> str:
-    """``--kv-dtype auto`` as ``engine`` reads it: the engine policy's rule (vLLM and SGLang downcast
-    float32 models, llama.cpp defaults to f16); TensorRT-LLM sizes 2 bytes unless fp8
-    (``get_cache_size_per_token``), so a float32 model's cache is fp16 there."""
-    from kvcalc.dtypes import canonical_dtype_name
-    from kvcalc.engines import get_policy
-
-    if not isinstance(kv_dtype, str) or canonical_dtype_name(kv_dtype) != "auto":
-        return kv_dtype
-    if engine == "trtllm":
-        return "fp16" if model.dtype == "fp32" else model.dtype
-    return get_policy(_POLICY_ENGINE[engine]).auto_dtype(model)[0]
-
-
-def _policy_name(engine: str) -> str:
-    from kvcalc.engines import get_policy
-
-    name = _POLICY_ENGINE[engine]
+def plan_engine(name: str) -> Engine:
+    """The engine for ``plan``: any registered spelling of one with a memory model and pool."""
     try:
-        get_policy(name)
+        key = canonical_engine(name)
     except UnknownNameError:
-        return "neutral"
-    return name
+        raise UnknownNameError("engine", name, planner_engines()) from None
+    engine = get_engine(name)
+    if not engine.plannable:
+        raise InvalidRequestError("--engine", name, f"an engine plan models: {', '.join(planner_engines())}"
+                                  + (" (the engine-neutral definition has no memory model)" if key else ""))
+    return engine
 
 
-def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, commented by step
-    from kvcalc.estimate import check_int, estimate
+def resolve(req: PlanRequest) -> Settings:
+    from kvcalc.estimate import check_int
 
-    engine = req.engine.strip().lower()
-    engine = {"trt-llm": "trtllm", "tensorrt-llm": "trtllm", "llama_cpp": "llama.cpp", "llamacpp": "llama.cpp",
-              "transformers": "hf"}.get(engine, engine)
-    if engine not in ENGINES:
-        raise UnknownNameError("engine", req.engine, ENGINES)
+    engine = plan_engine(req.engine)
     model = req.model
     max_len = req.max_model_len if req.max_model_len is not None else model.max_position_embeddings
     check_int("max_model_len", max_len, maximum=10**9)
@@ -258,316 +237,166 @@ def plan(req: PlanRequest) -> Plan:  # noqa: C901 - one linear pipeline, comment
         check_int("users", req.users, maximum=10**9)
     if req.shared_prefix_tokens < 0 or req.shared_prefix_tokens > max_len:
         raise InvalidRequestError("--shared-prefix-tokens", req.shared_prefix_tokens, f"0 to max_model_len ({max_len})")
-    dep = _deployment(req)
-    tp, pp = dep.tp, req.pp
-    # The GPU's total as the driver reports it (NVML, nvidia-smi): vLLM's batch defaults and
-    # SGLang's default memory fraction are sized from it, not from mem_get_info.
-    driver_bytes: int | None = None  # --kv-budget alone: no GPU to ask
-    if req.gpu_memory_bytes is not None:
-        driver_bytes = req.gpu_memory_bytes
-    elif dep.gpu is not None:
-        driver_bytes = dep.gpu.memory_bytes
-    # vLLM's batch limits (they size sliding-window reservations and cap running requests).
-    gpu_label = f"{dep.gpu.name} {dep.gpu.title}" if dep.gpu is not None else ""
-    mnbt, max_seqs_cap, batch_why = vllm_batch_defaults(
-        driver_bytes, gpu_label, max_len, req.max_num_batched_tokens, req.max_num_seqs)
-    req = dataclasses.replace(req, max_num_batched_tokens=mnbt, max_num_seqs=max_seqs_cap)
-    kv_name = _auto_kv_dtype(engine, model, req.kv_dtype)
-    dtype = resolve_dtype(kv_name, model.dtype)
-    weights, params, params_source, wname = _weights(req, engine)
-    weights_per_gpu = cdiv(weights, tp * pp) if weights is not None else None
-    warnings: list[str] = []
-    notes: list[str] = []
-    if engine == "vllm" and batch_why != "given":
-        notes.append(f"max_num_batched_tokens {mnbt:,}, max_num_seqs {max_seqs_cap:,}: {batch_why} "
-                     "(EngineArgs.get_batch_defaults); pass --max-num-batched-tokens / --max-num-seqs to change")
-    if max_len > model.max_position_embeddings:
-        warnings.append(
-            f"max_model_len {max_len:,} exceeds {model.name}'s max_position_embeddings "
-            f"({model.max_position_embeddings:,}); vLLM refuses this unless overridden"
-        )
+    dep = deployment(req)
+    layout = RankLayout(model, dep.tp, dep.pp)  # refuses pp > layers, as estimate does
+    label = f"{dep.gpu.name} {dep.gpu.title}" if dep.gpu is not None else ""
+    mnbt, running, why = engine.batch_defaults(dep.driver_bytes, label, max_len, req.max_num_batched_tokens,
+                                               req.max_num_seqs)
+    dtype, _ = engine.resolve_kv_dtype(req.kv_dtype, model)
+    return Settings(engine=engine, model=model, max_len=max_len, dep=dep, layout=layout, dtype=dtype,
+                    max_num_batched_tokens=mnbt, max_running=running, batch_why=why)
 
-    # 1. The KV budget of one GPU.
+
+# -- 2. weights ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Weights:
+    total_bytes: int | None
+    parameters: int | None
+    source: str
+    dtype: str
+    per_gpu_bytes: int | None
+
+
+def weights_of(req: PlanRequest, s: Settings) -> Weights:
+    """``auto`` is the dtype the engine runs the model in (``Engine.compute_dtype``)."""
+    from kvcalc.planner.weights import get_weight_dtype, model_parameters, read_safetensors
+
+    wdtype = get_weight_dtype(req.weight_dtype, s.engine.compute_dtype(s.model))
+    ranks = s.dep.tp * s.dep.pp
+    if req.weights_path is not None:
+        st = read_safetensors(req.weights_path)
+        return Weights(total_bytes=st.bytes, parameters=st.parameters or None, source=f"safetensors ({st.source})",
+                       dtype="as stored", per_gpu_bytes=cdiv(st.bytes, ranks))
+    count = model_parameters(s.model)
+    if count.parameters is None:
+        return Weights(total_bytes=None, parameters=None, source=count.source, dtype=wdtype.name, per_gpu_bytes=None)
+    total = wdtype.bytes_for(count.parameters)
+    return Weights(total_bytes=total, parameters=count.parameters, source=count.source, dtype=wdtype.name,
+                   per_gpu_bytes=cdiv(total, ranks))
+
+
+# -- 3. budget -------------------------------------------------------------------------------
+
+def budget_of(req: PlanRequest, s: Settings, w: Weights, notes: list[str]) -> Budget:
     if req.kv_budget_bytes is not None:
-        bud = budget_mod.given_budget(engine, req.kv_budget_bytes, weights_per_gpu)
-    else:
-        assert dep.total_bytes is not None
-        if weights_per_gpu is None:
-            raise InvalidRequestError(
-                "--weights", model.name, "a parameter count for the memory model: the config lacks one "
-                "(give --weights PATH to safetensors, or --kv-budget SIZE)",
-            )
-        default_fraction: str | None = None
-        if engine == "sglang" and req.fraction is None:
-            assert driver_bytes is not None  # a memory model needs a GPU (checked by _deployment)
-            default_fraction, how = budget_mod.sglang_default_fraction(
-                driver_bytes // MiB, tp=tp, pp=pp, mla=any(isinstance(s, LatentAttention) for s in model.layer_specs),
-                model_name=f"{model.name} {model.source.hf_repo or ''}")
-            notes.append(f"--mem-fraction-static not given: {how}")
-        bud = budget_mod.engine_budget(
-            engine, dep.total_bytes, weights_per_gpu, fraction=req.fraction, default_fraction=default_fraction,
-            activation_bytes=req.activation_bytes if req.activation_bytes is not None
-            else budget_mod.DEFAULT_ACTIVATION_BYTES,
-            non_torch_bytes=req.non_torch_bytes if req.non_torch_bytes is not None
-            else budget_mod.DEFAULT_NON_TORCH_BYTES,
+        return given_budget(s.engine.name, req.kv_budget_bytes, w.per_gpu_bytes)
+    assert s.dep.total_bytes is not None  # checked by deployment()
+    if w.per_gpu_bytes is None:
+        raise InvalidRequestError(
+            "--weights", s.model.name, "a parameter count for the memory model: the config lacks one "
+            "(give --weights PATH to safetensors, or --kv-budget SIZE)",
         )
-        if req.activation_bytes is None or req.non_torch_bytes is None:
-            notes.append(
-                "activation peak and non-torch memory are kvcalc's assumed defaults (1.50 GiB and 0.50 GiB); "
-                "take the real figures from the engine log (kvcalc check-log) and pass --activation-memory / "
-                "--non-torch-memory"
-            )
-    kv_budget = bud.kv_budget_bytes
-    prefix = req.shared_prefix_tokens
-
-    # 2. The engine's pool and the cost of one request.
-    vk: VllmKV | None = None
-    policy = _policy_name(engine)
-    engine_version = ""
-    log_lines: list[str] = []
-    num_blocks: int | None = None
-    kv_tokens: int | None = None
-    estimated: int | None = None
-    reason: str | None = None
-    cap: Capacity
-    layout: Layout | None = None
-    if engine == "vllm":
-        from kvcalc.engines import get_policy
-
-        layout = build_layout(model.layer_specs, dtype, tp=tp, pp=pp, block_size=req.block_size,
-                              state_dtype=get_policy("vllm").state_dtype(dtype, model))
-        vk = vllm_kv(
-            model.layer_specs, dtype, kv_budget, max_len, tp=tp, pp=pp, block_size=req.block_size,
-            max_num_batched_tokens=mnbt, layout=layout,
+    default: str | None = None
+    if req.fraction is None:
+        derived = s.engine.default_fraction_for(s.model, s.dep.driver_bytes, s.dep.tp, s.dep.pp)
+        if derived is not None:
+            default = derived[0]
+            notes.append(f"{s.engine.fraction_flag} not given: {derived[1]}")
+    bud = s.engine.budget(s.dep.total_bytes, w.per_gpu_bytes, fraction=req.fraction, default_fraction=default,
+                          activation_bytes=req.activation_bytes, non_torch_bytes=req.non_torch_bytes)
+    if req.activation_bytes is None or req.non_torch_bytes is None:
+        notes.append(
+            f"activation peak and non-torch memory are kvcalc's assumed defaults ({DEFAULT_ACTIVATION_BYTES >> 20:,} "
+            f"MiB and {DEFAULT_NON_TORCH_BYTES >> 20:,} MiB, i.e. 1.50 GiB and 0.50 GiB); take the real figures from "
+            "the engine log (kvcalc check-log) and pass --activation-memory / --non-torch-memory"
         )
-        engine_version = vk.version
-        log_lines = list(vk.log_lines)
-        num_blocks, kv_tokens = vk.num_blocks, vk.kv_cache_tokens
-        estimated, reason = vk.estimated_max_model_len, vk.error
-        fits = vk.fits
-        concurrency = vk.max_concurrency
-        cap = _vllm_capacity(req, layout, vk, model.max_position_embeddings)
-        block_size: int | None = vk.block_size
-    else:
-        from kvcalc.engines import get_policy
+    return bud
 
-        engine_version = get_policy(policy).version or policy
-        if policy != _POLICY_ENGINE[engine]:
-            notes.append(f"the {engine} storage policy is not installed; KV per request uses the {policy} policy")
 
-        def cost(length: int) -> int:
-            return estimate(model, length, 1, kv_name, engine=policy, tp=tp, pp=pp,
-                            block_size=req.block_size).per_gpu_bytes
+# -- 4. pool ---------------------------------------------------------------------------------
 
-        shared = cost if engine == "sglang" else (lambda _p: 0)
-        if prefix and engine != "sglang":
-            notes.append(f"{engine}: no cross-request prefix sharing modelled; --shared-prefix-tokens ignored")
-        cap = Capacity(unit="bytes", available=kv_budget, cost=cost, shared=shared,
-                       max_len=max(model.max_position_embeddings, max_len))
-        block_size = req.block_size
-        per_token = _neutral_rank_bytes(model, dtype, tp, pp, 1)
-        kv_tokens = max(kv_budget, 0) // per_token if per_token else 0
-        pool_error: str | None = None
-        if engine == "trtllm":
-            num_blocks = kv_tokens // 32
-        if engine == "sglang":
-            pool = sglang_pool(model, dtype, kv_budget, tp=tp, pp=pp, page_size=req.block_size or 1)
-            kv_tokens = pool.max_total_num_tokens
-            page = req.block_size or 1
-            if pool.hybrid_swa:
-                # Split pools: a request holds its whole length in the full-layer pool (the one
-                # SGLang reports); the SWA pool, 0.8 of it, holds only the window.
-                cap = Capacity(unit="tokens", available=kv_tokens, cost=lambda n: -(-n // page) * page,
-                               shared=lambda n: n // page * page, max_len=max(model.max_position_embeddings, max_len))
-                notes.append(f"SGLang hybrid sliding-window pool ({SGLANG_POOL_VERSION}, architecture "
-                             f"{model.architecture}): {pool.cell}; full-layer pool {kv_tokens:,} tokens, SWA pool "
-                             f"{pool.swa_tokens:,} tokens (swa_full_tokens_ratio 0.8)")
-                log_lines = list(pool.log_lines)
-                pool_error = pool.error
-            else:
-                log_lines = pool.log_lines + _sglang_log(model, dtype, tp, kv_tokens)
-        one = cap.cost_of(max_len)
-        fits = kv_budget > 0 and one <= cap.available and pool_error is None
-        concurrency = cap.available / one if kv_budget > 0 and one and pool_error is None else 0.0
-        if pool_error is not None:
-            reason = pool_error
-        elif kv_budget <= 0:
-            reason = _no_memory_reason(engine, bud)
-        elif not fits:
-            estimated = cap.longest_context(1)
-            need = f"{one:,} tokens of its {cap.available:,}-token pool" if cap.unit == "tokens" else (
-                f"{format_bytes(one)} of KV per GPU, more than the {format_bytes(kv_budget)} available")
-            reason = (f"one request of {max_len:,} tokens needs {need}; the largest context that fits "
-                      f"is {estimated:,}")
-        if kv_budget <= 0 and engine != "vllm":
-            fits = False
+def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
+    return s.engine.pool(PoolRequest(
+        model=s.model, layout=s.layout, dtype=s.dtype, kv_budget_bytes=bud.kv_budget_bytes, max_model_len=s.max_len,
+        block_size=req.block_size, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running,
+        budget=bud))
 
-    # 3. Solvers.
-    max_seqs = cap.max_sequences(max_len, prefix) if fits else 0
+
+# -- 5. the answer ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Answer:
+    fits: bool
+    question: str
+    max_sequences: int
+    by_memory: int
+    batch: int
+    longest: int
+    per_gpu_bytes: int
+    users_fit: bool | None
+    batch_fits: bool | None
+    binding: str
+    headroom_units: int | None
+    headroom_bytes: int | None
+    saving_bytes: int
+    without_sharing: int | None
+
+
+def workload_bytes(s: Settings, req: PlanRequest, requests: int) -> int:
+    """KV bytes ``requests`` requests of max_model_len take on the largest rank (what estimate
+    reports for the same settings: the engine's ``request_bytes``)."""
+    work = Workload(seq_len=s.max_len, batch=requests, block_size=req.block_size,
+                    max_num_batched_tokens=s.max_num_batched_tokens)
+    return s.engine.request_bytes(s.layout, s.dtype, work)
+
+
+def answer(req: PlanRequest, s: Settings, pool: Pool) -> Answer:
+    cap, starts, length = pool.capacity, pool.fits, s.max_len
+    prefix = req.shared_prefix_tokens if s.engine.shares_prefix else 0
+    by_memory = cap.max_sequences(length, prefix) if starts else 0
+    resident = min(by_memory, s.max_running) if s.max_running is not None else by_memory
     batch = req.batch or req.users or 1
     longest = cap.longest_context(batch, prefix)
-    workload = req.users or req.batch or 1
-    if layout is not None:
-        per_gpu = workload * reserved_bytes_per_request(layout, max_len, mnbt)
-    else:
-        per_gpu = estimate(model, max_len, workload, kv_name, engine=policy, tp=tp, pp=pp,
-                           block_size=block_size, max_num_batched_tokens=mnbt).per_gpu_bytes
-    # Bytes per capacity unit: a vLLM block; a byte; a token of SGLang's full-layer pool (its share
-    # of the budget, floored: headroom and savings in bytes are then never overstated).
-    unit_bytes = vk.block_bytes if vk is not None else (
-        max(kv_budget, 0) // cap.available if cap.unit == "tokens" and cap.available > 0 else 1)
+    per_replica_load = cdiv(req.users, s.dep.replicas) if req.users is not None else (req.batch or None)
+    binding = _binding(starts, pool)
     users_fit: bool | None = None
-    headroom_units: int | None = None
-    binding = _binding(fits, kv_budget, weights_per_gpu)
-    hints: list[str] = []
-    saving = 0
-    no_share: int | None = None
-    if prefix:
-        no_share = cap.max_sequences(max_len) if fits else 0
-        n = max(max_seqs, 1)
-        saving = (cap.units_for(n, max_len) - cap.units_for(n, max_len, prefix)) * unit_bytes
+    batch_fits: bool | None = None
     if req.users is not None:
-        total_seqs = max_seqs * dep.replicas
-        users_fit = fits and total_seqs >= req.users
-        per_replica = cdiv(req.users, dep.replicas)
-        headroom_units = cap.available - cap.units_for(per_replica, max_len, prefix) if fits else None
-        if fits:
-            if not users_fit:
+        users_fit = starts and resident * s.dep.replicas >= req.users
+        if starts:
+            binding = "none: every user fits"
+            if by_memory * s.dep.replicas < req.users:
                 binding = "KV cache: too few blocks/bytes for all users at max_model_len"
-            elif engine == "vllm" and per_replica > max_seqs_cap:
-                users_fit = False
-                binding = f"--max-num-seqs {max_seqs_cap}: vLLM runs at most that many requests per replica"
-            else:
-                binding = "none: every user fits"
-    elif fits:
+            elif users_fit is False:
+                binding = (f"{pool.max_running_flag} {s.max_running}: the engine runs at most that many requests "
+                           "per replica")
+    elif req.batch is not None:
+        batch_fits = starts and resident >= req.batch
+    elif starts:
         binding = "KV cache (max concurrent requests at max_model_len)"
-        headroom_units = cap.available - cap.units_for(max(max_seqs, 1), max_len, prefix)
-    headroom_bytes = headroom_units * unit_bytes if headroom_units is not None else None
-
-    # 4. The smallest TP / GPU count for --users.
-    min_tp = min_gpus = None
-    tp_options: list[dict[str, int]] = []
-    if req.users is not None and req.solve_tp:
-        options = _tp_options(req, dep, max_len)
-        tp_options = [dataclasses.asdict(o) for o in options]
-        one_rep, fewest = smallest_tp(options, req.users)
-        min_tp = one_rep.tp if one_rep else None
-        min_gpus = fewest.gpus if fewest else None
-
-    if not fits or users_fit is False:
-        hints = _hints(engine, bud, fits, estimated, longest, batch, max_seqs, req, min_tp, min_gpus)
-
-    # 5. Roofline (needs a catalogued GPU's bandwidth).
-    roof: Roofline | None = None
-    if dep.gpu is not None and weights_per_gpu is not None and fits:
-        rb = req.users or req.batch or max(min(max_seqs, max_seqs_cap), 1)
-        rb = max(1, min(rb, max(max_seqs, 1)))
-        kv_seq = _neutral_rank_bytes(model, dtype, tp, pp, max_len)
-        active = _active_params(model, params)
-        flops = dep.gpu.fp8_flops if wname in ("fp8",) and dep.gpu.fp8_flops else dep.gpu.dense_flops
-        roof = decode_roofline(
-            batch=rb, weights_per_gpu=weights_per_gpu,
-            kv_per_sequence_per_gpu=kv_seq,
-            active_params_per_gpu=cdiv(active, tp * pp) if active else None,
-            bandwidth_bytes_per_s=dep.gpu.bandwidth_bytes_per_s, dense_flops=flops,
-        )
-    if (dep.gpu is not None and dep.gpu.usable_is_estimated and req.gpu_memory_bytes is None
-            and req.kv_budget_bytes is None):
-        notes.append(f"{dep.gpu.name}: usable memory is an estimate ({dep.gpu.usable_source}); pass --gpu-memory")
-
-    return Plan(
-        fits=fits,
-        kv_budget_bytes=kv_budget,
-        num_blocks=num_blocks,
-        kv_cache_tokens=kv_tokens,
-        max_concurrency=concurrency,
-        estimated_max_model_len=estimated,
-        weights_bytes=weights,
-        per_gpu_bytes=per_gpu,
-        model=model.name,
-        engine=engine,
-        engine_version=engine_version,
-        gpu=dep.gpu_name,
-        gpu_count=dep.count,
-        tp=tp,
-        pp=pp,
-        replicas=dep.replicas,
-        kv_dtype=dtype.name,
-        weight_dtype=wname,
-        max_model_len=max_len,
-        max_num_batched_tokens=mnbt,
-        max_num_seqs=max_seqs_cap if engine == "vllm" else None,
-        block_size=block_size,
-        parameters=params,
-        parameters_source=params_source,
-        weights_per_gpu_bytes=weights_per_gpu,
-        budget=bud.to_dict(),
-        max_sequences=max_seqs,
-        batch=batch,
-        longest_context_at_batch=longest,
-        users=req.users,
-        users_fit=users_fit,
-        binding_constraint=binding,
-        headroom_bytes=headroom_bytes,
-        headroom_units=headroom_units,
-        capacity_unit=cap.unit,
-        min_tp_for_users=min_tp,
-        min_gpus_for_users=min_gpus,
-        tp_options=tp_options,
-        shared_prefix_tokens=prefix,
-        shared_prefix_saving_bytes=saving,
-        max_sequences_without_prefix_sharing=no_share,
-        reason=reason,
-        hints=hints,
-        log_lines=log_lines,
-        vllm=vk.to_dict() if vk is not None else None,
-        roofline=roof.to_dict() if roof is not None else None,
-        notes=notes,
-        warnings=warnings,
-    )
+        if s.max_running is not None and by_memory > s.max_running:
+            binding = f"{pool.max_running_flag} {s.max_running} (the KV cache holds {by_memory:,})"
+    load = per_replica_load if per_replica_load is not None else max(resident, 1)
+    headroom_units = cap.available - cap.units_for(load, length, prefix) if starts else None
+    headroom_bytes = headroom_units * pool.unit_bytes if headroom_units is not None else None
+    saving, without = 0, None
+    if prefix:
+        without = cap.max_sequences(length) if starts else 0
+        n = max(by_memory, 1)
+        saving = (cap.units_for(n, length) - cap.units_for(n, length, prefix)) * pool.unit_bytes
+    if req.users is not None:
+        fits, question = bool(users_fit), f"all {req.users:,} users at {length:,} tokens at once"
+    else:
+        fits, question = starts, f"one request of {length:,} tokens, and the engine starts"
+    return Answer(fits=fits, question=question, max_sequences=resident, by_memory=by_memory, batch=batch,
+                  longest=longest, per_gpu_bytes=workload_bytes(s, req, req.users or req.batch or 1),
+                  users_fit=users_fit, batch_fits=batch_fits, binding=binding, headroom_units=headroom_units,
+                  headroom_bytes=headroom_bytes, saving_bytes=saving, without_sharing=without)
 
 
-def _neutral_rank_bytes(model: ModelConfig, dtype: Any, tp: int, pp: int, length: int) -> int:
-    """Engine-neutral KV of one sequence on the largest rank (kvcalc's definition; what a decode
-    step reads): per layer ``tokens_held x bytes_per_token + state``."""
-    from kvcalc.estimate import pp_partition
-
-    per_spec: dict[Any, int] = {}
-    best = start = 0
-    for size in pp_partition(model.num_layers, pp):
-        total = 0
-        for s in model.layer_specs[start:start + size]:
-            b = per_spec.get(s)
-            if b is None:
-                r = s.shard(tp)
-                b = per_spec[s] = r.tokens_held(length) * r.bytes_per_token(dtype) + r.fixed_bytes(dtype)
-            total += b
-        best = max(best, total)
-        start += size
-    return best
+def _binding(starts: bool, pool: Pool) -> str:
+    if pool.capacity.available <= 0 and not starts:
+        return "memory: nothing left for the KV cache after weights and overheads"
+    if not starts:
+        return "KV cache: one request of max_model_len does not fit"
+    return ""
 
 
-def _vllm_capacity(req: PlanRequest, layout: Layout | None, vk: VllmKV, model_max: int) -> Capacity:
-    """Blocks: usable = num_blocks - 1 (null block); a request costs vLLM's blocks per request;
-    a shared prefix shares the full blocks of full-attention/MLA groups (vLLM prefix caching
-    hashes whole blocks only)."""
-    assert layout is not None
-    workers = layout.active
-    mnbt = req.max_num_batched_tokens
-    assert mnbt is not None  # resolved by plan()
+# -- 6. TP search, hints, roofline -----------------------------------------------------------
 
-    def cost(length: int) -> int:
-        return max(w.blocks_per_request(length, mnbt) for w in workers)
-
-    def shared(p: int) -> int:
-        return max(sum(p // g.spec.block_size for g in w.groups if g.spec.kind in ("full", "mla")) for w in workers)
-
-    return Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
-                    max_len=max(model_max, vk.max_model_len))
-
-
-def _tp_options(req: PlanRequest, dep: _Deployment, max_len: int) -> list[TpOption]:
-    heads = req.model.num_attention_heads
+def tp_search(req: PlanRequest, s: Settings) -> list[TpOption]:
+    heads = s.model.num_attention_heads
     out: list[TpOption] = []
     assert req.users is not None
     for tp in TP_CANDIDATES:
@@ -579,12 +408,70 @@ def _tp_options(req: PlanRequest, dep: _Deployment, max_len: int) -> list[TpOpti
             p = plan(sub)
         except InvalidRequestError:
             continue
-        seqs = p.max_sequences if p.engine != "vllm" else min(p.max_sequences, p.max_num_seqs or p.max_sequences)
+        seqs = p.max_sequences
         replicas = cdiv(req.users, seqs) if seqs else 0
         out.append(TpOption(tp=tp, max_sequences=seqs, replicas_needed=replicas, gpus=replicas * tp * req.pp))
         if seqs >= req.users and len(out) > 1 and out[-2].max_sequences >= req.users:
             break
     return out
+
+
+def hints_of(req: PlanRequest, s: Settings, bud: Budget, pool: Pool, a: Answer, min_tp: int | None,
+             min_gpus: int | None) -> list[str]:
+    """What to change, from the engine (its flag, its smaller cache dtype) and the settings."""
+    if a.fits and a.batch_fits is not False:
+        return []
+    out: list[str] = []
+    tp_hints = []
+    if min_tp is not None:
+        tp_hints.append(f"--tp {min_tp} serves all users in one replica")
+    if min_gpus is not None:
+        tp_hints.append(f"fewest GPUs for all users: {min_gpus} (TP x data-parallel replicas)")
+    if bud.kv_budget_bytes <= 0:
+        if bud.fraction_flag:
+            out.append(f"raise {bud.fraction_flag} (now {bud.fraction}), or use more GPUs (--tp), or a smaller "
+                       "--weight-dtype")
+        else:
+            out.append("use more GPUs (--tp), a smaller --weight-dtype, or a GPU with more memory")
+        return out + tp_hints
+    if not pool.fits and pool.estimated_max_model_len:
+        out.append(f"lower --max-model-len to {pool.estimated_max_model_len:,} (the largest that fits), or raise "
+                   "the budget")
+    if pool.fits and req.users is not None and a.max_sequences * s.dep.replicas < req.users:
+        out.append(f"at --max-model-len {s.max_len:,} one replica holds {a.max_sequences:,} requests; "
+                   f"the longest context for {a.batch:,} at once is {a.longest:,} tokens")
+    if pool.fits and a.batch_fits is False:
+        out.append(f"at --max-model-len {s.max_len:,} one replica holds {a.max_sequences:,} requests; the longest "
+                   f"context for --batch {a.batch:,} is {a.longest:,} tokens")
+    if (a.by_memory > a.max_sequences and pool.max_running_flag and s.max_running is not None
+            and (req.users or req.batch or 0) > a.max_sequences):
+        out.append(f"raise {pool.max_running_flag} (now {s.max_running:,}): the KV cache holds {a.by_memory:,}")
+    out.extend(tp_hints)
+    smaller = s.engine.cache_dtype_hint(s.dtype)
+    if smaller:
+        out.append(smaller)
+    return out
+
+
+def roofline_of(s: Settings, w: Weights, a: Answer, req: PlanRequest, starts: bool) -> Roofline | None:
+    """Decode roofline (needs a catalogued GPU's bandwidth): KV read per step is kvcalc's neutral
+    bytes of one sequence on the largest rank."""
+    from kvcalc.engines import get_engine
+    from kvcalc.planner.roofline import decode_roofline
+
+    gpu = s.dep.gpu
+    if gpu is None or w.per_gpu_bytes is None or not starts:
+        return None
+    rb = req.users or req.batch or max(a.max_sequences, 1)
+    rb = max(1, min(rb, max(a.max_sequences, 1)))
+    kv_seq = get_engine("neutral").request_bytes(s.layout, s.dtype, Workload(seq_len=s.max_len))
+    active = _active_params(s.model, w.parameters)
+    flops = gpu.fp8_flops if w.dtype == "fp8" and gpu.fp8_flops else gpu.dense_flops
+    return decode_roofline(
+        batch=rb, weights_per_gpu=w.per_gpu_bytes, kv_per_sequence_per_gpu=kv_seq,
+        active_params_per_gpu=cdiv(active, s.dep.tp * s.dep.pp) if active else None,
+        bandwidth_bytes_per_s=gpu.bandwidth_bytes_per_s, dense_flops=flops,
+    )
 
 
 def _active_params(model: ModelConfig, params: int | None) -> int | None:
@@ -600,64 +487,56 @@ def _active_params(model: ModelConfig, params: int | None) -> int | None:
     return max(params - idle, 0)
 
 
-def _binding(fits: bool, kv_budget: int, weights_per_gpu: int | None) -> str:
-    if kv_budget <= 0:
-        return "memory: nothing left for the KV cache after weights and overheads"
-    if not fits:
-        return "KV cache: one request of max_model_len does not fit"
-    return ""
+def _notes(req: PlanRequest, s: Settings, warnings: list[str]) -> list[str]:
+    notes: list[str] = []
+    if s.batch_why != "given" and s.max_running is not None:
+        notes.append(f"max_num_batched_tokens {s.max_num_batched_tokens:,}, max_num_seqs {s.max_running:,}: "
+                     f"{s.batch_why} (EngineArgs.get_batch_defaults); pass --max-num-batched-tokens / --max-num-seqs "
+                     "to change")
+    if s.max_len > s.model.max_position_embeddings:
+        warnings.append(
+            f"max_model_len {s.max_len:,} exceeds {s.model.name}'s max_position_embeddings "
+            f"({s.model.max_position_embeddings:,}); vLLM refuses this unless overridden"
+        )
+    if req.shared_prefix_tokens and not s.engine.shares_prefix:
+        notes.append(f"{s.engine.name}: no cross-request prefix sharing modelled; --shared-prefix-tokens ignored")
+    return notes
 
 
-def _no_memory_reason(engine: str, bud: budget_mod.Budget) -> str:
-    if engine == "sglang":
-        return "Not enough memory. Please try to increase --mem-fraction-static."
-    return (
-        f"no memory for the KV cache: the budget is {format_bytes(bud.kv_budget_bytes)} "
-        f"({bud.formula})"
+def plan(req: PlanRequest) -> Plan:
+    s = resolve(req)
+    w = weights_of(req, s)
+    warnings: list[str] = []
+    notes = _notes(req, s, warnings)
+    bud = budget_of(req, s, w, notes)
+    pool = pool_of(req, s, bud)
+    notes += pool.notes
+    a = answer(req, s, pool)
+    options = tp_search(req, s) if req.users is not None and req.solve_tp else []
+    one_rep, fewest = smallest_tp(options, req.users) if req.users is not None else (None, None)
+    min_tp = one_rep.tp if one_rep else None
+    min_gpus = fewest.gpus if fewest else None
+    roof = roofline_of(s, w, a, req, pool.fits)
+    gpu = s.dep.gpu
+    if gpu is not None and gpu.usable_is_estimated and req.gpu_memory_bytes is None and req.kv_budget_bytes is None:
+        notes.append(f"{gpu.name}: usable memory is an estimate ({gpu.usable_source}); pass --gpu-memory")
+    return Plan(
+        fits=a.fits, kv_budget_bytes=bud.kv_budget_bytes, num_blocks=pool.num_blocks,
+        kv_cache_tokens=pool.kv_cache_tokens, max_concurrency=pool.max_concurrency,
+        estimated_max_model_len=pool.estimated_max_model_len, weights_bytes=w.total_bytes,
+        per_gpu_bytes=a.per_gpu_bytes, model=s.model.name, engine=s.engine.name, engine_version=pool.engine_version,
+        gpu=s.dep.gpu_name, gpu_count=s.dep.count, tp=s.dep.tp, pp=s.dep.pp, replicas=s.dep.replicas,
+        kv_dtype=s.dtype.name, weight_dtype=w.dtype, max_model_len=s.max_len,
+        max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running, block_size=pool.block_size,
+        parameters=w.parameters, parameters_source=w.source, weights_per_gpu_bytes=w.per_gpu_bytes,
+        budget=bud.to_dict(), max_sequences=a.max_sequences, batch=a.batch, longest_context_at_batch=a.longest,
+        users=req.users, users_fit=a.users_fit, binding_constraint=a.binding, headroom_bytes=a.headroom_bytes,
+        headroom_units=a.headroom_units, capacity_unit=pool.capacity.unit, min_tp_for_users=min_tp,
+        min_gpus_for_users=min_gpus, tp_options=[dataclasses.asdict(o) for o in options],
+        shared_prefix_tokens=req.shared_prefix_tokens, shared_prefix_saving_bytes=a.saving_bytes,
+        max_sequences_without_prefix_sharing=a.without_sharing, reason=pool.reason,
+        hints=hints_of(req, s, bud, pool, a, min_tp, min_gpus), log_lines=pool.log_lines, vllm=pool.details,
+        roofline=roof.to_dict() if roof is not None else None, notes=notes, warnings=warnings,
+        fits_question=a.question, one_request_fits=pool.fits, batch_fits=a.batch_fits,
+        max_sequences_by_memory=a.by_memory, max_running_requests=s.max_running,
     )
-
-
-def _sglang_log(model: ModelConfig, dtype: Any, tp: int, tokens: int) -> list[str]:
-    """SGLang's ``KV Cache is allocated. #tokens: N, K size: x GB, V size: y GB`` ("GB" = GiB),
-    K/V over ``tokens + page`` slots (one dummy page)."""
-    from kvcalc.specs import FullAttention, LatentAttention
-
-    k = v = 0
-    for s in model.layer_specs:
-        r = s.shard(tp)
-        if isinstance(r, LatentAttention):
-            k += r.bytes_per_token(dtype)
-        elif isinstance(r, FullAttention):
-            k += dtype.row_bytes(r.num_kv_heads * r.head_dim)
-            v += dtype.row_bytes(r.num_kv_heads * r.v_dim)
-    slots = tokens + 1
-    if v == 0:
-        return [f"KV Cache is allocated. #tokens: {tokens}, KV size: {slots * k / GiB:.2f} GB"]
-    return [f"KV Cache is allocated. #tokens: {tokens}, K size: {slots * k / GiB:.2f} GB, "
-            f"V size: {slots * v / GiB:.2f} GB"]
-
-
-def _hints(engine: str, bud: budget_mod.Budget, fits: bool, estimated: int | None, longest: int, batch: int,
-           max_seqs: int, req: PlanRequest, min_tp: int | None, min_gpus: int | None) -> list[str]:
-    out: list[str] = []
-    flag = bud.fraction_flag
-    tp_hints = []
-    if min_tp is not None:
-        tp_hints.append(f"--tp {min_tp} serves all users in one replica")
-    if min_gpus is not None:
-        tp_hints.append(f"fewest GPUs for all users: {min_gpus} (TP x data-parallel replicas)")
-    if bud.kv_budget_bytes <= 0:
-        if flag:
-            out.append(f"raise {flag} (now {bud.fraction}), or use more GPUs (--tp), or a smaller --weight-dtype")
-        else:
-            out.append("use more GPUs (--tp), a smaller --weight-dtype, or a GPU with more memory")
-        return out + tp_hints
-    if not fits and estimated:
-        out.append(f"lower --max-model-len to {estimated:,} (the largest that fits), or raise the budget")
-    if fits and req.users is not None and max_seqs < req.users:
-        out.append(f"at --max-model-len {req.max_model_len or ''} one replica holds {max_seqs:,} requests; "
-                   f"the longest context for {batch:,} at once is {longest:,} tokens")
-    out.extend(tp_hints)
-    if engine != "vllm" or req.kv_dtype in ("auto", "bf16", "fp16", "fp32"):
-        out.append("--kv-dtype fp8 halves the KV cache")
-    return out

@@ -98,6 +98,8 @@ class SweepResult:
     """KV bytes allowed per GPU (``--gpu``'s usable memory or ``--gpu-memory``); weights not subtracted."""
     cells: list[SweepCell]
     notes: list[str] = field(default_factory=list)
+    model_max_context: dict[str, int] = field(default_factory=dict)
+    """Each model's ``max_position_embeddings``: charts mark it, cells past it are flagged in notes."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -157,6 +159,7 @@ def sweep(
         kv_dtypes=list(dict.fromkeys(c.kv_dtype for c in cells)),
         models=[m.name for m in models], capacity_label=capacity_label,
         capacity_bytes_per_gpu=capacity_bytes_per_gpu, cells=cells, notes=notes,
+        model_max_context={m.name: m.max_position_embeddings for m in models},
     )
 
 
@@ -174,23 +177,47 @@ def to_csv(result: SweepResult) -> str:
     return buf.getvalue()
 
 
+def max_context_marks(result: SweepResult) -> dict[str, int]:
+    """label -> context for each model whose maximum context falls inside the swept range (a
+    curve drawn past that point is past what the model supports)."""
+    lo, hi = min(result.seq_lens), max(result.seq_lens)
+    return {f"{model} maximum context {n:,}": n for model, n in result.model_max_context.items() if lo <= n < hi}
+
+
+def figure_labels(result: SweepResult) -> tuple[str, str]:
+    """(title, y-axis label). "per GPU" only when the figure is per GPU: with ``tp > 1`` each
+    cell is the largest rank's share; with ``tp`` 1 the one GPU holds the whole cache."""
+    multi_batch = len(result.batches) > 1
+    batch_note = f", batch {result.batches[0]}" if not multi_batch else ""
+    tp_note = f", TP {result.tp}: bytes per GPU" if result.tp > 1 else ""
+    per = " per GPU" if result.tp > 1 else ""
+    return f"KV cache vs context ({result.engine} engine{batch_note}{tp_note})", f"KV cache{per}"
+
+
+def series_label(result: SweepResult, model: str, dtype: str, batch: int) -> str:
+    return f"{model} {dtype}" + (f" x{batch}" if len(result.batches) > 1 else "")
+
+
 def plot_sweep(result: SweepResult, path: str) -> Any:
-    """Memory vs context, one line per (model, dtype, batch), the capacity as a dashed line."""
+    """Memory vs context on a base-2 context axis, one line per (model, dtype, batch), the
+    capacity as a dashed line, each model's maximum context (when in range) as a dotted one."""
     from kvcalc.show.plot import plot_series
     from kvcalc.units import GiB
 
     size, units_label = GiB, "GiB"
-    multi_batch = len(result.batches) > 1
     series: dict[str, list[tuple[float, float]]] = {}
     for (model, dtype, batch), cells in result.series().items():
-        label = f"{model} {dtype}" + (f" x{batch}" if multi_batch else "")
         # Floats only for drawing; the exact bytes are in the table/CSV/JSON.
-        series[label] = [(float(c.seq_len), c.per_gpu_bytes / size) for c in cells]
+        series[series_label(result, model, dtype, batch)] = [(float(c.seq_len), c.per_gpu_bytes / size)
+                                                             for c in cells]
     hlines = None
     if result.capacity_bytes_per_gpu is not None:
         hlines = {result.capacity_label or "capacity": result.capacity_bytes_per_gpu / size}
-    batch_note = f", batch {result.batches[0]}" if not multi_batch else ""
-    per = " per GPU" if result.tp > 1 else ""
-    return plot_series(path, title=f"KV cache vs context ({result.engine} engine{batch_note})",
-                       xlabel="context length (tokens)", ylabel=f"KV cache{per} ({units_label})",
-                       series=series, hlines=hlines)
+    marks = max_context_marks(result)
+    vlines = {label: float(n) for label, n in marks.items()} or None
+    # Each mark in the colour of its model's first line.
+    first = {model: series_label(result, model, dtype, batch) for (model, dtype, batch) in reversed(result.series())}
+    owner = {label: first[model] for model in result.models for label in marks if label.startswith(f"{model} ")}
+    title, ylabel = figure_labels(result)
+    return plot_series(path, title=title, xlabel="context length (tokens, log2)", ylabel=f"{ylabel} ({units_label})",
+                       series=series, hlines=hlines, vlines=vlines, x_log2=True, vline_series=owner)

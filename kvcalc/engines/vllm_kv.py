@@ -1,0 +1,500 @@
+"""vLLM's KV-cache block arithmetic, modelled on ONE vLLM version: V1 at commit ``001cabc1``.
+
+Sources read (vllm-project/vllm @ 001cabc1be16a59a70d720ed61a13b678c060a18):
+
+* ``vllm/v1/kv_cache_interface.py``: ``AttentionSpec.page_size_bytes`` (per-token-head scales
+  carved from the page), ``FullAttentionSpec.real_page_size_bytes`` = B x H x (d + d_v) x b,
+  ``MLAAttentionSpec.real_page_size_bytes`` = B x 1 x (kv_lora_rank + rope) x b,
+  ``max_memory_usage_bytes``: full ``cdiv(L, B) x page``; sliding
+  ``(cdiv(min(W - 1 + max_num_batched_tokens, L), B) + 1) x page``; chunked local
+  ``cdiv(min(chunk + max_num_batched_tokens, L), B) x page``; Mamba ``page`` (mode "none").
+* ``vllm/v1/core/kv_cache_utils.py``: ``get_kv_cache_groups`` (uniform spec -> one group;
+  same type, different pages -> one ``UniformTypeKVCacheSpecs`` group; otherwise
+  ``unify_kv_cache_spec_page_size`` then ``_get_kv_cache_groups_uniform_page_size`` with
+  ``group_size = min`` layer count, or the max when max < 1.5 x min, layers assigned
+  ``layers[i::num_groups]``); ``get_num_blocks`` = ``available // page // group_size``;
+  ``get_kv_cache_configs`` (per-worker projected groups, fit check per worker, then the minimum
+  ``num_blocks`` over workers); ``_max_memory_usage_bytes_from_groups`` =
+  ``group_size x page x sum(cdiv(group max usage, page))`` and ``_estimate_max_model_len_from_groups``
+  (binary search over [1, max_model_len]); ``_check_enough_kv_cache_memory`` (messages below);
+  ``_report_kv_cache_config``: tokens = ``num_blocks // len(groups) x min block size`` and
+  ``get_max_concurrency_for_kv_cache_config`` = ``num_blocks / cdiv(n x sum usage, page x n)``.
+
+Releases with the same rules (read from the PyPI wheels, 2026-12): 0.19.0 and 0.19.1 (all of them,
+with their default gpu_memory_utilization 0.9) and 0.20.0 (blocks, grouping, fit check and log
+lines identical; it raised the default to 0.92 and subtracts a CUDA-graph memory estimate, which
+kvcalc folds into ``--activation-memory``). 0.20.1 changed the logged token figure to
+``int(max_concurrency x max_model_len)``; 0.22.0 fixed the "models's" typo in the fit error;
+``check-log`` reads both token forms.
+
+What this version does with the null block: ``BlockPool`` reserves block 0 (usable blocks are
+``num_blocks - 1``), but at 001cabc1 neither the fit check, nor the logged token count, nor the
+logged concurrency subtracts it. kvcalc reports vLLM's own figures and uses ``num_blocks - 1``
+only for its own solvers (how many requests can really be resident).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kvcalc.dtypes import KVDtype, cdiv
+from kvcalc.errors import InvalidRequestError
+from kvcalc.specs import ChunkedAttention, FixedState, LatentAttention, SlidingWindowAttention, Spec
+from kvcalc.units import GiB
+
+VLLM_VERSION = "vLLM V1 @ 001cabc1 (= releases 0.19.x and 0.20.0)"
+"""The one vLLM version modelled (kv_cache_utils.py / kv_cache_interface.py at commit 001cabc1)."""
+DEFAULT_BLOCK_SIZE = 16
+"""``CacheConfig.DEFAULT_BLOCK_SIZE`` (vllm/config/cache.py)."""
+MLA_BLOCK_SIZE = 64
+"""FlashMLA forces a multiple of 64 for MLA on CUDA (``CudaPlatformBase.check_and_update_config``)."""
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
+MAMBA_ALIGN = 16
+"""Attention block-size alignment when raising it to the Mamba page
+(``HybridAttentionMambaModelConfig.verify_and_update_config``)."""
+CONSERVING_MEMORY_URL = "https://docs.vllm.ai/en/latest/configuration/conserving_memory/"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VSpec:
+    """One layer's KV-cache spec as vLLM sees it (a ``KVCacheSpec``)."""
+
+    kind: str
+    """full, sliding, chunked, mla or mamba."""
+    block_size: int
+    page_size_bytes: int
+    window: int | None = None
+    """Sliding window, or the chunk size of chunked local attention."""
+
+    def max_memory_usage_bytes(self, max_model_len: int, max_num_batched_tokens: int) -> int:
+        """Bytes one request of ``max_model_len`` tokens may hold in this layer (worst case)."""
+        if self.kind == "mamba":
+            return self.page_size_bytes
+        if self.kind == "sliding":
+            assert self.window is not None
+            tokens = min(self.window - 1 + max_num_batched_tokens, max_model_len)
+            # +1: the window may not start on a block boundary (vLLM SlidingWindowSpec).
+            return (cdiv(tokens, self.block_size) + 1) * self.page_size_bytes
+        if self.kind == "chunked":
+            assert self.window is not None
+            tokens = min(self.window + max_num_batched_tokens, max_model_len)
+            return cdiv(tokens, self.block_size) * self.page_size_bytes
+        return cdiv(max_model_len, self.block_size) * self.page_size_bytes
+
+    def describe(self) -> str:
+        extra = f", window {self.window}" if self.window is not None else ""
+        return f"{self.kind}, block {self.block_size}, page {self.page_size_bytes:,} B{extra}"
+
+
+def default_block_size(specs: Sequence[Spec], block_size: int | None) -> int:
+    """An explicit block size always wins; otherwise 16, or 64 for MLA models."""
+    if block_size is not None:
+        return block_size
+    if any(isinstance(s, LatentAttention) for s in specs):
+        return MLA_BLOCK_SIZE
+    return DEFAULT_BLOCK_SIZE
+
+
+def attention_bytes_per_token(spec: Spec, dtype: KVDtype) -> int:
+    """Page bytes per token: H x (d + d_v) x b plus per-token-head scales
+    (``AttentionSpec.page_size_bytes``), or the MLA latent; kvcalc's ``bytes_per_token``."""
+    return spec.bytes_per_token(dtype)
+
+
+def layer_vspecs(specs: Sequence[Spec], dtype: KVDtype, block_size: int,
+                 state_dtype: KVDtype | None = None) -> list[VSpec | None]:
+    """vLLM specs for one rank's layers (already TP-sharded); None for layers with no cache.
+
+    Hybrid attention + Mamba models: the attention block size is raised to the smallest multiple
+    of 16 whose page holds the Mamba state, and the Mamba page is padded to it
+    (``HybridAttentionMambaModelConfig``); an explicit larger block size is kept.
+    """
+    # Mamba / GDN states are in the model dtype (MambaStateDtypeCalculator), not --kv-cache-dtype.
+    sd = state_dtype if state_dtype is not None else dtype
+    state_pages = [s.fixed_bytes(sd) for s in specs if isinstance(s, FixedState)]
+    attn_ppt = [attention_bytes_per_token(s, dtype) for s in specs if s.grows]
+    attn_block = block_size
+    if state_pages and attn_ppt:
+        mamba_page = max(state_pages)
+        per_token = attn_ppt[0]
+        if attn_block * per_token < mamba_page:
+            attn_block = MAMBA_ALIGN * cdiv(mamba_page, MAMBA_ALIGN * per_token)
+    out: list[VSpec | None] = []
+    memo: dict[Spec, VSpec | None] = {}
+    for s in specs:
+        if s in memo:
+            out.append(memo[s])
+            continue
+        if isinstance(s, FixedState):
+            page = s.fixed_bytes(sd)
+            if attn_ppt:
+                page = max(page, attn_block * attn_ppt[0])
+            out.append(VSpec(kind="mamba", block_size=attn_block, page_size_bytes=page))
+        elif not s.grows:
+            out.append(None)
+        else:
+            page = attn_block * attention_bytes_per_token(s, dtype)
+            if isinstance(s, SlidingWindowAttention):
+                out.append(VSpec(kind="sliding", block_size=attn_block, page_size_bytes=page, window=s.window))
+            elif isinstance(s, ChunkedAttention):
+                out.append(
+                    VSpec(kind="chunked", block_size=attn_block, page_size_bytes=page, window=s.chunk_size)
+                )
+            elif isinstance(s, LatentAttention):
+                out.append(VSpec(kind="mla", block_size=attn_block, page_size_bytes=page))
+            else:
+                out.append(VSpec(kind="full", block_size=attn_block, page_size_bytes=page))
+        memo[s] = out[-1]
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class KVGroup:
+    """A KV-cache group: layers sharing one block table (``KVCacheGroupSpec``)."""
+
+    spec: VSpec
+    layers: tuple[int, ...]
+    """Layer indices (into the model's layer list) in this group."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Grouping:
+    """How vLLM lays the layers out: ``uniform`` (one group, one spec), ``uniform_type``
+    (one group, per-layer pages) or ``hybrid`` (several groups of one page size)."""
+
+    layout: str
+    groups: tuple[KVGroup, ...]
+    layer_specs: dict[int, VSpec]
+    """Every cached layer's spec (after page unification for hybrid layouts)."""
+    padding_layers: int = 0
+
+
+def group_layers(vspecs: Sequence[VSpec | None]) -> Grouping:
+    """``get_kv_cache_groups`` at 001cabc1 (hybrid KV-cache manager enabled)."""
+    cached = {i: v for i, v in enumerate(vspecs) if v is not None}
+    if not cached:
+        return Grouping(layout="none", groups=(), layer_specs={})
+    distinct = set(cached.values())
+    if len(distinct) == 1:
+        spec = next(iter(distinct))
+        return Grouping(layout="uniform", groups=(KVGroup(spec=spec, layers=tuple(cached)),), layer_specs=cached)
+    slots = {(v.kind, v.window, v.block_size) for v in distinct}
+    if len(slots) == 1:
+        # Same number of token slots per layer, different pages: UniformTypeKVCacheSpecs.
+        first = next(iter(cached.values()))
+        total_page = sum(v.page_size_bytes for v in cached.values())
+        merged = dataclasses.replace(first, page_size_bytes=total_page)
+        return Grouping(
+            layout="uniform_type", groups=(KVGroup(spec=merged, layers=tuple(cached)),), layer_specs=cached
+        )
+    # unify_kv_cache_spec_page_size: grow smaller pages' block size by max_page / page.
+    max_page = max(v.page_size_bytes for v in distinct)
+    unified: dict[int, VSpec] = {}
+    for i, v in cached.items():
+        if v.page_size_bytes != max_page:
+            if max_page % v.page_size_bytes:
+                raise InvalidRequestError(
+                    "model", f"{v.kind} page {v.page_size_bytes} B vs {max_page} B",
+                    "layer page sizes that divide the largest one (vLLM cannot unify them by block size)",
+                )
+            ratio = max_page // v.page_size_bytes
+            v = dataclasses.replace(v, block_size=v.block_size * ratio, page_size_bytes=max_page)
+        unified[i] = v
+    buckets: dict[VSpec, list[int]] = {}
+    for i, v in unified.items():
+        buckets.setdefault(v, []).append(i)
+    counts = [len(b) for b in buckets.values()]
+    group_size = min(counts)
+    if max(counts) < min(counts) * 1.5:
+        group_size = max(counts)
+    groups: list[KVGroup] = []
+    padding = 0
+    for spec, layers in buckets.items():
+        num_groups = cdiv(len(layers), group_size)
+        padding += num_groups * group_size - len(layers)
+        for i in range(num_groups):
+            groups.append(KVGroup(spec=spec, layers=tuple(layers[i::num_groups])))
+    return Grouping(layout="hybrid", groups=tuple(groups), layer_specs=unified, padding_layers=padding)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerGroups:
+    """The groups projected onto one worker's layers (``_project_kv_cache_groups_to_worker``)."""
+
+    layout: str
+    groups: tuple[KVGroup, ...]
+    layer_specs: dict[int, VSpec]
+
+    @property
+    def group_size(self) -> int:
+        return max((len(g.layers) for g in self.groups), default=0)
+
+    @property
+    def page_size_bytes(self) -> int:
+        """Page of one block: per layer (hybrid/uniform) or summed over layers (uniform_type)."""
+        if self.layout == "uniform_type":
+            return sum(self.layer_specs[i].page_size_bytes for g in self.groups for i in g.layers)
+        return self.groups[0].spec.page_size_bytes
+
+    def num_blocks(self, available_bytes: int) -> int:
+        """``get_num_blocks`` (floor), or ``available // sum(pages)`` for uniform_type."""
+        if available_bytes <= 0 or not self.group_size:
+            return 0
+        if self.layout == "uniform_type":
+            return available_bytes // self.page_size_bytes
+        return available_bytes // self.page_size_bytes // self.group_size
+
+    def max_usage_bytes(self, max_model_len: int, mnbt: int) -> int:
+        """``_max_memory_usage_bytes_from_groups``: one request of ``max_model_len``, padded as
+        vLLM allocates it (every group pays ``group_size`` layers of pages)."""
+        if not self.group_size:
+            return 0
+        if self.layout == "uniform_type":
+            return sum(
+                self.layer_specs[i].max_memory_usage_bytes(max_model_len, mnbt) for g in self.groups for i in g.layers
+            )
+        page = self.page_size_bytes
+        blocks = sum(cdiv(g.spec.max_memory_usage_bytes(max_model_len, mnbt), page) for g in self.groups)
+        return self.group_size * page * blocks
+
+    def blocks_per_request(self, max_model_len: int, mnbt: int) -> int:
+        """Blocks one request of ``max_model_len`` takes: the denominator of vLLM's concurrency
+        (``get_max_concurrency_for_kv_cache_config``)."""
+        if not self.group_size:
+            return 0
+        n = self.group_size
+        if self.layout == "uniform_type":
+            usage = sum(
+                self.layer_specs[i].max_memory_usage_bytes(max_model_len, mnbt) for g in self.groups for i in g.layers
+            )
+            return cdiv(n * usage, self.page_size_bytes * n)
+        usage = sum(g.spec.max_memory_usage_bytes(max_model_len, mnbt) for g in self.groups)
+        return cdiv(n * usage, self.page_size_bytes * n)
+
+    def estimate_max_model_len(self, available_bytes: int, max_model_len: int, mnbt: int) -> int:
+        """``_estimate_max_model_len_from_groups``: the largest n in [1, max_model_len] whose
+        padded usage fits; 0 if one token does not fit."""
+        def fits(n: int) -> bool:
+            return self.max_usage_bytes(n, mnbt) <= available_bytes
+
+        if not fits(1):
+            return 0
+        left, right, result = 1, max_model_len, 1
+        while left <= right:
+            mid = (left + right) // 2
+            if fits(mid):
+                result, left = mid, mid + 1
+            else:
+                right = mid - 1
+        return result
+
+
+def project(grouping: Grouping, worker_layers: range) -> WorkerGroups:
+    groups = tuple(
+        KVGroup(spec=g.spec, layers=tuple(i for i in g.layers if i in worker_layers)) for g in grouping.groups
+    )
+    specs = {i: v for i, v in grouping.layer_specs.items() if i in worker_layers}
+    return WorkerGroups(layout=grouping.layout, groups=groups, layer_specs=specs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """A model laid out for one TP degree: per-layer specs (as vLLM builds them, before page
+    unification), the grouping, and each PP worker's projection."""
+
+    block_size: int
+    vspecs: tuple[VSpec | None, ...]
+    grouping: Grouping
+    workers: tuple[WorkerGroups, ...]
+    stages: tuple[range, ...]
+
+    @property
+    def active(self) -> list[WorkerGroups]:
+        return [w for w in self.workers if w.group_size]
+
+
+def build_layout(
+    specs: Sequence[Spec], dtype: KVDtype, *, tp: int = 1, pp: int = 1, block_size: int | None = None,
+    state_dtype: KVDtype | None = None,
+) -> Layout:
+    from kvcalc.layout import pp_partition
+
+    bs = default_block_size(specs, block_size)
+    shards: dict[Spec, Spec] = {}
+    rank_specs = []
+    for s in specs:
+        r = shards.get(s)
+        if r is None:
+            r = shards[s] = s.shard(tp)
+        rank_specs.append(r)
+    vspecs = layer_vspecs(rank_specs, dtype, bs, state_dtype)
+    grouping = group_layers(vspecs)
+    stages: list[range] = []
+    start = 0
+    for size in pp_partition(len(specs), pp):
+        stages.append(range(start, start + size))
+        start += size
+    workers = tuple(project(grouping, r) for r in stages)
+    return Layout(block_size=bs, vspecs=tuple(vspecs), grouping=grouping, workers=workers, stages=tuple(stages))
+
+
+def reserved_bytes_per_request(layout: Layout, max_model_len: int, mnbt: int) -> int:
+    """Largest worker's sum of per-layer ``max_memory_usage_bytes`` (what ``estimate --engine
+    vllm`` reports for one request on a rank)."""
+    best = 0
+    for stage in layout.stages:
+        total = 0
+        for i in stage:
+            v = layout.vspecs[i]
+            if v is not None:
+                total += v.max_memory_usage_bytes(max_model_len, mnbt)
+        best = max(best, total)
+    return best
+
+
+def format_gib(n_bytes: int) -> str:
+    """vLLM ``format_gib``: GiB rounded to two decimals."""
+    return f"{round(n_bytes / GiB, 2)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VllmKV:
+    """What vLLM would compute and log for this KV budget (per worker), at 001cabc1."""
+
+    version: str
+    block_size: int
+    layout: str
+    num_groups: int
+    group_size: int
+    padding_layers: int
+    page_size_bytes: int
+    """Bytes of one block in one layer (the summed page for a uniform_type group)."""
+    block_bytes: int
+    """Bytes one block id costs across the worker's layers: page x group_size."""
+    available_bytes: int
+    max_model_len: int
+    max_num_batched_tokens: int
+    num_blocks: int
+    """vLLM's count (null block included), the minimum over workers."""
+    usable_blocks: int
+    """``num_blocks - 1``: block 0 is the null block (``BlockPool.__init__``)."""
+    kv_cache_tokens: int
+    """As 001cabc1 logs it: ``num_blocks // len(groups) x min block size``."""
+    blocks_per_request: int
+    max_concurrency: float
+    needed_bytes: int
+    """KV one request of ``max_model_len`` needs (the fit check's left side), largest worker."""
+    fits: bool
+    estimated_max_model_len: int | None
+    error: str | None
+    log_lines: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def vllm_kv(
+    specs: Sequence[Spec],
+    dtype: KVDtype,
+    available_bytes: int,
+    max_model_len: int,
+    *,
+    tp: int = 1,
+    pp: int = 1,
+    block_size: int | None = None,
+    max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS,
+    layout: Layout | None = None,
+) -> VllmKV:
+    """Blocks, log lines and the fit check, from a per-worker KV budget (``available_bytes``)."""
+    if layout is None:
+        layout = build_layout(specs, dtype, tp=tp, pp=pp, block_size=block_size)
+    bs = layout.block_size
+    grouping = layout.grouping
+    mnbt = max_num_batched_tokens
+    active = layout.active
+    first = active[0] if active else None
+    if first is None:
+        # Attention-free: vLLM keeps num_blocks = 1 (the null block) and needs no KV.
+        return VllmKV(
+            version=VLLM_VERSION, block_size=bs, layout="none", num_groups=0, group_size=0, padding_layers=0,
+            page_size_bytes=0, block_bytes=0, available_bytes=available_bytes, max_model_len=max_model_len,
+            max_num_batched_tokens=mnbt, num_blocks=1, usable_blocks=0, kv_cache_tokens=0, blocks_per_request=0,
+            max_concurrency=0.0, needed_bytes=0, fits=True, estimated_max_model_len=None, error=None,
+        )
+    needed = max(w.max_usage_bytes(max_model_len, mnbt) for w in active)
+    error: str | None = None
+    estimated: int | None = None
+    if available_bytes <= 0:
+        error = (
+            "No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
+            f"initializing the engine. See {CONSERVING_MEMORY_URL} for more details."
+        )
+    else:
+        for w in active:
+            need_w = w.max_usage_bytes(max_model_len, mnbt)
+            if need_w > available_bytes:
+                estimated = min(
+                    x.estimate_max_model_len(available_bytes, max_model_len, mnbt) for x in active
+                )
+                based = (
+                    f"Based on the available memory, the estimated maximum model length is {estimated}. "
+                    if estimated > 0 else ""
+                )
+                error = (
+                    f"To serve at least one request with the models's max seq len ({max_model_len}), "
+                    f"({format_gib(need_w)} GiB KV cache is needed, which is larger than the available KV cache "
+                    f"memory ({format_gib(available_bytes)} GiB). {based}Try increasing `gpu_memory_utilization` "
+                    f"or decreasing `max_model_len` when initializing the engine. See {CONSERVING_MEMORY_URL} "
+                    "for more details."
+                )
+                break
+    num_blocks = min(w.num_blocks(available_bytes) for w in active)
+    n_groups = len(grouping.groups)
+    min_block = min(g.spec.block_size for g in grouping.groups)
+    tokens = num_blocks // n_groups * min_block
+    bpr = first.blocks_per_request(max_model_len, mnbt)
+    concurrency = num_blocks / bpr if bpr else 0.0
+    page = first.page_size_bytes
+    block_bytes = page if first.layout == "uniform_type" else page * first.group_size
+    lines = [f"Available KV cache memory: {available_bytes / GiB:.2f} GiB"]
+    if error is None:
+        lines += [
+            f"GPU KV cache size: {tokens:,} tokens",
+            f"Maximum concurrency for {max_model_len:,} tokens per request: {concurrency:.2f}x",
+        ]
+    else:
+        lines.append(f"ValueError: {error}")
+    return VllmKV(
+        version=VLLM_VERSION,
+        block_size=bs,
+        layout=grouping.layout,
+        num_groups=n_groups,
+        group_size=first.group_size,
+        padding_layers=grouping.padding_layers,
+        page_size_bytes=page,
+        block_bytes=block_bytes,
+        available_bytes=available_bytes,
+        max_model_len=max_model_len,
+        max_num_batched_tokens=mnbt,
+        num_blocks=num_blocks if error is None or available_bytes > 0 else 0,
+        usable_blocks=max(num_blocks - 1, 0),
+        kv_cache_tokens=tokens,
+        blocks_per_request=bpr,
+        max_concurrency=concurrency,
+        needed_bytes=needed,
+        fits=error is None,
+        estimated_max_model_len=estimated,
+        error=error,
+        log_lines=lines,
+        groups=[f"{len(g.layers)} layers: {g.spec.describe()}" for g in grouping.groups],
+    )
+
+
+def num_blocks_interval(low_bytes: int, high_bytes: int, block_bytes: int) -> tuple[int, int]:
+    """The block counts a budget anywhere in [low, high] can give (floor at both ends): used to
+    show a logged count is consistent with inputs a log rounded."""
+    return max(low_bytes, 0) // block_bytes, max(high_bytes, 0) // block_bytes
