@@ -182,7 +182,8 @@ def main() -> int:
             match = sorted(real) == sorted(ours)
             ok &= match
             swa = f" swa {g.swa}" if g.swa else ""
-            print(f"{arch:7}{swa:9} n_ctx {n_ctx:5} {ct:5}: llama.cpp {real}  kvcalc {ours}  {'MATCH' if match else 'DIFF'}")
+            verdict = "MATCH" if match else "DIFF"
+            print(f"{arch:7}{swa:9} n_ctx {n_ctx:5} {ct:5}: llama.cpp {real}  kvcalc {ours}  {verdict}")
             if not real:
                 print(log[-3000:])
     return 0 if ok else 1
