@@ -616,3 +616,20 @@ def test_slow_by_nature_is_said_up_front() -> None:
     assert warning is not None and "slow by nature" in warning
     # 2 x 100,000^2 x 32 heads x 128 x 1 layer
     assert attention_flops({"num_attention_heads": 32, "head_dim": 128}, 1, 100_000, 1) == 2 * 10**10 * 4096
+
+
+@pytest.mark.parametrize("chunk", [4, 7, 1024])
+def test_chunked_prefill_leaves_the_same_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """``verify --source transformers --cache dynamic`` feeds a long prompt in chunks (Ctrl-C is
+    honoured between them); the cache transformers ends with is the same as from one call: the
+    Gemma-2-like figures of test_verify_transformers (168,960 B held, 172,032 B of storage)."""
+    pytest.importorskip("transformers")
+    from kvcalc.measure import transformers_source
+    from tests.test_verify_transformers import GEMMA2_LIKE, _write
+
+    monkeypatch.setattr(transformers_source, "PREFILL_CHUNK", chunk)
+    ref = _write(tmp_path, GEMMA2_LIKE)
+    dynamic = transformers_source.verify_transformers(ref, 40, 2, cache="dynamic")
+    assert dynamic.ok and dynamic.measured_bytes == dynamic.predicted_bytes == 168_960
+    assert dynamic.kinds[0].shapes == [[2, 2, 15, 32], [2, 2, 15, 32]]
+    assert dynamic.storage_bytes == 172_032

@@ -47,6 +47,11 @@ _SHRINKABLE = {
 hidden size can shrink with the head geometry intact."""
 GENERATED_TOKENS = 4
 """New tokens ``generate`` produces in the dynamic mode (a real decode, not only a prefill)."""
+PREFILL_CHUNK = 1024
+"""Dynamic mode: a prompt longer than this is fed to the model in chunks of this many tokens
+before ``generate`` (which continues from the filled ``DynamicCache``), so that Ctrl-C is honoured
+between chunks instead of after one attention call over the whole prompt (minutes at 100,000
+tokens on a CPU). The cache ends the same: ``DynamicLayer.update`` concatenates what it is given."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,7 +256,8 @@ def slow_warning(data: dict[str, Any], built_layers: int, seq_len: int, batch: i
         return None
     return (f"slow by nature: transformers runs a {seq_len:,}-token prompt through real attention in "
             f"{built_layers} built layer(s), about {flops:,} floating-point operations (quadratic in "
-            "--seq-len); expect minutes or more on a CPU (Ctrl-C stops it; --cache static runs 8 tokens)")
+            f"--seq-len); expect minutes or more on a CPU (Ctrl-C stops it between chunks of {PREFILL_CHUNK:,} "
+            "tokens; --cache static runs 8)")
 
 
 def _run(transformers: Any, torch: Any, cfg_data: dict[str, Any], mode: str, seq_len: int, batch: int,
@@ -272,9 +278,16 @@ def _run(transformers: Any, torch: Any, cfg_data: dict[str, Any], mode: str, seq
             else:
                 new = min(GENERATED_TOKENS, seq_len - 1)
                 ids = torch.randint(0, vocab, (batch, seq_len - new + 1), device=device)
+                filled = None
+                if ids.shape[1] - 1 > PREFILL_CHUNK:
+                    # All but the last prompt token, chunk by chunk; generate runs the rest.
+                    filled = transformers.DynamicCache(config=config)
+                    for start in range(0, ids.shape[1] - 1, PREFILL_CHUNK):
+                        stop = min(ids.shape[1] - 1, start + PREFILL_CHUNK)
+                        model(ids[:, start:stop], past_key_values=filled, use_cache=True)
                 out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
                                      min_new_tokens=new, do_sample=False, return_dict_in_generate=True,
-                                     pad_token_id=0)
+                                     pad_token_id=0, past_key_values=filled)
                 cache = out.past_key_values
             result = []
             for layer in cache.layers:
