@@ -138,7 +138,9 @@ def to_yaml(model: ModelConfig) -> str:
     text = yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True)
 
     def flow(obj: Any) -> str:
-        return str(yaml.safe_dump(obj, default_flow_style=True, width=400, sort_keys=False)).strip()
+        text = str(yaml.safe_dump(obj, default_flow_style=True, width=400, sort_keys=False))
+        # A plain top-level scalar ("F", a layout string) is dumped with a "..." document-end marker.
+        return text.removesuffix("\n...\n").strip()
 
     if "layers" in structural:
         text += "layers:\n"
@@ -151,10 +153,10 @@ def to_yaml(model: ModelConfig) -> str:
     return text
 
 
-def import_to_yaml(path: str, name: str | None = None) -> tuple[ModelConfig, str]:
+def import_to_yaml(path: str, name: str | None = None, assume_standard: bool = False) -> tuple[ModelConfig, str]:
     from kvcalc.registry import load_model
 
-    model = load_model(path)
+    model = load_model(path, assume_standard)
     if name:
         model = model.replace(name=name)
     return model, to_yaml(model)

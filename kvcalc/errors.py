@@ -23,9 +23,10 @@ class KvcalcError(Exception):
     exit_code = 1
 
 
-class InvalidRequestError(KvcalcError, ValueError):
+class InvalidRequestError(KvcalcError):
     """A request value (a flag or an API argument) is out of range or of the wrong type. Exit
-    code 2 (usage). Also a ``ValueError``, so API callers that caught one keep working."""
+    code 2 (usage). Not a ``ValueError``: click turns a ValueError raised in a flag's parser into
+    its own "Invalid value" message, and this error must reach the funnel as it is."""
 
     exit_code = 2
 
@@ -72,6 +73,20 @@ class InvalidConfigError(KvcalcError, ValueError):
         self.source = source
         self.reason = message
         super().__init__(f"{source}: {message}")
+
+
+class UnplacedConfigKeyError(InvalidConfigError):
+    """A config key that shapes the cache and that kvcalc cannot place (an unknown ``layer_types``
+    value, a latent without its rope dim, a pattern of the wrong length): refused, never guessed.
+    Exit code 2; ``--assume-standard`` proceeds under a stated assumption instead."""
+
+    exit_code = 2
+
+
+class UnsupportedByEngineError(KvcalcError):
+    """A layer kind the chosen engine (at the version kvcalc models) does not serve or store."""
+
+    exit_code = 2
 
 
 class DoesNotFitError(KvcalcError):

@@ -13,7 +13,7 @@ that stage caches after tensor-parallel sharding, computed once and used by ever
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -35,7 +35,7 @@ def pp_partition(num_layers: int, pp: int) -> list[int]:
 
 
 @dataclass(frozen=True)
-class _Segment:
+class Segment:
     """``pattern`` repeated ``repeat`` times, starting at layer ``start``."""
 
     start: int
@@ -61,19 +61,39 @@ class _Segment:
                 yield spec, m_hi - m_lo + 1
 
 
-def _segments(model: ModelConfig) -> list[_Segment]:
-    out: list[_Segment] = []
+def segments_from_specs(specs: Sequence[Spec]) -> list[Segment]:
+    """Runs of equal consecutive specs of an explicit layer list (one segment per run)."""
+    out: list[Segment] = []
+    start = 0
+    for spec, run in itertools.groupby(specs):
+        n = sum(1 for _ in run)
+        out.append(Segment(start, (spec,), n))
+        start += n
+    return out
+
+
+def counts_in(segments: Sequence[Segment], lo: int, hi: int) -> dict[Spec, int]:
+    """Layers of each spec among layers [lo, hi), arithmetic over the segments."""
+    out: dict[Spec, int] = {}
+    for seg in segments:
+        for spec, n in seg.counts_in(lo, hi):
+            out[spec] = out.get(spec, 0) + n
+    return out
+
+
+def _segments(model: ModelConfig) -> list[Segment]:
+    out: list[Segment] = []
     start = 0
     if model.layout is not None:
         assert model.legend is not None
         for ch, run in itertools.groupby(model.layout):
             n = sum(1 for _ in run)
-            out.append(_Segment(start, (model.legend[ch],), n))
+            out.append(Segment(start, (model.legend[ch],), n))
             start += n
         return out
     assert model.layers is not None
     for group in model.layers:
-        out.append(_Segment(start, tuple(group.pattern), group.repeat))
+        out.append(Segment(start, tuple(group.pattern), group.repeat))
         start += len(group.pattern) * group.repeat
     return out
 
@@ -109,6 +129,9 @@ class RankLayout:
                 if id(s) not in shard:
                     shard[id(s)] = s.shard(tp)
         self._shard = shard
+        self.rank_segments: tuple[Segment, ...] = tuple(
+            Segment(seg.start, tuple(shard[id(x)] for x in seg.pattern), seg.repeat) for seg in segments)
+        """The model's layer runs with each spec sharded for one rank."""
         stages: list[Stage] = []
         start = 0
         for i, size in enumerate(pp_partition(num_layers, pp)):

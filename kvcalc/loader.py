@@ -457,28 +457,38 @@ def looks_like_kvcalc(data: Any) -> bool:
     return isinstance(data, dict) and "name" in data and ("layers" in data or "layout" in data)
 
 
-def load_model_file(path: str | Path) -> ModelConfig:
+def load_model_file(path: str | Path, assume_standard: bool = False) -> ModelConfig:
     """Load a model from a kvcalc YAML file (or, by content, a Hugging Face config)."""
     p = Path(path)
     source = str(p)
     if p.is_dir():
         cfg = p / "config.json"
         if cfg.is_file():
-            return _load_hf(cfg)
+            return _load_hf(cfg, assume_standard=assume_standard)
         raise InvalidConfigError(source, "is a directory without a config.json")
+    if _is_gguf(p):  # kvcalc.gguf reads the header and tensor table (no tensor data), checking the magic
+        from kvcalc.gguf import model_from_gguf, read_gguf
+
+        return model_from_gguf(read_gguf(p))
     text = read_text_capped(p)
     stripped = text.lstrip()
     if stripped.startswith("{"):
         data = parse_json(text, source)
         if looks_like_kvcalc(data):
             return model_from_data(data, source)
-        return _load_hf(p, data)
+        return _load_hf(p, data, assume_standard)
     data = parse_yaml(text, source)
     if isinstance(data, dict) and not looks_like_kvcalc(data) and (
         "model_type" in data or "num_hidden_layers" in data or "n_layer" in data
     ):
-        return _load_hf(p, data)
+        return _load_hf(p, data, assume_standard)
     return model_from_data(data, source)
+
+
+def _is_gguf(path: Path) -> bool:
+    """A ``.gguf`` name (or a split part) goes to the GGUF reader, which checks the magic; anything
+    else is text under the size cap, never opened past it."""
+    return path.suffix.lower() == ".gguf"
 
 
 def check_layer_counts(data: Any, source: str, depth: int = 0) -> None:
@@ -500,10 +510,16 @@ def check_layer_counts(data: Any, source: str, depth: int = 0) -> None:
             )
 
 
-def _load_hf(path: Path, data: Any = None) -> ModelConfig:
+def _load_hf(path: Path, data: Any = None, assume_standard: bool = False) -> ModelConfig:
     from kvcalc import hf
 
     if data is None:
         data = parse_json(read_text_capped(path), str(path))
     check_layer_counts(data, str(path))
-    return hf.load_hf_config(path, data)
+    model = hf.load_hf_config(path, data, assume_standard=assume_standard)
+    quant = data.get("quantization_config") if isinstance(data, dict) else None
+    if isinstance(quant, dict):  # sizes the weights (kvcalc.planner.weights), never the cache
+        import dataclasses
+
+        model = dataclasses.replace(model, quantization_config=quant)
+    return model

@@ -113,6 +113,10 @@ class ModelConfig:
     architecture: str | None = None
     """The Hugging Face ``architectures[0]`` (e.g. ``GptOssForCausalLM``): engines choose code paths
     by it (SGLang's hybrid sliding-window pool), never the KV formula."""
+    quantization_config: dict[str, Any] | None = None
+    """The Hugging Face ``quantization_config`` as the checkpoint's config.json gives it (fp8
+    block-wise, compressed-tensors, AWQ, GPTQ, bitsandbytes, MXFP4, NVFP4): it sizes the weights
+    (``kvcalc.planner.weights``), never the KV cache."""
 
     def __post_init__(self) -> None:
         self._check_structure()
@@ -290,6 +294,8 @@ class ModelConfig:
             out["layers"] = [
                 {"repeat": g.repeat, "pattern": [s.to_dict() for s in g.pattern]} for g in self.layers
             ]
+        if self.quantization_config is not None:
+            out["quantization_config"] = dict(self.quantization_config)
         return out
 
 

@@ -68,9 +68,12 @@ def get_builtin(name: str) -> ModelConfig:
     return model_from_dict(_index()["models"][canonical])
 
 
-def load_model(name_or_path: str | Path) -> ModelConfig:
+def load_model(name_or_path: str | Path, assume_standard: bool = False) -> ModelConfig:
     """A built-in model by name or alias, a kvcalc YAML file, or a Hugging Face config
-    (a ``config.json``, a folder holding one, or a hub id in the local HF cache)."""
+    (a ``config.json``, a folder holding one, or a hub id in the local HF cache).
+
+    ``assume_standard``: a Hugging Face config key kvcalc cannot place is read under a stated
+    assumption instead of refused (``kvcalc.hf``)."""
     import os
     from pathlib import Path
 
@@ -92,7 +95,7 @@ def load_model(name_or_path: str | Path) -> ModelConfig:
     if exists:
         from kvcalc.loader import load_model_file
 
-        return load_model_file(path)
+        return load_model_file(path, assume_standard)
     if isinstance(name_or_path, str) and "/" in text and not text.startswith((".", "/")):
         from kvcalc import hf
 
@@ -100,7 +103,7 @@ def load_model(name_or_path: str | Path) -> ModelConfig:
         if found is not None:
             from kvcalc.loader import load_model_file
 
-            return load_model_file(found)
+            return load_model_file(found, assume_standard)
     raise UnknownModelError(text, builtin_names())
 
 

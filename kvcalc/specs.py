@@ -376,3 +376,130 @@ SPEC_KINDS: dict[str, type[Spec]] = {
 def spec_from_dict(data: dict[str, Any]) -> Spec:
     """Build a spec from trusted data (already validated); files go through ``kvcalc.loader``."""
     return SPEC_KINDS[data["kind"]](**data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexedLatentAttention(LatentAttention):
+    """MLA with a DSA "lightning indexer" key cache (DeepSeek-V3.2 ``deepseek_v32``, GLM-5
+    ``glm_moe_dsa``): per token, the latent (``kv_lora_rank + qk_rope_head_dim``) and one indexer
+    key of ``index_head_dim`` values.
+
+    The indexer's ``index_n_heads`` are query heads; its key is single-headed
+    (transformers 5.23 ``cache_utils.py`` ``DynamicIndexedLayer``: ``indexer_keys`` is
+    ``[batch, seq_len, index_head_dim]``; ``modeling_deepseek_v32.py`` ``DeepseekV32Indexer``:
+    ``k = self.k_norm(self.wk(hidden_states))``), so they never multiply the cache. A GLM-5
+    "shared" indexer layer (``indexer_types``) keeps no indexer key: it is a plain ``LatentAttention``.
+    Every method is spelled out here: a layer kind must not inherit a silent zero.
+    """
+
+    kind: Literal["mla_indexed"] = "mla_indexed"  # type: ignore[assignment]
+    index_head_dim: int
+    index_n_heads: int | None = None
+    """Indexer query heads (weights only; not cached)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_positive(self, "index_head_dim", "index_n_heads")
+
+    @property
+    def grows(self) -> bool:
+        return True
+
+    def latent_bytes_per_token(self, dtype: KVDtype) -> int:
+        """The latent alone, as ``LatentAttention`` counts it."""
+        return dtype.row_bytes(self.latent_dim) + dtype.scale_bytes_per_token_head
+
+    def indexer_bytes_per_token(self, dtype: KVDtype) -> int:
+        """One single-headed indexer key (with its per-token scale under per-token formats)."""
+        return dtype.row_bytes(self.index_head_dim) + dtype.scale_bytes_per_token_head
+
+    def bytes_per_token(self, dtype: KVDtype) -> int:
+        return self.latent_bytes_per_token(dtype) + self.indexer_bytes_per_token(dtype)
+
+    def fixed_bytes(self, dtype: KVDtype) -> int:
+        return 0  # nothing per sequence that does not grow
+
+    def fixed_layer_bytes(self, dtype: KVDtype) -> int:
+        # Per-tensor scales: one for the latent, one for the indexer keys.
+        return 2 * dtype.scale_bytes_per_layer
+
+    def tokens_held(self, seq_len: int) -> int:
+        return seq_len
+
+    def shard(self, tp: int) -> IndexedLatentAttention:
+        # Like the latent, the single indexer key is replicated on every TP rank (vLLM
+        # ``DeepseekV32IndexerCache`` is built per layer with one head), never split.
+        return self
+
+    def describe(self) -> str:
+        return (f"mla+indexer, latent {self.kv_lora_rank} + rope {self.qk_rope_head_dim}, "
+                f"indexer key {self.index_head_dim}")
+
+    def formula_terms(self, dtype: KVDtype) -> str:
+        dims = f"({self.kv_lora_rank} kv_lora_rank + {self.qk_rope_head_dim} rope + {self.index_head_dim} indexer key)"
+        if dtype.is_block_format:
+            return f"{dims} values at {dtype.block_bytes} B per {dtype.block_values} ({dtype.name})"
+        return f"{dims} x {dtype.block_bytes} B"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrossAttention(Spec):
+    """Cross-attention over encoder (vision) tokens (Llama-3.2-Vision ``mllama``
+    ``cross_attention_layers``): K and V of the ``encoder_tokens`` the sequence attends to, not
+    of its own text. They do not grow with ``seq_len``: a text-only request holds none
+    (transformers 5.23 ``modeling_mllama.py`` ``MllamaTextModel.forward`` skips a cross-attention
+    layer without ``cross_attention_states``), a request with an image holds its vision tokens
+    (``kvcalc estimate --image-tokens N``).
+
+    bytes/token = H x 2d x b, as full attention (vLLM ``CrossAttentionSpec`` is an ``AttentionSpec``).
+    """
+
+    kind: Literal["cross"] = "cross"
+    num_kv_heads: int
+    head_dim: int
+    encoder_tokens: int = 0
+    """Encoder (vision) tokens each sequence holds in this layer; 0 for text-only requests."""
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "num_kv_heads", "head_dim")
+        if isinstance(self.encoder_tokens, bool) or not isinstance(self.encoder_tokens, int) or self.encoder_tokens < 0:
+            raise ValueError(f"encoder_tokens must be an integer of at least 0, got {self.encoder_tokens!r}")
+
+    @property
+    def grows(self) -> bool:
+        return False  # sized by the encoder input, not by the generated sequence
+
+    def bytes_per_token(self, dtype: KVDtype) -> int:
+        heads = self.num_kv_heads
+        return 2 * dtype.row_bytes(heads * self.head_dim) + 2 * heads * dtype.scale_bytes_per_token_head
+
+    def fixed_bytes(self, dtype: KVDtype) -> int:
+        return 0  # everything it holds is per (encoder) token
+
+    def fixed_layer_bytes(self, dtype: KVDtype) -> int:
+        return dtype.scale_bytes_per_layer
+
+    def tokens_held(self, seq_len: int) -> int:
+        return self.encoder_tokens
+
+    def shard(self, tp: int) -> CrossAttention:
+        return dataclasses.replace(self, num_kv_heads=max(1, self.num_kv_heads // tp))
+
+    def describe(self) -> str:
+        return f"cross, {self.num_kv_heads} KV heads x {self.head_dim}, {self.encoder_tokens} encoder tokens"
+
+    def formula_terms(self, dtype: KVDtype) -> str:
+        base = f"2 x {self.num_kv_heads} kv_heads x {self.head_dim} head_dim"
+        if dtype.is_block_format:
+            return f"{base} values at {dtype.block_bytes} B per {dtype.block_values} ({dtype.name})"
+        return f"{base} x {dtype.block_bytes} B"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+SPEC_KINDS["mla_indexed"] = IndexedLatentAttention
+SPEC_KINDS["cross"] = CrossAttention

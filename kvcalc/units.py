@@ -108,6 +108,22 @@ def parse_count(text: str, max_digits: int = MAX_SIZE_DIGITS) -> int | None:
     return int(text)
 
 
+TOKEN_SUFFIXES: dict[str, int] = {"k": KiB, "m": MiB}
+"""Context lengths are quoted in binary thousands: "4k" = 4,096 tokens, "128k" = 131,072, "1m" = 1,048,576."""
+
+
+def parse_tokens(text: str, field: str = "tokens") -> int:
+    """A token count, ``"32768"`` or ``"32k"`` (k = 1024, m = 1024 x 1024): the one parser for
+    ``--seq-len``, ``--context`` / ``--max-model-len`` and sweep lists; at least 1."""
+    raw = text.strip().lower().replace("_", "") if isinstance(text, str) else ""
+    factor = TOKEN_SUFFIXES.get(raw[-1:], 1) if raw else 1
+    digits = raw[:-1] if factor != 1 else raw
+    value = parse_count(digits)
+    if value is None or value == 0:
+        raise InvalidRequestError(field, text, "a positive token count such as 4096 or 32k (k = 1024)")
+    return value * factor
+
+
 def parse_size(text: str, field: str = "size") -> int:
     """Parse ``"50GiB"``, ``"24 GB"``, ``"1.5GiB"`` or ``"1073741824"`` into bytes.
 

@@ -245,7 +245,7 @@ def test_plan_uses_the_engines_auto_dtype_for_cache_and_weights() -> None:
     gemma = get_builtin("gemma-2-27b")  # float32 config
     # vLLM at 50 GiB: bf16 pages of 16 x 16 x 256 x 2 = 131,072 B, two groups of 23 layers:
     # 53,687,091,200 // (131,072 x 23) = 17,808 blocks (reference §8.2's hybrid row).
-    p = plan(PlanRequest(model=gemma, kv_budget_bytes=50 * 2**30, max_model_len=8192))
+    p = plan(PlanRequest(model=gemma, kv_budget_bytes=50 * 2**30, max_model_len=8192, engine="vllm@0.20"))
     assert p.kv_dtype == "bf16" and p.num_blocks == 17_808
     # Weights run in 16 bits too: 2 bytes a parameter, not 4.
     assert p.weights_bytes is not None and p.parameters is not None and p.weights_bytes == 2 * p.parameters
@@ -282,7 +282,7 @@ def test_state_dtypes_follow_each_engine() -> None:
     from kvcalc.registry import get_builtin
 
     model = get_builtin("qwen3-next-80b-a3b")
-    want = {"neutral": 548_864, "vllm": 1_097_728, "sglang": 2_146_304, "llama.cpp": 2_195_456,
+    want = {"neutral": 548_864, "vllm@0.20": 1_097_728, "sglang": 2_146_304, "llama.cpp": 2_195_456,
             "hf": 2_162_688, "hf-static": 2_162_688}
     for engine, per_seq in want.items():
         est = estimate(model, 16, kv_dtype="q8_0" if engine == "llama.cpp" else "fp8", engine=engine)
@@ -299,5 +299,5 @@ def test_vllm_mamba_page_uses_the_model_dtype_under_fp8() -> None:
     from kvcalc.registry import get_builtin
 
     p = plan(PlanRequest(model=get_builtin("qwen3-next-80b-a3b"), kv_budget_bytes=50 * 2**30,
-                         max_model_len=32768, kv_dtype="fp8"))
+                         max_model_len=32768, kv_dtype="fp8", engine="vllm@0.20"))
     assert p.vllm is not None and p.vllm["page_size_bytes"] == 1_097_728

@@ -267,9 +267,9 @@ def test_every_reader_refuses_a_fifo_and_an_oversized_file(tmp_path: Path, reade
     """Lengths CSVs (simulate), safetensors indexes (--weights), the config.json that
     ``verify --source transformers`` reads, and engine logs: a FIFO is refused without blocking,
     and a file past the cap is refused from its size, with an error that says why."""
+    from kvcalc.engines.startup_log import check_log
     from kvcalc.errors import KvcalcError
     from kvcalc.measure.transformers_source import read_hf_config
-    from kvcalc.planner.logs import check_log
     from kvcalc.planner.weights import read_safetensors
     from kvcalc.show.simulate import parse_dist
 

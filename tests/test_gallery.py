@@ -105,8 +105,10 @@ WHY_DIFFERS = [
     # sliding window: mistral-7b-v0.1 holds 4,096 tokens (neutral) or 4,095 (transformers' sliding cache)
     (["estimate", "mistral-7b-v0.1", "--seq-len", "32768"], 4096 * 32 * 8 * 128 * 4),
     (["estimate", "mistral-7b-v0.1", "--seq-len", "32768", "--engine", "hf"], 4095 * 32 * 8 * 128 * 4),
-    # engines: vLLM rounds to 16-token blocks: cdiv(1000, 16) x 16 = 1,008 tokens x 131,072 B
-    (["estimate", "llama-3-8b", "--seq-len", "1000", "--engine", "vllm"], 1008 * 131_072),
+    # engines: vLLM 0.34 rounds to 64-token blocks: cdiv(1000, 64) x 64 = 1,024 tokens x 131,072 B;
+    # 0.20 to 16-token blocks: 1,008
+    (["estimate", "llama-3-8b", "--seq-len", "1000", "--engine", "vllm"], 1024 * 131_072),
+    (["estimate", "llama-3-8b", "--seq-len", "1000", "--engine", "vllm@0.20"], 1008 * 131_072),
     (["estimate", "llama-3-8b", "--seq-len", "1000"], 1000 * 131_072),
 ]
 

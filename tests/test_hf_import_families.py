@@ -73,6 +73,28 @@ FAMILIES: list[tuple[str, str, int, str, int]] = [
     ("tiiuae--falcon-180B", "hf", 2048, "auto", 80 * 2048 * 59392),
     # ... while engine-neutral counts its 8 KV heads: 8 x 64 x 2 x 2 = 2,048 B.
     ("tiiuae--falcon-180B", "neutral", 2048, "auto", 80 * 2048 * 2048),
+    # Today's families (issue 11), engine-neutral at 4096 bf16; the arithmetic of each is written out
+    # in tests/test_hf_structure.py HAND_TOTALS, and transformers' own caches are compared in
+    # tests/test_transformers_cache_families.py.
+    ("deepseek-ai--DeepSeek-V3.2", "neutral", 4096, "bf16", 61 * 4096 * (512 + 64 + 128) * 2),
+    ("moonshotai--Kimi-K2-Instruct", "neutral", 4096, "bf16", 61 * 4096 * 1152),
+    ("zai-org--GLM-5", "neutral", 4096, "bf16", 78 * 4096 * 1408),
+    ("zai-org--GLM-4.7-Flash", "neutral", 4096, "bf16", 47 * 4096 * 1152),
+    ("zai-org--GLM-4.7-FP8", "neutral", 4096, "bf16", 92 * 4096 * 4096),
+    ("MiniMaxAI--MiniMax-M2.5", "neutral", 4096, "bf16", 62 * 4096 * 4096),
+    ("Qwen--Qwen3-Coder-480B-A35B-Instruct", "neutral", 4096, "bf16", 62 * 4096 * 4096),
+    ("XiaomiMiMo--MiMo-V2-Flash", "neutral", 4096, "bf16", 9 * 4096 * 2560 + 39 * 129 * 5120),
+    ("XiaomiMiMo--MiMo-7B-Base", "neutral", 4096, "bf16", 36 * 4096 * 4096),
+    ("Qwen--Qwen3.5-27B", "neutral", 4096, "bf16", 16 * 4096 * 4096 + 48 * 1634304),
+    ("Qwen--Qwen3.5-397B-A17B", "neutral", 4096, "bf16", 15 * 4096 * 2048 + 45 * 2170880),
+    # Llama-4: chunk 8192 > 4096, so every layer holds 4096 tokens: 48 x 8 KV x 128 x 2 x 2.
+    ("meta-llama--Llama-4-Scout-17B-16E-Instruct", "neutral", 4096, "bf16", 48 * 4096 * 4096),
+    ("meta-llama--Llama-4-Maverick-17B-128E-Instruct", "neutral", 4096, "bf16", 48 * 4096 * 4096),
+    ("nvidia--Llama-3_3-Nemotron-Super-49B-v1", "neutral", 4096, "bf16", 49 * 4096 * 4096),
+    ("nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "neutral", 4096, "bf16", 6 * 4096 * 1024 + 23 * 1085440),
+    ("nvidia--Gemma-4-31B-IT-NVFP4", "neutral", 4096, "bf16", 50 * 1024 * 16384 + 10 * 4096 * 8192),
+    # Gemma-4 26B-A4B: 25 sliding x 1024 x 8 KV x 256 x 4 + 5 full x 4096 x 2 global KV x 512 x 4.
+    ("google--gemma-4-26B-A4B", "neutral", 4096, "bf16", 25 * 1024 * 8192 + 5 * 4096 * 4096),
 ]
 
 

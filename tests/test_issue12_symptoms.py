@@ -28,8 +28,8 @@ def test_vllm_hybrid_request_bytes_agree(model: str, want: int) -> None:
     # state to that page (HybridAttentionMambaModelConfig); the planner's figure was the right one,
     # estimate used 16-token blocks and the unpadded state (795,164,672 / 240,844,800 before).
     m = get_builtin(model)
-    est = estimate(m, 8192, engine="vllm").per_gpu_bytes
-    p = plan(PlanRequest(model=m, kv_budget_bytes=40 * GiB, max_model_len=8192))
+    est = estimate(m, 8192, engine="vllm@0.20").per_gpu_bytes
+    p = plan(PlanRequest(model=m, kv_budget_bytes=40 * GiB, max_model_len=8192, engine="vllm@0.20"))
     assert est == p.per_gpu_bytes == want
 
 
@@ -74,13 +74,13 @@ def test_engine_aliases_are_one_table(cli: Any) -> None:
 
 def test_sglang_mla_log_is_checked(tmp_path: Path) -> None:
     # deepseek-v3: 61 layers x (512 + 64) x 2 B = 70,272 B per token slot (replicated at TP 8);
-    # (100,000 + 1 dummy) x 70,272 B = 7,027,270,272 B = 6.54 GiB.
+    # (100,000 + 1 dummy) x 70,272 B = 7,027,270,272 B = 6.5447 GiB (printed "6.54").
     log = tmp_path / "sglang.log"
     log.write_text("python -m sglang.launch_server --model-path deepseek-ai/DeepSeek-V3 --tp 8\n"
                    "KV Cache is allocated. #tokens: 100000, KV size: 6.54 GB\n")
     r = check_log(log)
     assert r.engine == "sglang" and r.model_resolved == "deepseek-v3"
-    assert [(c.item, c.predicted, c.matches) for c in r.checks] == [("KV size (GiB)", "6.54", True)]
+    assert [(c.item, c.predicted, c.matches) for c in r.checks] == [("KV size (GiB)", "6.5447", True)]
     log.write_text(log.read_text().replace("6.54 GB", "7.54 GB"))
     assert check_log(log).all_match is False
 

@@ -22,8 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import llama_cpp_crosscheck as crosscheck  # noqa: E402
 
 
-@pytest.mark.parametrize("case", crosscheck.CASES,
-                         ids=lambda c: f"{c[0].arch}{'-swa' if c[0].swa else ''}-{c[1]}-{c[2]}")
+def _case_id(c: tuple[crosscheck.Geometry, int, str]) -> str:
+    return f"{c[0].arch}{'-swa' if c[0].swa else ''}-{c[1]}-{c[2]}"
+
+
+@pytest.mark.parametrize("case", crosscheck.CASES, ids=_case_id)
 def test_llama_cpp_logs_what_kvcalc_predicts(case: tuple[crosscheck.Geometry, int, str], tmp_path: Path) -> None:
     geometry, n_ctx, cache_type = case
     path = tmp_path / "tiny.gguf"

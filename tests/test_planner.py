@@ -20,6 +20,7 @@ CONTRACT = ["fits", "kv_budget_bytes", "num_blocks", "kv_cache_tokens", "max_con
 
 
 def kv_plan(model: str, budget: int, length: int, **kw: Any) -> Plan:
+    kw.setdefault("engine", "vllm@0.20")  # the reference figures follow 0.20's rules (0.34 has 64-token blocks)
     return plan(PlanRequest(model=get_builtin(model), kv_budget_bytes=budget, max_model_len=length, **kw))
 
 
@@ -69,7 +70,8 @@ def test_full_derivation_80gib() -> None:
     # total 80 GiB = 85,899,345,920; ceil(x 0.92) = 79,027,398,247; weights 6,738,415,616 x 2 =
     # 13,476,831,232; activation 1.5 GiB (1,610,612,736) and non-torch 0.5 GiB (536,870,912) ->
     # 63,403,083,367 B (59.05 GiB) // 262,144 // 32 = 7,558 blocks; 120,928 tokens; 7,558 / 256 = 29.52x.
-    p = plan(PlanRequest(model=get_builtin("llama-2-7b"), gpu_memory_bytes=80 * GiB, max_model_len=4096))
+    p = plan(PlanRequest(model=get_builtin("llama-2-7b"), gpu_memory_bytes=80 * GiB, max_model_len=4096,
+                         engine="vllm@0.20"))
     assert p.budget["requested_bytes"] == 79_027_398_247
     assert p.weights_bytes == 13_476_831_232
     assert p.kv_budget_bytes == 63_403_083_367
@@ -81,7 +83,8 @@ def test_full_derivation_80gib() -> None:
     ]
     # The same with every overhead stated explicitly.
     q = plan(PlanRequest(model=get_builtin("llama-2-7b"), gpu_memory_bytes=80 * GiB, max_model_len=4096,
-                         fraction="0.92", activation_bytes=parse_size("1.5GiB"), non_torch_bytes=parse_size("0.5GiB")))
+                         engine="vllm@0.20", fraction="0.92", activation_bytes=parse_size("1.5GiB"),
+                         non_torch_bytes=parse_size("0.5GiB")))
     assert q.kv_budget_bytes == p.kv_budget_bytes
 
 
@@ -89,7 +92,8 @@ def test_vllm_issue_12330_reproduced() -> None:
     # A100-40GB: total 39.50 GiB x 0.90; weights Llama-3-8B bf16 8,030,261,248 x 2 = 16,060,522,496 B
     # (14.96 GiB as logged); non-torch 0.10 GiB; activation 9.37 GiB. Block = 32 layers x 65,536 = 2 MiB.
     p = plan(PlanRequest(model=get_builtin("llama-3-8b"), gpu="a100-40gb", fraction="0.90", max_model_len=8192,
-                         activation_bytes=parse_size("9.37GiB"), non_torch_bytes=parse_size("0.10GiB")))
+                         engine="vllm@0.20", activation_bytes=parse_size("9.37GiB"),
+                         non_torch_bytes=parse_size("0.10GiB")))
     assert p.weights_bytes == 16_060_522_496
     assert p.vllm is not None and p.vllm["block_bytes"] == 2 * MiB
     assert "Available KV cache memory: 11.12 GiB" in p.log_lines
@@ -217,7 +221,8 @@ def test_planner_output_fits_the_budget() -> None:
 # --- CLI: contract, exit codes, the one screen -------------------------------------------------
 
 def test_cli_json_contract(cli: Any) -> None:
-    res = cli("plan", "llama-2-7b", "--kv-budget", "50GiB", "--engine", "vllm", "--max-model-len", "4096", "--json")
+    res = cli("plan", "llama-2-7b", "--kv-budget", "50GiB", "--engine", "vllm@0.20", "--max-model-len", "4096",
+              "--json")
     assert res.exit_code == 0, res.stderr
     data = res.json()
     assert list(data)[: len(CONTRACT)] == CONTRACT
@@ -227,7 +232,7 @@ def test_cli_json_contract(cli: Any) -> None:
 
 
 def test_cli_does_not_fit_exits_zero(cli: Any) -> None:
-    res = cli("plan", "llama-2-7b", "--kv-budget", "1GiB", "--context", "4096", "--json")
+    res = cli("plan", "llama-2-7b", "--kv-budget", "1GiB", "--context", "4096", "--json", "--engine", "vllm@0.20")
     assert res.exit_code == 0
     assert res.json()["fits"] is False and res.json()["estimated_max_model_len"] == 2048
 
@@ -241,11 +246,12 @@ def test_cli_aliases(cli: Any) -> None:
 
 
 def test_cli_newcomer_screen(cli: Any) -> None:
-    res = cli("plan", "llama-3-70b", "--gpu", "h100:4", "--kv-dtype", "fp8", "--context", "8192", "--users", "64")
+    res = cli("plan", "llama-3-70b", "--gpu", "h100:4", "--kv-dtype", "fp8", "--context", "8192", "--users", "64",
+              "--engine", "vllm@0.20")
     assert res.exit_code == 0, res.stderr
     out = res.stdout
     core = plan(PlanRequest(model=get_builtin("llama-3-70b"), gpu="h100:4", kv_dtype="fp8", max_model_len=8192,
-                            users=64))
+                            users=64, engine="vllm@0.20"))
     assert "Serve 64 users x 8,192 tokens per request? YES" in out
     assert f"{core.num_blocks:,}" in out and f"{core.max_concurrency:.2f}x" in out
     assert "--gpu-memory-utilization 0.92" in out and "--max-num-batched-tokens" in out
@@ -279,7 +285,7 @@ def test_plan_and_estimate_share_vllm_reservation(model: str, tp: int, length: i
 
 
 def test_cli_fit_error_screen_names_the_flag(cli: Any) -> None:
-    res = cli("plan", "llama-2-7b", "--kv-budget", "1GiB", "--context", "4096")
+    res = cli("plan", "llama-2-7b", "--kv-budget", "1GiB", "--context", "4096", "--engine", "vllm@0.20")
     assert res.exit_code == 0
     assert "fit? NO" in res.stdout
     flat = " ".join(res.stdout.split())  # the console wraps long lines
@@ -459,8 +465,10 @@ def test_sliding_window_reservation_uses_the_gpus_default() -> None:
     # Mistral-7B (sliding window 4096 on all 32 layers) at 32,768 tokens on an A100: vllm serve's
     # max_num_batched_tokens is 2048 there, so one request reserves cdiv(min(4095 + 2048, 32768), 16)
     # + 1 = 385 blocks; on an H100 (8192) cdiv(min(4095 + 8192, 32768), 16) + 1 = 769.
-    a100 = plan(PlanRequest(model=get_builtin("mistral-7b-v0.1"), gpu="a100-80gb", max_model_len=32768))
-    h100 = plan(PlanRequest(model=get_builtin("mistral-7b-v0.1"), gpu="h100", max_model_len=32768))
+    a100 = plan(PlanRequest(model=get_builtin("mistral-7b-v0.1"), gpu="a100-80gb", max_model_len=32768,
+                            engine="vllm@0.20"))
+    h100 = plan(PlanRequest(model=get_builtin("mistral-7b-v0.1"), gpu="h100", max_model_len=32768,
+                            engine="vllm@0.20"))
     assert a100.max_num_batched_tokens == 2048 and a100.vllm is not None and a100.vllm["blocks_per_request"] == 385
     assert h100.max_num_batched_tokens == 8192 and h100.vllm is not None and h100.vllm["blocks_per_request"] == 769
     assert a100.num_blocks is not None and a100.max_concurrency == a100.num_blocks / 385

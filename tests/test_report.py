@@ -70,7 +70,7 @@ def test_headline_is_the_plans_json(gallery_plan: tuple[PlanRequest, Any, str]) 
     _, result, html = gallery_plan
     p = result.to_dict()
     shown = headline(html)
-    assert shown["fits"] == "YES" and shown["users_fit"] == "NO"
+    assert shown["one_request_fits"] == "YES" and shown["users_fit"] == "NO" and p["fits"] is False
     for key in ("num_blocks", "kv_cache_tokens", "max_sequences", "longest_context_at_batch", "kv_budget_bytes",
                 "per_gpu_bytes", "weights_bytes", "gpu_count"):
         assert exact(shown[key]) == p[key], key

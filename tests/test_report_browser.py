@@ -107,7 +107,7 @@ def test_plan_report_in_a_browser(browser_context: Any, cli: Any, tmp_path: Path
             assert m, s
             return int(m.group(1).replace(",", ""))
 
-        assert shown("fits") == ("YES" if p["fits"] else "NO")
+        assert shown("one_request_fits") == ("YES" if p["one_request_fits"] else "NO")
         assert shown("users_fit") == ("YES" if p["users_fit"] else "NO")
         for key in ("num_blocks", "kv_cache_tokens", "max_sequences", "longest_context_at_batch", "per_gpu_bytes",
                     "weights_bytes", "kv_budget_bytes", "gpu_count"):

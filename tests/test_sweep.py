@@ -112,7 +112,7 @@ def test_grid_size_is_bounded(cli: Any) -> None:
 def test_engine_passes_through(cli: Any) -> None:
     # vLLM pages 16-token blocks: cdiv(1000, 16) = 63 blocks = 1,008 tokens x 131,072 B (llama-3-8b bf16);
     # the neutral engine holds exactly 1,000 tokens.
-    vllm = cli("sweep", "llama-3-8b", "--seq-len", "1000", "--engine", "vllm", "--csv")
+    vllm = cli("sweep", "llama-3-8b", "--seq-len", "1000", "--engine", "vllm@0.20", "--csv")
     neutral = cli("sweep", "llama-3-8b", "--seq-len", "1000", "--csv")
     assert vllm.stdout.splitlines()[1].split(",")[4] == str(1008 * 131_072)
     assert neutral.stdout.splitlines()[1].split(",")[4] == str(1000 * 131_072)

@@ -91,9 +91,11 @@ def _main(argv: list[str] | None) -> int:
 
     before = errors_written()
     try:
-        from kvcalc.cli.fast import try_fast
+        from kvcalc.cli.fast import try_fast, try_fast_plan
 
         code = try_fast(args)
+        if code is None:
+            code = try_fast_plan(args)
         return _said_why(_run_typer(args) if code is None else code, before)
     except KvcalcError as exc:
         if _debug():

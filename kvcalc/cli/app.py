@@ -36,7 +36,14 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="kvcalc YAML, Hugging Face config.json, a model folder, "
                  "or a hub id from the local HF cache.", show_default=False),
 ]
-SeqLenOpt = Annotated[int, typer.Option("--seq-len", "-s", min=1, help="Tokens per sequence.")]
+def _seq_len(text: str) -> int:
+    from kvcalc.units import parse_tokens
+
+    return parse_tokens(text, "--seq-len")
+
+
+SeqLenOpt = Annotated[int, typer.Option("--seq-len", "-s", parser=_seq_len,
+                                        help="Tokens per sequence, e.g. 4096 or 32k (k = 1024).")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Concurrent sequences.")]
 KvDtypeOpt = Annotated[
     str,
@@ -52,6 +59,9 @@ UnitsOpt = Annotated[
     UnitsChoice, typer.Option("--units", help="iec: GiB/MiB (1024-based); si: GB/MB (1000-based).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+AssumeStandardOpt = Annotated[bool, typer.Option(
+    "--assume-standard", help="Read a Hugging Face config key kvcalc cannot place under a stated assumption "
+    "(printed as a warning) instead of refusing it.")]
 
 
 @app.command(
@@ -87,6 +97,10 @@ def estimate(
         min=1, help="Quantized cache (quanto-/hqq-): values per scale group (default 64).")] = None,
     residual_length: Annotated[Optional[int], typer.Option(
         min=1, help="Quantized cache: residual length kept in full precision (default 128).")] = None,
+    assume_standard: AssumeStandardOpt = False,
+    image_tokens: Annotated[Optional[int], typer.Option(
+        min=0, help="Cross-attention models (Llama-3.2-Vision): vision tokens each sequence holds "
+        "(1601 per image tile; 0 = text only).")] = None,
 ) -> int:
     """How many bytes of KV cache a model holds for a sequence length and batch."""
     from kvcalc.cli.run_estimate import run
@@ -95,7 +109,8 @@ def estimate(
         model=model, config=config, seq_len=seq_len, batch=batch, kv_dtype=kv_dtype, engine=engine,
         json=json, explain=explain, units=units.value, layers=layers, kv_heads=kv_heads,
         head_dim=head_dim, tp=tp, pp=pp, block_size=block_size, window=window, sink_tokens=sink_tokens,
-        kv_group_size=kv_group_size, residual_length=residual_length,
+        kv_group_size=kv_group_size, residual_length=residual_length, assume_standard=assume_standard,
+        image_tokens=image_tokens,
     ))
 
 
@@ -147,11 +162,12 @@ def import_(
     path: Annotated[str, typer.Argument(help="A config.json, a model folder, or a hub id in the HF cache.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the YAML here.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Name for the imported model.")] = None,
+    assume_standard: AssumeStandardOpt = False,
 ) -> None:
     """Convert a Hugging Face config.json into kvcalc YAML."""
     from kvcalc.cli.run_models import run_import
 
-    run_import(path, output=output, name=name)
+    run_import(path, output=output, name=name, assume_standard=assume_standard)
 
 
 @app.command(epilog="Examples:\n\n  kvcalc version\n")
@@ -167,7 +183,7 @@ def _register_commands() -> None:
     import importlib
     import importlib.util
 
-    for name in ("gpus", "plan", "check_log", "verify", "sweep", "simulate", "bench"):
+    for name in ("gpus", "plan", "fit", "check_log", "verify", "sweep", "simulate", "bench"):
         module = f"kvcalc.cli.cmd_{name}"
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module).register(app)

@@ -1,4 +1,4 @@
-"""`kvcalc check-log FILE`: kvcalc's prediction beside every figure a vLLM/SGLang log prints."""
+"""`kvcalc check-log FILE`: kvcalc's prediction beside every figure an engine's start-up log prints."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from kvcalc.planner.logs import LogCheck
+    from kvcalc.engines.startup_log import LogCheck
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         "  kvcalc check-log sglang.log --config ./config.json --json\n",
     )
     def check_log_cmd(
-        file: Annotated[str, typer.Argument(help="A vLLM (V1 or V0) or SGLang start-up log.")],
+        file: Annotated[str, typer.Argument(help="A vLLM (V0 or V1, any release), SGLang or llama.cpp start-up log.")],
         model: Annotated[Optional[str], typer.Argument(help="Model, when the log's name is not built in.",
                                                        show_default=False)] = None,
         config: Annotated[Optional[str], typer.Option("--config", "-c", help="kvcalc YAML or HF config.json.")]
@@ -30,18 +30,21 @@ def register(app: typer.Typer) -> None:
         kv_dtype: Annotated[Optional[str], typer.Option("--kv-dtype", "--kv-cache-dtype",
                                                         help="Override the log's KV dtype.")] = None,
         block_size: Annotated[Optional[int], typer.Option("--block-size", min=1, help="vLLM block size.")] = None,
+        gpu: Annotated[Optional[str], typer.Option("--gpu", help="The GPU the log came from (vLLM picks the MLA "
+                                                   "block size by it; default: Hopper).")] = None,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     ) -> None:
-        """Compare a vLLM or SGLang start-up log with kvcalc's prediction for the same inputs."""
+        """Compare an engine's start-up log with kvcalc's prediction for the same inputs, under the
+        rules of the engine version that printed it."""
         from kvcalc.cli.output import print_json, stdout_console
-        from kvcalc.planner.logs import check_log
+        from kvcalc.engines.startup_log import check_log
 
         resolved = None
         if model or config:
             from kvcalc.cli.run_estimate import resolve_model
 
             resolved = resolve_model(model, config)
-        result = check_log(file, resolved, tp=tp, kv_dtype=kv_dtype, block_size=block_size)
+        result = check_log(file, resolved, tp=tp, kv_dtype=kv_dtype, block_size=block_size, gpu=gpu)
         if json:
             print_json(result.to_dict())
             return
@@ -51,8 +54,11 @@ def register(app: typer.Typer) -> None:
 def render_check(r: LogCheck, console: Console) -> None:
     from rich.table import Table
 
-    title = (f"{r.path}: {r.engine or 'unknown engine'}, model {r.model_resolved or r.model or '?'}, "
-             f"max_model_len {r.max_model_len or '?'}, TP {r.tp}")
+    from kvcalc.engines.loglines import clean
+
+    version = f" {r.version}" if r.version else ""
+    title = clean(f"{r.path}: {r.engine or 'unknown engine'}{version}, model {r.model_resolved or r.model or '?'}, "
+                  f"max_model_len {r.max_model_len or '?'}, TP {r.tp}")
     table = Table(title=title, title_justify="left")
     table.add_column("Figure")
     table.add_column("Logged", justify="right")
@@ -63,7 +69,11 @@ def render_check(r: LogCheck, console: Console) -> None:
         table.add_row(c.item, c.logged, c.predicted, c.difference,
                       {True: "yes", False: "NO", None: "-"}[c.matches])
     console.print(table)
+    console.print(f"compared against: {r.rules}", markup=False)
     for c in r.checks:
         console.print(f"  {c.item}: {c.basis}", markup=False)
+    compared = len(r.checks) - r.not_compared
+    console.print(f"{compared} figure(s) compared, {r.not_compared} listed but not compared; all match: "
+                  f"{'yes' if r.all_match else 'no'}", markup=False)
     for note in r.notes:
         console.print(f"note: {note}", markup=False)

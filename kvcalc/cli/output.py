@@ -21,26 +21,35 @@ if TYPE_CHECKING:
 
 
 def keep_numbers_whole(table: Any) -> None:
-    """Right-justified columns hold numbers: they never wrap and are never cut with an ellipsis
-    (``21,474,836,4…``); a text column wraps instead, and the table grows past the layout width
-    when the numbers alone need more (``NumberSafeConsole``)."""
+    """Right-justified columns hold numbers: a column whose cells are single words (``21,474,836,480``)
+    never wraps, so it is never cut with an ellipsis (``21,474,836,4…``); one whose cells hold several
+    words (``131,072 -> 65,536``, ``2.00 GiB``) may wrap between them, never inside a number. A text
+    column wraps instead, and the table grows past the layout width when the numbers alone need
+    more (``NumberSafeConsole``)."""
     for column in table.columns:
-        if column.justify == "right":
+        if column.justify == "right" and all(" " not in str(cell) for cell in column.cells):
             column.no_wrap = True
 
 
 def _table_widths(console: Any, table: Any) -> tuple[int, int]:
     """(the narrowest width at which ``table`` keeps every number whole, its natural width):
-    numeric columns at their widest cell, text columns at their longest word (rich 15
-    ``Table._measure_column``, padding included, plus ``_extra_width`` for the borders)."""
+    no-wrap (numeric) columns at their widest cell, text columns at their longest word, folding
+    columns at their minimum (rich 15 ``Table._measure_column``, padding included, plus
+    ``_extra_width`` for the borders)."""
     from rich.measure import Measurement
 
     options = console.options.update_width(10**6)
     natural = Measurement.get(console, options, table).maximum
     try:
-        ranges = [table._measure_column(console, options, column) for column in table.columns]
-        need = sum(r.maximum if c.no_wrap else r.minimum for r, c in zip(ranges, table.columns, strict=True))
-        need += table._extra_width
+        need = table._extra_width
+        for i, column in enumerate(table.columns):
+            r = table._measure_column(console, options, column)
+            if column.no_wrap:
+                need += r.maximum
+            elif column.overflow == "fold":  # a long word folds onto the next line, uncut
+                need += (column.min_width or 1) + table._get_padding_width(i)
+            else:
+                need += r.minimum
     except AttributeError:  # pragma: no cover - another rich: never truncate, lay out unwrapped
         need = natural
     return need, natural

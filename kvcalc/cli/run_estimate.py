@@ -34,20 +34,30 @@ class EstimateArgs:
     sink_tokens: int = 0
     kv_group_size: int | None = None
     residual_length: int | None = None
+    assume_standard: bool = False
+    image_tokens: int | None = None
 
 
-def resolve_model(model: str | None, config: str | None) -> ModelConfig:
+def resolve_model(model: str | None, config: str | None, assume_standard: bool = False) -> ModelConfig:
     """MODEL (a built-in name or alias) or --config PATH (kvcalc YAML, HF config, folder, hub id)."""
     if model and config:
         raise InvalidRequestError("--config", config, "either MODEL or --config, not both")
     ref = config or model
     if not ref:
         raise InvalidRequestError("MODEL", "", "a built-in model name (see `kvcalc models`) or --config PATH")
-    return load_model(ref)
+    if config is not None:  # --config org/name not in the local HF cache: fetched (kvcalc.hub)
+        from kvcalc.hub import load_model_or_hub
+
+        return load_model_or_hub(config, assume_standard)
+    return load_model(ref, assume_standard)
 
 
 def compute(args: EstimateArgs) -> tuple[ModelConfig, Estimate]:
-    model = resolve_model(args.model, args.config)
+    model = resolve_model(args.model, args.config, args.assume_standard)
+    if args.image_tokens is not None:
+        from kvcalc.hf import with_image_tokens
+
+        model = with_image_tokens(model, args.image_tokens)
     model = apply_overrides(model, layers=args.layers, kv_heads=args.kv_heads, head_dim=args.head_dim)
     model, what_if = apply_window(model, args.window, args.sink_tokens)
     est = estimate(

@@ -28,7 +28,10 @@ def run_list(kv_dtype: str, json: bool, units: Units, family: str | None = None)
                ("B/token", "right")] + ([("State/seq", "right")] if with_state else []) + [
                ("1k tokens", "right"), ("Max context", "right")]
     for col, justify in columns:
-        table.add_column(col, justify=justify, no_wrap=col != "Cache layers")  # type: ignore[arg-type]
+        # Long names (llama-3.3-nemotron-super-49b) fold onto a second line rather than lose their end.
+        table.add_column(col, justify=justify, no_wrap=col not in ("Name", "Cache layers"),  # type: ignore[arg-type]
+                         overflow="fold" if col == "Name" else "ellipsis",
+                         min_width=len("layers") if col == "Cache layers" else None)
     served: list[str] = []
     for i, r in enumerate(rows):
         mark = ""
@@ -86,13 +89,13 @@ def run_show(name: str, json: bool, as_yaml: bool) -> None:
         console.print(line, markup=False, highlight=False)
 
 
-def run_import(path: str, output: Path | None, name: str | None) -> None:
+def run_import(path: str, output: Path | None, name: str | None, assume_standard: bool = False) -> None:
     from kvcalc.catalog import import_to_yaml
     from kvcalc.cli.output import check_output_path, warn, wrote
 
     if output is not None:
         output = check_output_path(output, "--output")  # a FIFO would block forever: refuse first
-    model, text = import_to_yaml(path, name)
+    model, text = import_to_yaml(path, name, assume_standard)
     for assumption in model.source.assumptions:
         warn(assumption)
     if output is None:

@@ -32,7 +32,7 @@ _ENGINES: dict[str, str] = {
     "neutral": "kvcalc.engines.neutral",
     "hf": "kvcalc.engines.hf",
     "hf-static": "kvcalc.engines.hf_static",
-    "vllm": "kvcalc.engines.vllm",
+    "vllm": "kvcalc.engines.vllm_0_34",
     "sglang": "kvcalc.engines.sglang",
     "llama.cpp": "kvcalc.engines.llama_cpp",
     "trtllm": "kvcalc.engines.trtllm",
@@ -40,8 +40,12 @@ _ENGINES: dict[str, str] = {
 """Engine name -> module defining ``ENGINE`` (its default version)."""
 
 _VERSIONS: dict[tuple[str, str], str] = {
-    ("vllm", "0.19"): "kvcalc.engines.vllm",
-    ("vllm", "0.20"): "kvcalc.engines.vllm",
+    ("vllm", "0.19"): "kvcalc.engines.vllm_0_20",
+    ("vllm", "0.20"): "kvcalc.engines.vllm_0_20",
+    ("vllm", "0.31"): "kvcalc.engines.vllm_0_33",
+    ("vllm", "0.32"): "kvcalc.engines.vllm_0_33",
+    ("vllm", "0.33"): "kvcalc.engines.vllm_0_33",
+    ("vllm", "0.34"): "kvcalc.engines.vllm_0_34",
     ("sglang", "0.5.23"): "kvcalc.engines.sglang",
 }
 """(engine, version) -> module defining ``ENGINE`` for that release."""

@@ -23,12 +23,11 @@ The questions, grouped:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kvcalc.dtypes import KVDtype
-from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
+from kvcalc.specs import FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -41,6 +40,10 @@ if TYPE_CHECKING:
     from kvcalc.models import ModelConfig
 
 
+LOG_NUMBER = r"([0-9][0-9,]*(?:\.[0-9]+)?)"
+"""A number in an engine's log: digits with thousands commas, optionally a fraction."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Workload:
     """What an engine is asked to hold: one request shape, repeated ``batch`` times."""
@@ -51,6 +54,9 @@ class Workload:
     max_num_batched_tokens: int = 8192
     state_page_bytes: int | None = None
     """Set by ``Engine.prepare`` where the engine pads a state to a page (vLLM hybrid models)."""
+    in_flight_tokens: int | None = None
+    """Tokens a sliding / chunked layer keeps past its window when the engine's release says more
+    than ``max_num_batched_tokens`` (vLLM 0.28+: (pp + 1) batches in flight; set by ``prepare``)."""
     windows: bool = True
     """Whether the engine honours the layers' sliding windows for this model (``prepare``: llama.cpp
     ignores them for some architectures)."""
@@ -69,6 +75,9 @@ class PoolRequest:
     max_num_batched_tokens: int
     max_num_seqs: int | None
     budget: Budget
+    gpu: str | None = None
+    """The catalog GPU the plan is for (vLLM picks its attention backend, hence the MLA block size,
+    by it); None with ``--gpu-memory`` / ``--kv-budget``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +120,10 @@ class Engine:
     fraction_flag: str | None = None
     """The engine's memory-fraction flag (``--gpu-memory-utilization`` ...), None if it has none."""
     default_fraction: str | None = None
+    refuses_when_free_below_request = False
+    """Whether the engine budgets a fraction of the *total* and refuses to start when a GPU has less
+    than that free (``plan --gpu auto`` then says so with both numbers); the others size from the
+    free memory they find."""
     shares_prefix = False
     """Whether requests share a common prefix's cache (prefix caching in the pool)."""
     splits_kv = False
@@ -268,6 +281,17 @@ class Engine:
 
         return [typed("latent", (work.batch, tokens, spec.latent_dim), dtype)]
 
+    def indexer_tensors(self, spec: IndexedLatentAttention, dtype: KVDtype, work: Workload,
+                        tokens: int) -> list[TensorLayout]:
+        """A DSA layer's indexer keys, one single-headed row per token (transformers 5.23
+        ``DynamicIndexedLayer.indexer_keys`` ``[batch, seq, index_head_dim]``), scales as the latent's."""
+        from kvcalc.measure.layout import row, token_scales
+
+        out = [row("indexer_keys", (work.batch, tokens), spec.index_head_dim, dtype)]
+        if dtype.scale_bytes_per_token_head:
+            out += token_scales(dtype, work.batch, tokens, 1, ("indexer_scales",))
+        return out
+
     def block_rows_lead(self, work: Workload, tokens: int) -> tuple[int, ...]:
         """Leading shape of block-format (GGUF, packed int4) rows: per sequence and token."""
         return (work.batch, tokens)
@@ -306,10 +330,11 @@ class Engine:
 
     def batch_defaults(self, driver_bytes: int | None, gpu_label: str, max_model_len: int,
                        max_num_batched_tokens: int | None, max_num_seqs: int | None) -> tuple[int, int | None, str]:
-        """(tokens per scheduler step, cap on running requests or None, where they came from)."""
-        from kvcalc.engines.vllm_kv import DEFAULT_MAX_NUM_BATCHED_TOKENS
-
-        tokens = max_num_batched_tokens if max_num_batched_tokens is not None else DEFAULT_MAX_NUM_BATCHED_TOKENS
+        """(tokens per scheduler step, cap on running requests or None, where they came from); an
+        engine without such limits: the given step size or the ``Workload`` default, no cap."""
+        default = Workload.__dataclass_fields__["max_num_batched_tokens"].default
+        assert isinstance(default, int)
+        tokens = max_num_batched_tokens if max_num_batched_tokens is not None else default
         return tokens, None, "given"
 
     # -- pool -------------------------------------------------------------------------------
@@ -368,25 +393,36 @@ class Engine:
 
     # -- advice -----------------------------------------------------------------------------
     smaller_cache_dtypes: tuple[tuple[str, str], ...] = ()
-    """(kvcalc dtype name, what it does) this engine can switch the cache to, smallest last."""
+    """(kvcalc dtype name, how to ask the engine for it), in the order to suggest them."""
+    beyond_context = "the model was not trained on longer contexts"
+    """What this engine does with a context beyond the model's max_position_embeddings."""
 
     def cache_dtype_hint(self, dtype: KVDtype) -> str | None:
-        """A smaller cache dtype this engine offers than ``dtype``, or None."""
+        """The first smaller cache dtype this engine offers than ``dtype``, with the bytes it
+        saves (per 1,024 values: exact), or None."""
         from kvcalc.dtypes import get_dtype
 
         current = dtype.row_bytes(1024)
-        for name, what in self.smaller_cache_dtypes:
-            if get_dtype(name).row_bytes(1024) < current:
-                return f"--kv-dtype {name} {what}"
+        for name, how in self.smaller_cache_dtypes:
+            smaller = get_dtype(name).row_bytes(1024)
+            if smaller < current:
+                return (f"--kv-dtype {name} ({how}): {smaller:,} B per 1,024 cached values instead of "
+                        f"{current:,} B ({dtype.name})")
         return None
 
     # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, re.Pattern[str]]] = {}
-    """Pattern name -> regex of each line this engine's start-up log prints (``check-log``)."""
+    log_patterns: ClassVar[dict[str, str]] = {}
+    """Pattern name -> regex (source text, compiled by ``check-log`` only) of each line this
+    engine's start-up log prints."""
     log_markers: tuple[str, ...] = ()
     """Substrings of a command line that launches this engine (``vllm serve``)."""
     log_keys: tuple[str, ...] = ()
     """Patterns only this engine prints: they name the engine when no command line does."""
+
+    def log_unit_note(self, line: str) -> str | None:
+        """A note for one of this engine's log lines whose unit word differs from kvcalc's (the
+        line itself is quoted verbatim), or None."""
+        return None
 
     def reads_log(self, facts: LogFacts) -> bool:
         """Whether ``facts`` hold lines of this engine's log that ``check_log`` compares."""

@@ -17,6 +17,10 @@ Source: ``transformers/cache_utils.py`` @ 5.23.0. ``generate`` passes the model 
   query head before ``update``, so the cache holds ``num_attention_heads`` heads
   (``FullAttention.hf_cache_heads``); GQA heads are otherwise cached unexpanded;
 * KV-sharing consumer layers (Gemma-4 ``kv_sharing_modes`` "reuse") are ``DummyLayer``: nothing.
+* DSA layers (``indexed_attention`` -> ``DynamicIndexedLayer``; DeepSeek-V3.2, GLM-5) cache the MLA
+  latent as above plus ``indexer_keys`` ``[batch, seq, index_head_dim]`` (one head), in the model dtype.
+* Cross-attention layers (Mllama ``cross_attention_layers``) are ``DynamicLayer``s written once with
+  the vision tokens (``MllamaTextCrossAttention.forward``); without an image they stay empty.
 
 ``--seq-len`` is the number of cached positions: ``generate`` with P prompt tokens and G new
 tokens leaves P + G - 1 in the cache (the last token is sampled, never fed back).
@@ -30,7 +34,15 @@ from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.engines.base import Engine, Workload
-from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, LatentAttention, SlidingWindowAttention, Spec
+from kvcalc.specs import (
+    ChunkedAttention,
+    CrossAttention,
+    FixedState,
+    FullAttention,
+    LatentAttention,
+    SlidingWindowAttention,
+    Spec,
+)
 
 if TYPE_CHECKING:
     from kvcalc.measure.layout import TensorLayout
@@ -110,6 +122,8 @@ class HfDynamicPolicy(HfTensors):
     plannable = True
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if isinstance(spec, CrossAttention):
+            return spec.encoder_tokens  # the vision tokens, written once at prefill
         if not spec.grows:
             return 0
         window = local_window(spec)

@@ -26,7 +26,8 @@ from kvcalc.engines.hf import (
     hf_state_rows,
     local_window,
 )
-from kvcalc.specs import FixedState, Spec
+from kvcalc.errors import UnsupportedByEngineError
+from kvcalc.specs import CrossAttention, FixedState, IndexedLatentAttention, Spec
 
 
 class HfStaticPolicy(HfTensors):
@@ -39,6 +40,15 @@ class HfStaticPolicy(HfTensors):
     )
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if isinstance(spec, CrossAttention):
+            # Text-only: the cross-attention layer is skipped and its StaticLayer never initialised
+            # (modeling_mllama.py MllamaTextModel.forward). With vision tokens the StaticLayer
+            # would be sized by max_cache_len, not by the image: not modelled, so refused.
+            if spec.encoder_tokens:
+                raise UnsupportedByEngineError(
+                    "--engine hf-static: cross-attention layers holding --image-tokens are not modelled "
+                    "for transformers StaticCache; use --engine hf")
+            return 0
         if not spec.grows:
             return 0
         window = local_window(spec)
@@ -55,8 +65,11 @@ class HfStaticPolicy(HfTensors):
         return hf_state_rows(spec, dtype)  # StaticCache builds the same LinearAttentionLayer
 
     def bookkeeping_bytes(self, spec: Spec) -> int:
-        # StaticLayer.__init__: self.cumulative_length = torch.tensor(0, dtype=int)
-        return INT64_BYTES if spec.grows else 0
+        # StaticLayer.__init__: self.cumulative_length = torch.tensor(0, dtype=int); a StaticIndexedLayer
+        # adds indexer_cumulative_length at its first update; a cross-attention layer is a StaticLayer too.
+        if isinstance(spec, IndexedLatentAttention):
+            return 2 * INT64_BYTES
+        return INT64_BYTES if spec.grows or isinstance(spec, CrossAttention) else 0
 
     def describe_tokens(self, spec: Spec, work: Workload) -> str:
         window = local_window(spec)

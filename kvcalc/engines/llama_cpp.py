@@ -47,7 +47,17 @@ from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines.base import Engine, Workload
-from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, LatentAttention, SlidingWindowAttention, Spec
+from kvcalc.errors import UnsupportedByEngineError
+from kvcalc.specs import (
+    ChunkedAttention,
+    CrossAttention,
+    FixedState,
+    FullAttention,
+    IndexedLatentAttention,
+    LatentAttention,
+    SlidingWindowAttention,
+    Spec,
+)
 
 if TYPE_CHECKING:
     from kvcalc.layout import RankLayout
@@ -91,8 +101,7 @@ class LlamaCppPolicy(Engine):
     )
     splits_kv = True
     plannable = True
-    smaller_cache_dtypes = (("q8_0", "halves an f16 KV cache (llama.cpp -ctk q8_0 -ctv q8_0)"),
-                            ("q4_0", "quarters an f16 KV cache (llama.cpp -ctk q4_0 -ctv q4_0)"))
+    smaller_cache_dtypes = (("q8_0", "llama.cpp -ctk q8_0 -ctv q8_0"), ("q4_0", "llama.cpp -ctk q4_0 -ctv q4_0"))
 
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         # llama_memory_recurrent is built with recurrent_type_r = recurrent_type_s = GGML_TYPE_F32
@@ -113,6 +122,11 @@ class LlamaCppPolicy(Engine):
         return work if slides(layout.model) else dataclasses.replace(work, windows=False)
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if isinstance(spec, (IndexedLatentAttention, CrossAttention)):
+            # Not checked against a llama.cpp build: the DSA indexer cache and the Mllama
+            # cross-attention cache (removed with the vision-model rework) are refused, not guessed.
+            raise UnsupportedByEngineError(
+                f"--engine llama.cpp: {spec.kind} layers are not modelled for {LLAMA_CPP_VERSION}")
         if not spec.grows:
             return 0
         n_ctx = pad(work.seq_len, N_CTX_PAD)

@@ -9,9 +9,6 @@ from decimal import Decimal, InvalidOperation
 from kvcalc.errors import InvalidConfigError
 from kvcalc.units import GiB
 
-NUM = r"([0-9][0-9,]*(?:\.[0-9]+)?)"
-"""A logged number: digits with thousands commas, optionally a fraction."""
-
 
 @dataclass(frozen=True, kw_only=True)
 class LogFacts:

@@ -85,6 +85,10 @@ class Budget:
     formula: str
     order: tuple[str, ...] = ("fraction", "weights", "activation", "non_torch")
     """The order the engine applies the terms in (so a table of them adds up)."""
+    reserve_bytes: int | None = None
+    """Memory the engine keeps free besides those terms (vLLM 0.34's extensible-cache margin),
+    subtracted last; None when it keeps none."""
+    reserve_label: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -13,18 +13,19 @@ planner concern); recurrent layers hold their state.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, ClassVar
 
 from kvcalc.dtypes import KVDtype, cdiv
+from kvcalc.engines.base import LOG_NUMBER as NUM
 from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
-from kvcalc.engines.logcheck import NUM, Check, LogFacts, num
-from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
+from kvcalc.errors import UnsupportedByEngineError
+from kvcalc.specs import CrossAttention, FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec
 from kvcalc.units import GiB, MiB
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
     from kvcalc.layout import RankLayout
     from kvcalc.measure.layout import TensorLayout
@@ -69,7 +70,7 @@ class SglangEngine(Engine):
     fraction_flag = "--mem-fraction-static"
     shares_prefix = True
     log_engine = "sglang"
-    smaller_cache_dtypes = (("fp8", "halves a 16-bit KV cache (SGLang --kv-cache-dtype fp8_e4m3)"),)
+    smaller_cache_dtypes = (("fp8", "SGLang --kv-cache-dtype fp8_e4m3"),)
 
     def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
         # sglang/srt/configs/model_config.py _get_and_verify_dtype (0.5.23): a float32 config runs
@@ -91,7 +92,20 @@ class SglangEngine(Engine):
 
         return [(key, n, get_dtype("bf16" if key == "conv" else "fp32")) for key, n in spec.state_elements.items()]
 
+    def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
+        if isinstance(spec, IndexedLatentAttention):
+            # NSATokenToKVPool (memory_pool.py) / pool_configurator: the latent plus an fp8 indexer key
+            # with one float32 scale per 128 values, index_head_dim + index_head_dim // 128 x 4 bytes
+            # (kvcalc reference 2.4), whatever the latent's dtype.
+            return spec.latent_bytes_per_token(dtype) + spec.index_head_dim + spec.index_head_dim // 128 * 4
+        return spec.bytes_per_token(dtype)
+
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if isinstance(spec, CrossAttention):
+            if spec.encoder_tokens:
+                raise UnsupportedByEngineError(
+                    "--engine sglang: cross-attention (Mllama) pools for vision tokens are not modelled")
+            return 0
         if not spec.grows:
             return 0
         page = work.block_size or 1
@@ -118,6 +132,14 @@ class SglangEngine(Engine):
 
         return [typed("kv_buffer", (work.batch * tokens, 1, spec.latent_dim), dtype)]
 
+    def indexer_tensors(self, spec: IndexedLatentAttention, dtype: KVDtype, work: Workload,
+                        tokens: int) -> list[TensorLayout]:
+        # The NSA indexer key buffer: fp8 values and a float32 scale per 128, as uint8 rows.
+        from kvcalc.measure.layout import TensorLayout as TL
+
+        row = spec.index_head_dim + spec.index_head_dim // 128 * 4
+        return [TL(name="index_k_buffer", shape=(work.batch * tokens, 1, row), torch_dtype="uint8")]
+
     def block_rows_lead(self, work: Workload, tokens: int) -> tuple[int, ...]:
         return (work.batch * tokens,)
 
@@ -137,7 +159,7 @@ class SglangEngine(Engine):
             model_name=f"{model.name} {model.source.hf_repo or ''}")
         if not float(text) > 0:
             raise InvalidRequestError(
-                "--gpu", f"tp {tp} x pp {pp}",
+                "tp x pp", f"{tp} x {pp}",
                 f"a deployment SGLang's default memory fraction can start: {how}, which is not a fraction "
                 "(the reserve it computes exceeds the GPU); pass --mem-fraction-static, or use fewer GPUs per replica")
         return text, how
@@ -196,21 +218,36 @@ class SglangEngine(Engine):
                                 log_lines=[*pool.log_lines, alloc_log_line(tokens, k, v)])
 
     # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, re.Pattern[str]]] = {
-        "sglang_alloc": re.compile(r"KV Cache is allocated\. #tokens:\s*" + NUM + r", K size:\s*" + NUM
+    log_patterns: ClassVar[dict[str, str]] = {
+        "sglang_alloc": (r"KV Cache is allocated\. #tokens:\s*" + NUM + r", K size:\s*" + NUM
                                    + r"\s*GB, V size:\s*" + NUM + r"\s*GB"),
-        "sglang_alloc_mla": re.compile(r"KV Cache is allocated\. #tokens:\s*" + NUM + r", KV size:\s*" + NUM
+        "sglang_alloc_mla": (r"KV Cache is allocated\. #tokens:\s*" + NUM + r", KV size:\s*" + NUM
                                        + r"\s*GB"),
-        "sglang_tokens": re.compile(r"max_total_num_tokens=\s*" + NUM),
+        "sglang_tokens": (r"max_total_num_tokens=\s*" + NUM),
     }
     log_markers = ("sglang.launch_server",)
     log_keys = ("sglang_alloc", "sglang_alloc_mla", "sglang_tokens")
+
+    def log_unit_note(self, line: str) -> str | None:
+        # sglang/srt/mem_cache/memory_pool.py (0.5.23, the wheel's line 116): GB = 2^30 and the pool
+        # logs ``K size: {k_size / GB:.2f} GB``; kvcalc's GB is 10^9 bytes, so give both.
+        import re
+
+        from kvcalc.units import GB
+
+        figures = re.findall(r"(\d+(?:\.\d+)?) GB\b", line)
+        if not figures:
+            return None
+        # Display only: the logged figure is already rounded to 0.01 GiB, so the GB value is approximate.
+        shown = ", ".join(f"{f} GiB = {float(f) * GiB / GB:,.2f} GB" for f in dict.fromkeys(figures))
+        return f'SGLang\'s "GB" is GiB, 2^30 bytes (sglang/srt/mem_cache/memory_pool.py): {shown}'
 
     def reads_log(self, facts: LogFacts) -> bool:
         return "sglang_alloc" in facts.values or "sglang_alloc_mla" in facts.values
 
     def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
                   block_size: int | None) -> list[Check]:
+        from kvcalc.engines.logcheck import Check, num
         from kvcalc.layout import RankLayout
 
         k, v = kv_row_bytes(RankLayout(model, tp, 1), dtype)

@@ -16,7 +16,7 @@ Sources (SGLang 0.5.23 wheel, read 2026-12; the same code in sgl-project/sglang
   ``gemma2_gemma3.py`` forces ``disable_hybrid_swa_memory``), nor are Mistral or Command-R: they get
   the default pool, every layer at full length.
 * PP: the token count is the minimum over stages (an all-reduce MIN), so the stage with the largest
-  cell decides; stages split as ``kvcalc.estimate.pp_partition``.
+  cell decides; stages and sharding are ``kvcalc.layout.RankLayout``'s.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kvcalc.layout import RankLayout
 from kvcalc.models import ModelConfig
 from kvcalc.specs import ChunkedAttention, FullAttention, LatentAttention, SlidingWindowAttention, Spec
 
@@ -56,27 +57,17 @@ def _is_swa(spec: Spec) -> bool:
     return isinstance(spec, SlidingWindowAttention | ChunkedAttention)
 
 
-def _stages(model: ModelConfig, pp: int) -> list[list[Spec]]:
-    from kvcalc.layout import pp_partition
-
-    out, start = [], 0
-    for size in pp_partition(model.num_layers, pp):
-        out.append(list(model.layer_specs[start:start + size]))
-        start += size
-    return out
-
-
 def is_hybrid_swa(model: ModelConfig) -> bool:
     """Whether SGLang gives ``model`` split full/SWA pools (its architecture list, and layers of both)."""
-    specs = model.layer_specs
-    return (model.architecture in HYBRID_SWA_ARCHITECTURES and any(_is_swa(s) for s in specs)
-            and any(s.grows and not _is_swa(s) for s in specs))
+    if model.architecture not in HYBRID_SWA_ARCHITECTURES:
+        return False
+    specs = RankLayout(model).counts
+    return any(_is_swa(s) for s in specs) and any(s.grows and not _is_swa(s) for s in specs)
 
 
-def _per_token(spec: Spec, dtype: Any, tp: int) -> int:
-    r = spec.shard(tp)
-    if isinstance(r, FullAttention | LatentAttention):
-        return r.bytes_per_token(dtype)
+def _per_token(rank_spec: Spec, dtype: Any) -> int:
+    if isinstance(rank_spec, FullAttention | LatentAttention):
+        return rank_spec.bytes_per_token(dtype)
     return 0  # Mamba / linear attention: a separate state pool, not in the token cell
 
 
@@ -85,26 +76,29 @@ def sglang_pool(model: ModelConfig, dtype: Any, kv_budget_bytes: int, *, tp: int
     """SGLang's pool sizes for one GPU's KV budget (``kv_budget_bytes`` may be <= 0: zero tokens)."""
     page = max(1, page_size)
     budget = max(kv_budget_bytes, 0)
+    layout = RankLayout(model, tp, pp)
+    stages = [st.counts for st in layout.stages]
     if not is_hybrid_swa(model):
-        cell_bytes = max(sum(_per_token(s, dtype, tp) for s in stage) for stage in _stages(model, pp))
+        cell_bytes = max(sum(_per_token(s, dtype) * n for s, n in stage) for stage in stages)
         tokens = (budget // cell_bytes) // page * page if cell_bytes else 0
         return SglangPool(hybrid_swa=False, max_total_num_tokens=tokens, swa_tokens=None,
                           cell=f"{cell_bytes:,} B per token (all attention layers of the largest stage)")
     best: tuple[float, int, int, int, int] | None = None
-    for stage in _stages(model, pp):
-        full = [_per_token(s, dtype, tp) for s in stage if s.grows and not _is_swa(s)]
-        swa = [_per_token(s, dtype, tp) for s in stage if _is_swa(s)]
+    for stage in stages:
+        full = [(_per_token(s, dtype), n) for s, n in stage if s.grows and not _is_swa(s)]
+        swa = [(_per_token(s, dtype), n) for s, n in stage if _is_swa(s)]
+        n_full, n_swa = sum(n for _, n in full), sum(n for _, n in swa)
         # SGLang multiplies one layer's bytes by the layer count (uniform layers); the float term
         # is computed in its order so the floor below lands where SGLang's does.
-        f_pt, s_pt = (full[0] if full else 0), (swa[0] if swa else 0)
-        uniform = all(x == f_pt for x in full) and all(x == s_pt for x in swa)
-        cell: float = (f_pt * len(full) + SWA_FULL_TOKENS_RATIO * s_pt * len(swa) if uniform
-                       else sum(full) + SWA_FULL_TOKENS_RATIO * sum(swa))
+        f_pt, s_pt = (full[0][0] if full else 0), (swa[0][0] if swa else 0)
+        uniform = all(x == f_pt for x, _ in full) and all(x == s_pt for x, _ in swa)
+        cell: float = (f_pt * n_full + SWA_FULL_TOKENS_RATIO * s_pt * n_swa if uniform
+                       else sum(x * n for x, n in full) + SWA_FULL_TOKENS_RATIO * sum(x * n for x, n in swa))
         if best is None or cell > best[0]:
-            best = (cell, f_pt, len(full), s_pt, len(swa))
+            best = (cell, f_pt, n_full, s_pt, n_swa)
     assert best is not None
     cell, f_pt, n_full, s_pt, n_swa = best
-    window = min(s.window for s in model.layer_specs if isinstance(s, SlidingWindowAttention | ChunkedAttention))
+    window = min(s.window for s in layout.counts if isinstance(s, SlidingWindowAttention | ChunkedAttention))
     if not n_full:  # a stage of sliding layers only: SGLang's "all SWA" pool
         tokens = int(budget // cell) // page * page if cell else 0
         return SglangPool(hybrid_swa=True, max_total_num_tokens=tokens, swa_tokens=tokens, window=window,

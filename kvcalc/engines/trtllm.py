@@ -35,7 +35,7 @@ class TrtllmEngine(Engine):
     plannable = True
     fraction_flag = "--free-gpu-memory-fraction"
     default_fraction = "0.9"
-    smaller_cache_dtypes = (("fp8", "halves a 16-bit KV cache (TensorRT-LLM kv_cache_config dtype fp8)"),)
+    smaller_cache_dtypes = (("fp8", "TensorRT-LLM KvCacheConfig dtype fp8"),)
 
     def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
         # get_cache_size_per_token: 2 bytes unless fp8, so a float32 model's cache is 16-bit.

@@ -20,29 +20,41 @@ Per-tensor fp8 scales live outside the page and are not counted (``KVQuantMode.F
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
 from kvcalc.dtypes import KVDtype, cdiv
+from kvcalc.engines.base import LOG_NUMBER as NUM
 from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
-from kvcalc.engines.logcheck import NUM, Check, LogFacts, gib_range, num
 from kvcalc.engines.vllm_kv import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
+    DSA_INDEXER_QUANT_BLOCK,
+    FP8_DS_MLA_BYTES,
     MAMBA_ALIGN,
     MLA_BLOCK_SIZE,
     VLLM_VERSION,
     Layout,
     build_layout,
     default_block_size,
-    num_blocks_interval,
+    refuse_cross_attention,
+    vllm_dsa_bytes_per_token,
     vllm_kv,
 )
-from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, LatentAttention, SlidingWindowAttention, Spec
+from kvcalc.specs import (
+    ChunkedAttention,
+    CrossAttention,
+    FixedState,
+    FullAttention,
+    IndexedLatentAttention,
+    LatentAttention,
+    SlidingWindowAttention,
+    Spec,
+)
 from kvcalc.units import GiB
 
 if TYPE_CHECKING:
+    from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
     from kvcalc.layout import RankLayout
     from kvcalc.measure.layout import TensorLayout
@@ -65,10 +77,14 @@ class VllmEngine(Engine):
     default_fraction = "0.92"
     """vllm/config/cache.py @ 002f10e0 (0.92 since PR #38284, released in 0.20.0); see engines/memory.py."""
     shares_prefix = True
+    refuses_when_free_below_request = True
+    """vllm/v1/worker/utils.py ``request_memory`` (0.20.0-0.33.0): "Free memory on device (free/total
+    GiB) on startup is less than desired GPU memory utilization (util, requested GiB)"."""
     log_engine = "vllm"
     dtype_spellings: ClassVar[dict[str, str]] = {"fp8_inc": "fp8_e4m3"}
     """vllm/config/cache.py CacheDType: ``fp8_inc`` is fp8 E4M3 for Intel Gaudi (1 byte a value)."""
-    smaller_cache_dtypes = (("fp8", "halves a 16-bit KV cache (vLLM --kv-cache-dtype fp8)"),)
+    smaller_cache_dtypes = (("fp8", "vLLM --kv-cache-dtype fp8"),)
+    beyond_context = "vLLM refuses this unless overridden (VLLM_ALLOW_LONG_MAX_MODEL_LEN)"
 
     # MambaStateDtypeCalculator (vllm/model_executor/layers/mamba/mamba_utils.py, 0.19.1): conv
     # state in get_kv_cache_torch_dtype(mamba_cache_dtype "auto", model dtype), the temporal state
@@ -120,9 +136,16 @@ class VllmEngine(Engine):
         return cdiv(length, b)
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
+        if isinstance(spec, CrossAttention):
+            refuse_cross_attention([spec])
         if not spec.grows:
             return 0
         return self._blocks(spec, work) * self.block_size(spec, work)
+
+    def bytes_per_token(self, spec: Spec, dtype: KVDtype) -> int:
+        if isinstance(spec, IndexedLatentAttention):
+            return vllm_dsa_bytes_per_token(spec, dtype)
+        return spec.bytes_per_token(dtype)
 
     def fixed_bytes(self, spec: Spec, dtype: KVDtype, work: Workload | None = None) -> int:
         state = super().fixed_bytes(spec, dtype, work)
@@ -173,12 +196,25 @@ class VllmEngine(Engine):
 
     def latent_tensors(self, spec: LatentAttention, dtype: KVDtype, work: Workload,
                        tokens: int) -> list[TensorLayout]:
+        from kvcalc.measure.layout import TensorLayout as TensorLayoutCls
         from kvcalc.measure.layout import typed
 
         paged = self._paged(spec, work, tokens)
         if paged is None:
             return super().latent_tensors(spec, dtype, work, tokens)
+        if isinstance(spec, IndexedLatentAttention) and dtype.name == "fp8_e4m3":
+            return [TensorLayoutCls(name="kv_cache", shape=(paged[0], paged[1], FP8_DS_MLA_BYTES), torch_dtype="uint8")]
         return [typed("kv_cache", (paged[0], paged[1], spec.latent_dim), dtype)]
+
+    def indexer_tensors(self, spec: IndexedLatentAttention, dtype: KVDtype, work: Workload,
+                        tokens: int) -> list[TensorLayout]:
+        # DeepseekV32IndexerCache: uint8 [num_blocks, block, index_head_dim + index_head_dim // 128 x 4].
+        from kvcalc.measure.layout import TensorLayout as TL
+
+        paged = self._paged(spec, work, tokens)
+        blocks, block = paged if paged is not None else (work.batch, tokens)
+        row = spec.index_head_dim + spec.index_head_dim // DSA_INDEXER_QUANT_BLOCK * 4
+        return [TL(name="indexer_k_cache", shape=(blocks, block, row), torch_dtype="uint8")]
 
     def block_rows_lead(self, work: Workload, tokens: int) -> tuple[int, ...]:
         return (work.batch * tokens,)
@@ -223,8 +259,7 @@ class VllmEngine(Engine):
 
     # -- pool: vLLM's own block arithmetic (engines/vllm_kv.py) ------------------------------
     def vllm_layout(self, layout: RankLayout, dtype: KVDtype, block_size: int | None) -> Layout:
-        return build_layout(layout.model.layer_specs, dtype, tp=layout.tp, pp=layout.pp, block_size=block_size,
-                            state_dtype=self.state_dtype(dtype, layout.model))
+        return build_layout(layout, dtype, block_size=block_size, state_dtype=self.state_dtype(dtype, layout.model))
 
     def pool(self, req: PoolRequest) -> Pool:
         from kvcalc.engines.capacity import Capacity
@@ -240,8 +275,7 @@ class VllmEngine(Engine):
 
         def shared(p: int) -> int:
             # Prefix caching hashes whole blocks of full-attention / MLA groups only.
-            return max(sum(p // g.spec.block_size for g in w.groups if g.spec.kind in ("full", "mla"))
-                       for w in workers)
+            return max(sum(p // v.block_size for v, _ in w.groups if v.kind in ("full", "mla")) for w in workers)
 
         cap = Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
                        max_len=max(req.model.max_position_embeddings, vk.max_model_len))
@@ -252,22 +286,22 @@ class VllmEngine(Engine):
                     max_running_flag="--max-num-seqs")
 
     # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, re.Pattern[str]]] = {
-        "available_gib": re.compile(r"Available KV cache memory:\s*" + NUM + r"\s*GiB"),
-        "kv_tokens": re.compile(r"GPU KV cache size:\s*" + NUM + r"\s*tokens"),
-        "concurrency": re.compile(r"Maximum concurrency for\s*" + NUM + r"\s*tokens per request:\s*" + NUM + "x"),
-        "blocks": re.compile(r"#\s*(?:GPU|CUDA|cuda|gpu)\s+blocks:\s*" + NUM),
-        "total_gib": re.compile(r"total_gpu_memory \(\s*" + NUM + r"\s*GiB\) x gpu_memory_utilization \(\s*" + NUM),
-        "weights_gib": re.compile(r"model weights take\s*" + NUM + r"\s*GiB"),
-        "non_torch_gib": re.compile(r"non_torch_memory takes\s*" + NUM + r"\s*GiB"),
-        "activation_gib": re.compile(r"activation peak memory takes\s*" + NUM + r"\s*GiB"),
-        "rest_gib": re.compile(r"reserved for KV Cache is\s*" + NUM + r"\s*GiB"),
-        "fit_error": re.compile(r"max seq len \(" + NUM + r"\), \(" + NUM + r" GiB KV cache is needed.*?memory \("
+    log_patterns: ClassVar[dict[str, str]] = {
+        "available_gib": (r"Available KV cache memory:\s*" + NUM + r"\s*GiB"),
+        "kv_tokens": (r"GPU KV cache size:\s*" + NUM + r"\s*tokens"),
+        "concurrency": (r"Maximum concurrency for\s*" + NUM + r"\s*tokens per request:\s*" + NUM + "x"),
+        "blocks": (r"#\s*(?:GPU|CUDA|cuda|gpu)\s+blocks:\s*" + NUM),
+        "total_gib": (r"total_gpu_memory \(\s*" + NUM + r"\s*GiB\) x gpu_memory_utilization \(\s*" + NUM),
+        "weights_gib": (r"model weights take\s*" + NUM + r"\s*GiB"),
+        "non_torch_gib": (r"non_torch_memory takes\s*" + NUM + r"\s*GiB"),
+        "activation_gib": (r"activation peak memory takes\s*" + NUM + r"\s*GiB"),
+        "rest_gib": (r"reserved for KV Cache is\s*" + NUM + r"\s*GiB"),
+        "fit_error": (r"max seq len \(" + NUM + r"\), \(" + NUM + r" GiB KV cache is needed.*?memory \("
                                 + NUM + r" GiB\)(?:.*?estimated maximum model length is " + NUM + ")?"),
-        "model_cfg": re.compile(r"model='([^']+)'"),
-        "max_seq_len": re.compile(r"max_seq_len=([0-9]+)"),
-        "tp_cfg": re.compile(r"tensor_parallel_size=([0-9]+)"),
-        "kv_dtype_cfg": re.compile(r"kv_cache_dtype=([A-Za-z0-9_]+)"),
+        "model_cfg": (r"model='([^']+)'"),
+        "max_seq_len": (r"max_seq_len=([0-9]+)"),
+        "tp_cfg": (r"tensor_parallel_size=([0-9]+)"),
+        "kv_dtype_cfg": (r"kv_cache_dtype=([A-Za-z0-9_]+)"),
     }
     log_markers = ("vllm serve", "vllm.entrypoints")
     log_keys = ("available_gib", "kv_tokens", "blocks", "rest_gib")
@@ -277,116 +311,9 @@ class VllmEngine(Engine):
 
     def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
                   block_size: int | None) -> list[Check]:
-        return _check_vllm(self, facts, model, dtype, tp, block_size)
+        from kvcalc.engines.vllm_log import check_vllm_log
 
-
-def _check_vllm(engine: VllmEngine, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
-                bs: int | None) -> list[Check]:
-    from kvcalc.layout import RankLayout
-
-    mml = facts.max_model_len or model.max_position_embeddings
-    layout = engine.vllm_layout(RankLayout(model, tp, 1), dtype, bs)
-    specs = model.layer_specs
-    avail_text = facts.first("available_gib") or facts.first("rest_gib")
-    logged_blocks = int(num(facts.values["blocks"][0])) if "blocks" in facts.values else None
-    logged_tokens = int(num(facts.values["kv_tokens"][0])) if "kv_tokens" in facts.values else None
-    blocks_item = "blocks"
-    if logged_blocks is None and logged_tokens is not None and len(layout.grouping.groups) == 1:
-        logged_blocks = logged_tokens // layout.block_size
-        blocks_item = "blocks (logged tokens / block size)"
-    out: list[Check] = []
-    if avail_text is not None:
-        low, mid, high = gib_range(avail_text)
-        r = vllm_kv(specs, dtype, mid, mml, tp=tp, block_size=bs, layout=layout)
-        lo_b, hi_b = num_blocks_interval(low, high, r.block_bytes)
-        if logged_blocks is not None:
-            out.append(Check(item=blocks_item, logged=f"{logged_blocks:,}", predicted=f"{lo_b:,}..{hi_b:,}",
-                             difference=f"{logged_blocks - r.num_blocks:+,} vs midpoint {r.num_blocks:,}",
-                             matches=lo_b <= logged_blocks <= hi_b,
-                             basis=f"{avail_text} GiB +-0.005 // {r.block_bytes:,} B per block ({r.version})"))
-        if logged_tokens is not None:
-            out.append(_tokens_check(facts, r, specs, dtype, layout, logged_tokens, (lo_b, hi_b), mml, tp, bs))
-        if "fit_error" in facts.values:
-            out += _fit_error_checks(facts, specs, dtype, layout, (low, mid, high), tp, bs)
-    if "concurrency" in facts.values and avail_text is not None and logged_blocks is None:
-        # No block count in the log (a hybrid model's newer-form token line): predict the
-        # concurrency from the block range the logged memory allows.
-        length, shown = facts.values["concurrency"]
-        low, mid, high = gib_range(avail_text)
-        r3 = vllm_kv(specs, dtype, mid, int(num(length)), tp=tp, block_size=bs, layout=layout)
-        lo_b, hi_b = num_blocks_interval(low, high, r3.block_bytes)
-        lo_c, hi_c = f"{lo_b / r3.blocks_per_request:.2f}", f"{hi_b / r3.blocks_per_request:.2f}"
-        out.append(Check(item=f"Maximum concurrency at {int(num(length)):,} tokens", logged=f"{shown}x",
-                         predicted=f"{lo_c}x..{hi_c}x" if lo_c != hi_c else f"{lo_c}x",
-                         difference=f"{num(shown) - Decimal(f'{r3.max_concurrency:.2f}'):+.2f}",
-                         matches=Decimal(lo_c) <= num(shown) <= Decimal(hi_c),
-                         basis=f"{lo_b:,}..{hi_b:,} blocks / {r3.blocks_per_request:,} blocks per request"))
-    if "concurrency" in facts.values and logged_blocks is not None:
-        length, shown = facts.values["concurrency"]
-        r2 = vllm_kv(specs, dtype, 0, int(num(length)), tp=tp, block_size=bs, layout=layout)
-        bpr = layout.active[0].blocks_per_request(int(num(length)), r2.max_num_batched_tokens)
-        value = logged_blocks / bpr
-        out.append(Check(item=f"Maximum concurrency at {int(num(length)):,} tokens", logged=f"{shown}x",
-                         predicted=f"{value:.2f}x", difference=f"{num(shown) - Decimal(f'{value:.2f}'):+.2f}",
-                         matches=f"{value:.2f}" == f"{num(shown):.2f}",
-                         basis=f"logged blocks {logged_blocks:,} / {bpr:,} blocks per request"))
-    if avail_text is None and logged_blocks is not None:
-        implied = logged_blocks * layout.active[0].page_size_bytes * max(layout.active[0].group_size, 1)
-        out.append(Check(item="KV cache memory implied by the blocks", logged=f"{logged_blocks:,} blocks",
-                         predicted=f"{implied / GiB:.2f} GiB", difference="-", matches=None,
-                         basis="blocks x block bytes (the log gives no memory figure to compare)"))
-    return out
-
-
-def _tokens_check(facts: LogFacts, r: object, specs: tuple[Spec, ...], dtype: KVDtype, layout: Layout,
-                  logged_tokens: int, blocks: tuple[int, int], mml: int, tp: int, bs: int | None) -> Check:
-    """001cabc1 (_report_kv_cache_config): num_blocks // groups x block size. Newer vLLM
-    (get_kv_cache_capacity, e.g. 0.33.0): int(num_blocks / blocks_per_request x L), L the max model
-    length. Both agree for one group with L a multiple of the block size; the log is matched
-    against either, and the check says which."""
-    from kvcalc.engines.vllm_kv import VllmKV
-
-    assert isinstance(r, VllmKV)
-    lo_b, hi_b = blocks
-    lo_t = lo_b // r.num_groups * r.block_size
-    hi_t = hi_b // r.num_groups * r.block_size
-    req_len = int(num(facts.values["concurrency"][0])) if "concurrency" in facts.values else mml
-    bpr = r.blocks_per_request if r.max_model_len == req_len else vllm_kv(
-        specs, dtype, r.available_bytes, req_len, tp=tp, block_size=bs, layout=layout).blocks_per_request
-    lo_n, hi_n = (int(lo_b / bpr * req_len), int(hi_b / bpr * req_len)) if bpr else (0, 0)
-    old_form = lo_t <= logged_tokens <= hi_t
-    new_form = bool(bpr) and lo_n <= logged_tokens <= hi_n
-    basis = "num_blocks // groups x block size (001cabc1 form)"
-    predicted = f"{lo_t:,}..{hi_t:,}"
-    if new_form and not old_form:
-        basis = f"int(num_blocks / {bpr:,} blocks per request x {req_len:,}) (newer vLLM form)"
-        predicted = f"{lo_n:,}..{hi_n:,}"
-    elif not old_form:
-        basis += f"; newer vLLM form int(num_blocks / {bpr:,} x {req_len:,}) gives {lo_n:,}..{hi_n:,}"
-    return Check(item="GPU KV cache size (tokens)", logged=f"{logged_tokens:,}", predicted=predicted,
-                 difference=f"{logged_tokens - r.kv_cache_tokens:+,}", matches=old_form or new_form,
-                 basis=basis + ", from the logged KV memory")
-
-
-def _fit_error_checks(facts: LogFacts, specs: tuple[Spec, ...], dtype: KVDtype, layout: Layout,
-                      avail: tuple[int, int, int], tp: int, bs: int | None) -> list[Check]:
-    low, mid, high = avail
-    length, needed, _avail, est = facts.values["fit_error"]
-    rr = vllm_kv(specs, dtype, mid, int(num(length)), tp=tp, block_size=bs, layout=layout)
-    out = [Check(item="KV needed for max seq len (GiB)", logged=needed, predicted=f"{rr.needed_bytes / GiB:.2f}",
-                 difference=f"{num(needed) - Decimal(rr.needed_bytes) / GiB:+.2f}",
-                 matches=f"{rr.needed_bytes / GiB:.2f}" == f"{num(needed):.2f}",
-                 basis="sum over groups of max_memory_usage_bytes (001cabc1)")]
-    if est:
-        pred = rr.estimated_max_model_len or 0
-        lo_e = vllm_kv(specs, dtype, low, int(num(length)), tp=tp, block_size=bs,
-                       layout=layout).estimated_max_model_len or 0
-        hi_e = vllm_kv(specs, dtype, high, int(num(length)), tp=tp, block_size=bs,
-                       layout=layout).estimated_max_model_len or 0
-        out.append(Check(item="estimated maximum model length", logged=est, predicted=f"{lo_e:,}..{hi_e:,}",
-                         difference=f"{int(num(est)) - pred:+,}", matches=lo_e <= int(num(est)) <= hi_e,
-                         basis="binary search over the groups' usage (001cabc1)"))
-    return out
+        return check_vllm_log(self, facts, model, dtype, tp, block_size)
 
 
 VllmPolicy = VllmEngine

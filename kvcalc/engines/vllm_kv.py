@@ -38,12 +38,24 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvcalc.dtypes import KVDtype, cdiv
-from kvcalc.errors import InvalidRequestError
-from kvcalc.specs import ChunkedAttention, FixedState, LatentAttention, SlidingWindowAttention, Spec
+from kvcalc.errors import InvalidRequestError, UnsupportedByEngineError
+from kvcalc.layout import Segment, counts_in, pp_partition, segments_from_specs
+from kvcalc.specs import (
+    ChunkedAttention,
+    CrossAttention,
+    FixedState,
+    IndexedLatentAttention,
+    LatentAttention,
+    SlidingWindowAttention,
+    Spec,
+)
 from kvcalc.units import GiB
+
+if TYPE_CHECKING:
+    from kvcalc.layout import RankLayout
 
 VLLM_VERSION = "vLLM V1 @ 001cabc1 (= releases 0.19.x and 0.20.0)"
 """The one vLLM version modelled (kv_cache_utils.py / kv_cache_interface.py at commit 001cabc1)."""
@@ -98,9 +110,50 @@ def default_block_size(specs: Sequence[Spec], block_size: int | None) -> int:
     return DEFAULT_BLOCK_SIZE
 
 
+DSA_INDEXER_QUANT_BLOCK = 128
+"""``Indexer.quant_block_size`` (vllm/model_executor/models/deepseek_v2.py): one float32 scale per 128
+fp8 indexer values."""
+FP8_DS_MLA_BYTES = 656
+"""``fp8_ds_mla`` entry: 512 fp8 latent values + 4 float32 scales (16 B) + 64 bf16 rope values (128 B)
+(vllm/v1/attention/backends/mla/flashmla_sparse.py; kvcalc reference 1.2)."""
+
+
+def vllm_dsa_bytes_per_token(spec: IndexedLatentAttention, dtype: KVDtype) -> int:
+    """One token of a DSA layer in vLLM: the MLA page plus the indexer's own cache.
+
+    * The indexer key lives in a separate ``DeepseekV32IndexerCache`` layer whatever ``--kv-cache-dtype``
+      says: ``head_dim = index_head_dim + index_head_dim // 128 x 4`` bytes of ``torch.uint8`` (fp8
+      values and float32 scales; vllm/model_executor/models/deepseek_v2.py ``Indexer.__init__``, vLLM
+      main 2026): 132 B for ``index_head_dim`` 128. Both pages share the MLA block size.
+    * An fp8 cache for the latent becomes ``fp8_ds_mla`` (``DeepseekV32ForCausalLM.verify_and_update_config``):
+      656 B per token, valid only for the 512 + 64 latent of DeepSeek-V3.2 / GLM-5.
+    """
+    indexer = spec.index_head_dim + spec.index_head_dim // DSA_INDEXER_QUANT_BLOCK * 4
+    if dtype.name == "fp8_e4m3":
+        if (spec.kv_lora_rank, spec.qk_rope_head_dim) != (512, 64):
+            raise UnsupportedByEngineError(
+                f"--engine vllm: fp8_ds_mla is laid out for a 512 + 64 latent, not "
+                f"{spec.kv_lora_rank} + {spec.qk_rope_head_dim}")
+        return FP8_DS_MLA_BYTES + indexer
+    return spec.latent_bytes_per_token(dtype) + indexer
+
+
+def refuse_cross_attention(specs: Sequence[Spec]) -> None:
+    """vLLM V1 would hold cross-attention as a ``CrossAttentionSpec`` (``cdiv(max_num_encoder_input_tokens,
+    B)`` pages), but no release since 0.10.2 serves Mllama (its model file was removed), and the version
+    modelled here is later: refused, naming the version."""
+    if any(isinstance(s, CrossAttention) for s in specs):
+        raise UnsupportedByEngineError(
+            f"--engine vllm: {VLLM_VERSION} does not serve cross-attention (Mllama) models; "
+            "vLLM dropped Mllama in 0.10.2")
+
+
 def attention_bytes_per_token(spec: Spec, dtype: KVDtype) -> int:
     """Page bytes per token: H x (d + d_v) x b plus per-token-head scales
-    (``AttentionSpec.page_size_bytes``), or the MLA latent; kvcalc's ``bytes_per_token``."""
+    (``AttentionSpec.page_size_bytes``), or the MLA latent; kvcalc's ``bytes_per_token``; a DSA
+    layer adds its fp8 indexer page (``vllm_dsa_bytes_per_token``)."""
+    if isinstance(spec, IndexedLatentAttention):
+        return vllm_dsa_bytes_per_token(spec, dtype)
     return spec.bytes_per_token(dtype)
 
 
@@ -112,6 +165,7 @@ def layer_vspecs(specs: Sequence[Spec], dtype: KVDtype, block_size: int,
     of 16 whose page holds the Mamba state, and the Mamba page is padded to it
     (``HybridAttentionMambaModelConfig``); an explicit larger block size is kept.
     """
+    refuse_cross_attention(specs)
     # Mamba / GDN states are in the model dtype (MambaStateDtypeCalculator), not --kv-cache-dtype.
     sd = state_dtype if state_dtype is not None else dtype
     state_pages = [s.fixed_bytes(sd) for s in specs if isinstance(s, FixedState)]
@@ -153,11 +207,17 @@ def layer_vspecs(specs: Sequence[Spec], dtype: KVDtype, block_size: int,
 
 @dataclass(frozen=True, kw_only=True)
 class KVGroup:
-    """A KV-cache group: layers sharing one block table (``KVCacheGroupSpec``)."""
+    """A KV-cache group: layers sharing one block table (``KVCacheGroupSpec``). Layers are
+    counted, not listed: a bucket's ``num`` groups take its layers ``[index::num]`` (in layer
+    order), so a stage's share of a group is arithmetic (``share``)."""
 
     spec: VSpec
-    layers: tuple[int, ...]
-    """Layer indices (into the model's layer list) in this group."""
+    size: int
+    """Layers in this group (the whole model)."""
+    bucket: tuple[Spec, ...] = ()
+    """The rank specs whose layers this group's bucket holds (hybrid layouts)."""
+    index: int = 0
+    num: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,33 +227,35 @@ class Grouping:
 
     layout: str
     groups: tuple[KVGroup, ...]
-    layer_specs: dict[int, VSpec]
-    """Every cached layer's spec (after page unification for hybrid layouts)."""
+    vspec_of: dict[Spec, VSpec]
+    """Every cached rank spec's vLLM spec (after page unification for hybrid layouts)."""
     padding_layers: int = 0
 
 
-def group_layers(vspecs: Sequence[VSpec | None]) -> Grouping:
-    """``get_kv_cache_groups`` at 001cabc1 (hybrid KV-cache manager enabled)."""
-    cached = {i: v for i, v in enumerate(vspecs) if v is not None}
+def group_layers(vspec_of: dict[Spec, VSpec | None], counts: dict[Spec, int]) -> Grouping:
+    """``get_kv_cache_groups`` at 001cabc1 (hybrid KV-cache manager enabled), over the distinct
+    rank specs (``vspec_of``, in layer order of first appearance) and their layer counts."""
+    cached = {s: v for s, v in vspec_of.items() if v is not None and counts.get(s)}
     if not cached:
-        return Grouping(layout="none", groups=(), layer_specs={})
+        return Grouping(layout="none", groups=(), vspec_of={})
     distinct = set(cached.values())
+    total = sum(counts[s] for s in cached)
     if len(distinct) == 1:
         spec = next(iter(distinct))
-        return Grouping(layout="uniform", groups=(KVGroup(spec=spec, layers=tuple(cached)),), layer_specs=cached)
+        return Grouping(layout="uniform", groups=(KVGroup(spec=spec, size=total, bucket=tuple(cached)),),
+                        vspec_of=cached)
     slots = {(v.kind, v.window, v.block_size) for v in distinct}
     if len(slots) == 1:
         # Same number of token slots per layer, different pages: UniformTypeKVCacheSpecs.
         first = next(iter(cached.values()))
-        total_page = sum(v.page_size_bytes for v in cached.values())
+        total_page = sum(v.page_size_bytes * counts[s] for s, v in cached.items())
         merged = dataclasses.replace(first, page_size_bytes=total_page)
-        return Grouping(
-            layout="uniform_type", groups=(KVGroup(spec=merged, layers=tuple(cached)),), layer_specs=cached
-        )
+        return Grouping(layout="uniform_type", groups=(KVGroup(spec=merged, size=total, bucket=tuple(cached)),),
+                        vspec_of=cached)
     # unify_kv_cache_spec_page_size: grow smaller pages' block size by max_page / page.
     max_page = max(v.page_size_bytes for v in distinct)
-    unified: dict[int, VSpec] = {}
-    for i, v in cached.items():
+    unified: dict[Spec, VSpec] = {}
+    for s, v in cached.items():
         if v.page_size_bytes != max_page:
             if max_page % v.page_size_bytes:
                 raise InvalidRequestError(
@@ -202,42 +264,50 @@ def group_layers(vspecs: Sequence[VSpec | None]) -> Grouping:
                 )
             ratio = max_page // v.page_size_bytes
             v = dataclasses.replace(v, block_size=v.block_size * ratio, page_size_bytes=max_page)
-        unified[i] = v
-    buckets: dict[VSpec, list[int]] = {}
-    for i, v in unified.items():
-        buckets.setdefault(v, []).append(i)
-    counts = [len(b) for b in buckets.values()]
-    group_size = min(counts)
-    if max(counts) < min(counts) * 1.5:
-        group_size = max(counts)
+        unified[s] = v
+    buckets: dict[VSpec, list[Spec]] = {}
+    for s, v in unified.items():
+        buckets.setdefault(v, []).append(s)
+    sizes = [sum(counts[s] for s in members) for members in buckets.values()]
+    group_size = min(sizes)
+    if max(sizes) < min(sizes) * 1.5:
+        group_size = max(sizes)
     groups: list[KVGroup] = []
     padding = 0
-    for spec, layers in buckets.items():
-        num_groups = cdiv(len(layers), group_size)
-        padding += num_groups * group_size - len(layers)
+    for (spec, members), n in zip(buckets.items(), sizes, strict=True):
+        num_groups = cdiv(n, group_size)
+        padding += num_groups * group_size - n
         for i in range(num_groups):
-            groups.append(KVGroup(spec=spec, layers=tuple(layers[i::num_groups])))
-    return Grouping(layout="hybrid", groups=tuple(groups), layer_specs=unified, padding_layers=padding)
+            groups.append(KVGroup(spec=spec, size=_stride_count(n, i, num_groups), bucket=tuple(members),
+                                  index=i, num=num_groups))
+    return Grouping(layout="hybrid", groups=tuple(groups), vspec_of=unified, padding_layers=padding)
+
+
+def _stride_count(n: int, i: int, step: int) -> int:
+    """How many of positions 0..n-1 are ``i`` modulo ``step``."""
+    return max(0, (n - i + step - 1) // step)
 
 
 @dataclass(frozen=True, kw_only=True)
 class WorkerGroups:
-    """The groups projected onto one worker's layers (``_project_kv_cache_groups_to_worker``)."""
+    """The groups projected onto one worker's layers (``_project_kv_cache_groups_to_worker``):
+    each group with its layer count on this worker (0 when none), and the worker's layer counts
+    per vLLM spec (a uniform_type group sums their pages)."""
 
     layout: str
-    groups: tuple[KVGroup, ...]
-    layer_specs: dict[int, VSpec]
+    groups: tuple[tuple[VSpec, int], ...]
+    spec_counts: tuple[tuple[VSpec, int], ...]
 
     @property
     def group_size(self) -> int:
-        return max((len(g.layers) for g in self.groups), default=0)
+        return max((n for _, n in self.groups), default=0)
 
     @property
     def page_size_bytes(self) -> int:
         """Page of one block: per layer (hybrid/uniform) or summed over layers (uniform_type)."""
         if self.layout == "uniform_type":
-            return sum(self.layer_specs[i].page_size_bytes for g in self.groups for i in g.layers)
-        return self.groups[0].spec.page_size_bytes
+            return sum(v.page_size_bytes * n for v, n in self.spec_counts)
+        return self.groups[0][0].page_size_bytes
 
     def num_blocks(self, available_bytes: int) -> int:
         """``get_num_blocks`` (floor), or ``available // sum(pages)`` for uniform_type."""
@@ -247,17 +317,18 @@ class WorkerGroups:
             return available_bytes // self.page_size_bytes
         return available_bytes // self.page_size_bytes // self.group_size
 
+    def _uniform_type_usage(self, max_model_len: int, mnbt: int) -> int:
+        return sum(v.max_memory_usage_bytes(max_model_len, mnbt) * n for v, n in self.spec_counts)
+
     def max_usage_bytes(self, max_model_len: int, mnbt: int) -> int:
         """``_max_memory_usage_bytes_from_groups``: one request of ``max_model_len``, padded as
         vLLM allocates it (every group pays ``group_size`` layers of pages)."""
         if not self.group_size:
             return 0
         if self.layout == "uniform_type":
-            return sum(
-                self.layer_specs[i].max_memory_usage_bytes(max_model_len, mnbt) for g in self.groups for i in g.layers
-            )
+            return self._uniform_type_usage(max_model_len, mnbt)
         page = self.page_size_bytes
-        blocks = sum(cdiv(g.spec.max_memory_usage_bytes(max_model_len, mnbt), page) for g in self.groups)
+        blocks = sum(cdiv(v.max_memory_usage_bytes(max_model_len, mnbt), page) for v, _ in self.groups)
         return self.group_size * page * blocks
 
     def blocks_per_request(self, max_model_len: int, mnbt: int) -> int:
@@ -267,11 +338,8 @@ class WorkerGroups:
             return 0
         n = self.group_size
         if self.layout == "uniform_type":
-            usage = sum(
-                self.layer_specs[i].max_memory_usage_bytes(max_model_len, mnbt) for g in self.groups for i in g.layers
-            )
-            return cdiv(n * usage, self.page_size_bytes * n)
-        usage = sum(g.spec.max_memory_usage_bytes(max_model_len, mnbt) for g in self.groups)
+            return cdiv(n * self._uniform_type_usage(max_model_len, mnbt), self.page_size_bytes * n)
+        usage = sum(v.max_memory_usage_bytes(max_model_len, mnbt) for v, _ in self.groups)
         return cdiv(n * usage, self.page_size_bytes * n)
 
     def estimate_max_model_len(self, available_bytes: int, max_model_len: int, mnbt: int) -> int:
@@ -292,24 +360,36 @@ class WorkerGroups:
         return result
 
 
-def project(grouping: Grouping, worker_layers: range) -> WorkerGroups:
-    groups = tuple(
-        KVGroup(spec=g.spec, layers=tuple(i for i in g.layers if i in worker_layers)) for g in grouping.groups
-    )
-    specs = {i: v for i, v in grouping.layer_specs.items() if i in worker_layers}
-    return WorkerGroups(layout=grouping.layout, groups=groups, layer_specs=specs)
+def project(grouping: Grouping, segments: Sequence[Segment], stage: range) -> WorkerGroups:
+    """A group's layers on the worker holding ``stage``: the bucket's positions
+    ``[C(lo), C(hi))`` (C counts the bucket's layers before a layer index) that are ``index``
+    modulo ``num``."""
+    before = counts_in(segments, 0, stage.start)
+    upto = counts_in(segments, 0, stage.stop)
+    groups: list[tuple[VSpec, int]] = []
+    for g in grouping.groups:
+        p0 = sum(before.get(s, 0) for s in g.bucket)
+        p1 = sum(upto.get(s, 0) for s in g.bucket)
+        groups.append((g.spec, _stride_count(p1, g.index, g.num) - _stride_count(p0, g.index, g.num)))
+    here = counts_in(segments, stage.start, stage.stop)
+    spec_counts: dict[VSpec, int] = {}
+    for s, v in grouping.vspec_of.items():
+        if here.get(s):
+            spec_counts[v] = spec_counts.get(v, 0) + here[s]
+    return WorkerGroups(layout=grouping.layout, groups=tuple(groups), spec_counts=tuple(spec_counts.items()))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Layout:
-    """A model laid out for one TP degree: per-layer specs (as vLLM builds them, before page
-    unification), the grouping, and each PP worker's projection."""
+    """A model laid out for one TP degree: each rank spec's vLLM spec (as vLLM builds them,
+    before page unification), the grouping, and each PP worker's projection."""
 
     block_size: int
-    vspecs: tuple[VSpec | None, ...]
+    vspec_of: dict[Spec, VSpec | None]
     grouping: Grouping
     workers: tuple[WorkerGroups, ...]
-    stages: tuple[range, ...]
+    stage_counts: tuple[tuple[tuple[Spec, int], ...], ...]
+    """Per stage: (rank spec, layers) as ``RankLayout`` counts them."""
 
     @property
     def active(self) -> list[WorkerGroups]:
@@ -317,40 +397,43 @@ class Layout:
 
 
 def build_layout(
-    specs: Sequence[Spec], dtype: KVDtype, *, tp: int = 1, pp: int = 1, block_size: int | None = None,
+    specs: Sequence[Spec] | RankLayout, dtype: KVDtype, *, tp: int = 1, pp: int = 1, block_size: int | None = None,
     state_dtype: KVDtype | None = None,
 ) -> Layout:
-    from kvcalc.layout import pp_partition
+    """vLLM's layout of a model's layers (a ``RankLayout``, or an explicit list of layer specs
+    sharded here). The work is per distinct spec and per layer run, never per layer."""
+    from kvcalc.layout import RankLayout
 
-    bs = default_block_size(specs, block_size)
-    shards: dict[Spec, Spec] = {}
-    rank_specs = []
-    for s in specs:
-        r = shards.get(s)
-        if r is None:
-            r = shards[s] = s.shard(tp)
-        rank_specs.append(r)
-    vspecs = layer_vspecs(rank_specs, dtype, bs, state_dtype)
-    grouping = group_layers(vspecs)
-    stages: list[range] = []
-    start = 0
-    for size in pp_partition(len(specs), pp):
-        stages.append(range(start, start + size))
-        start += size
-    workers = tuple(project(grouping, r) for r in stages)
-    return Layout(block_size=bs, vspecs=tuple(vspecs), grouping=grouping, workers=workers, stages=tuple(stages))
+    if isinstance(specs, RankLayout):
+        segments, stages, tp = specs.rank_segments, [st.layers for st in specs.stages], specs.tp
+    else:
+        shards: dict[Spec, Spec] = {}
+        rank = [shards[s] if s in shards else shards.setdefault(s, s.shard(tp)) for s in specs]
+        segments = tuple(segments_from_specs(rank))
+        stages, start = [], 0
+        for size in pp_partition(len(rank), pp):
+            stages.append(range(start, start + size))
+            start += size
+    distinct: list[Spec] = list(dict.fromkeys(s for seg in segments for s in seg.pattern))
+    bs = default_block_size(distinct, block_size)
+    vspec_of = dict(zip(distinct, layer_vspecs(distinct, dtype, bs, state_dtype), strict=True))
+    total = counts_in(segments, 0, stages[-1].stop if stages else 0)
+    grouping = group_layers(vspec_of, total)
+    workers = tuple(project(grouping, segments, r) for r in stages)
+    stage_counts = tuple(tuple(counts_in(segments, r.start, r.stop).items()) for r in stages)
+    return Layout(block_size=bs, vspec_of=vspec_of, grouping=grouping, workers=workers, stage_counts=stage_counts)
 
 
 def reserved_bytes_per_request(layout: Layout, max_model_len: int, mnbt: int) -> int:
     """Largest worker's sum of per-layer ``max_memory_usage_bytes`` (what ``estimate --engine
     vllm`` reports for one request on a rank)."""
     best = 0
-    for stage in layout.stages:
+    for stage in layout.stage_counts:
         total = 0
-        for i in stage:
-            v = layout.vspecs[i]
+        for s, n in stage:
+            v = layout.vspec_of.get(s)
             if v is not None:
-                total += v.max_memory_usage_bytes(max_model_len, mnbt)
+                total += v.max_memory_usage_bytes(max_model_len, mnbt) * n
         best = max(best, total)
     return best
 
@@ -392,6 +475,9 @@ class VllmKV:
     error: str | None
     log_lines: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    token_block_size: int = 0
+    """The smallest group block size, the one the logged token count uses (a hybrid Mamba model's
+    attention block is raised above ``block_size``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -490,7 +576,8 @@ def vllm_kv(
         estimated_max_model_len=estimated,
         error=error,
         log_lines=lines,
-        groups=[f"{len(g.layers)} layers: {g.spec.describe()}" for g in grouping.groups],
+        groups=[f"{g.size} layers: {g.spec.describe()}" for g in grouping.groups],
+        token_block_size=min_block,
     )
 
 

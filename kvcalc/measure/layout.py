@@ -42,7 +42,7 @@ from typing import Any
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.engines.base import Engine, Workload
-from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec
+from kvcalc.specs import FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec
 
 ELEMENT_BYTES: dict[str, int] = {
     "float32": 4,
@@ -135,6 +135,8 @@ def _cache_tensors(spec: Spec, policy: Engine, dtype: KVDtype, work: Workload, t
             out += policy.latent_tensors(spec, dtype, work, tokens)
         if dtype.scale_bytes_per_token_head:
             out += _token_scales(dtype, b, tokens, 1, ("scales",))
+        if isinstance(spec, IndexedLatentAttention):
+            out += policy.indexer_tensors(spec, dtype, work, tokens)  # the DSA indexer key cache
         return out
     if not isinstance(spec, FullAttention):
         raise TypeError(f"{type(spec).__name__} grows but has no tensor layout: add one in measure/layout.py")
@@ -168,3 +170,7 @@ def _token_scales(dtype: KVDtype, b: int, tokens: int, heads: int, names: tuple[
         shape = (b, tokens, heads * (per // ELEMENT_BYTES[_SCALE]))
         return [TensorLayout(name=n, shape=shape, torch_dtype=_SCALE) for n in names]
     return [TensorLayout(name=n, shape=(b, tokens, heads * per), torch_dtype="uint8") for n in names]
+
+
+token_scales = _token_scales
+"""Per-token scale tensors of a quantized cache (engines lay out the DSA indexer's with it)."""

@@ -1,7 +1,7 @@
 """Engine memory models moved to their engines (``kvcalc.engines``: each engine's ``budget``);
 the shared arithmetic lives in ``kvcalc.engines.memory``. Kept so older imports keep working."""
 
-from kvcalc.engines.memory import (  # noqa: F401
+from kvcalc.engines.memory import (
     DEFAULT_ACTIVATION_BYTES,
     DEFAULT_NON_TORCH_BYTES,
     Budget,
@@ -10,7 +10,10 @@ from kvcalc.engines.memory import (  # noqa: F401
     mul_floor,
     parse_fraction,
 )
-from kvcalc.engines.sglang_memory import sglang_default_fraction  # noqa: F401
+from kvcalc.engines.sglang_memory import sglang_default_fraction
+
+__all__ = ["DEFAULT_ACTIVATION_BYTES", "DEFAULT_NON_TORCH_BYTES", "Budget", "engine_budget", "given_budget", "mul_ceil",
+           "mul_floor", "parse_fraction", "sglang_default_fraction"]
 
 
 def engine_budget(engine: str, total_bytes: int, weights_per_gpu: int, **kwargs: object) -> Budget:

@@ -28,7 +28,8 @@ from kvcalc.engines.memory import DEFAULT_ACTIVATION_BYTES, DEFAULT_NON_TORCH_BY
 from kvcalc.errors import InvalidRequestError, UnknownNameError
 from kvcalc.layout import RankLayout
 from kvcalc.models import ModelConfig
-from kvcalc.planner.gpus import Gpu, parse_gpu_spec
+from kvcalc.planner.gpus import Gpu, is_auto, parse_gpu_spec, plan_on_local_gpus
+from kvcalc.units import format_bytes
 
 if TYPE_CHECKING:
     from kvcalc.planner.roofline import Roofline
@@ -150,6 +151,10 @@ class Plan:
     """Requests of max_model_len the KV pool alone holds per replica (before ``--max-num-seqs``)."""
     max_running_requests: int | None = None
     """The engine's cap on running requests per replica (vLLM ``max_num_seqs``), if it has one."""
+    weights_source: str = ""
+    """Which source sized the weights (``kvcalc.planner.weights.checkpoint_weights``)."""
+    weights_breakdown: dict[str, int] = field(default_factory=dict)
+    """Weight bytes per storage kind (fp8, scales, unquantized bf16, ggml types ...)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -256,24 +261,22 @@ class Weights:
     source: str
     dtype: str
     per_gpu_bytes: int | None
+    origin: str = ""
+    """Which source sized them (``kvcalc.planner.weights.checkpoint_weights``)."""
+    breakdown: dict[str, int] = field(default_factory=dict)
 
 
 def weights_of(req: PlanRequest, s: Settings) -> Weights:
-    """``auto`` is the dtype the engine runs the model in (``Engine.compute_dtype``)."""
-    from kvcalc.planner.weights import get_weight_dtype, model_parameters, read_safetensors
+    """The weights from the best source there is (``kvcalc.planner.weights.checkpoint_weights``:
+    --weights, --weight-dtype, a GGUF tensor table, quantization_config, the model dtype); ``auto``
+    is the dtype the engine runs the model in (``Engine.compute_dtype``)."""
+    from kvcalc.planner.weights import checkpoint_weights
 
-    wdtype = get_weight_dtype(req.weight_dtype, s.engine.compute_dtype(s.model))
+    w = checkpoint_weights(s.model, req.weight_dtype, s.engine.compute_dtype(s.model), req.weights_path)
     ranks = s.dep.tp * s.dep.pp
-    if req.weights_path is not None:
-        st = read_safetensors(req.weights_path)
-        return Weights(total_bytes=st.bytes, parameters=st.parameters or None, source=f"safetensors ({st.source})",
-                       dtype="as stored", per_gpu_bytes=cdiv(st.bytes, ranks))
-    count = model_parameters(s.model)
-    if count.parameters is None:
-        return Weights(total_bytes=None, parameters=None, source=count.source, dtype=wdtype.name, per_gpu_bytes=None)
-    total = wdtype.bytes_for(count.parameters)
-    return Weights(total_bytes=total, parameters=count.parameters, source=count.source, dtype=wdtype.name,
-                   per_gpu_bytes=cdiv(total, ranks))
+    return Weights(total_bytes=w.bytes, parameters=w.parameters, source=w.parameters_source, dtype=w.dtype,
+                   per_gpu_bytes=cdiv(w.bytes, ranks) if w.bytes is not None else None, origin=w.source,
+                   breakdown=dict(w.breakdown))
 
 
 # -- 3. budget -------------------------------------------------------------------------------
@@ -310,7 +313,7 @@ def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
     return s.engine.pool(PoolRequest(
         model=s.model, layout=s.layout, dtype=s.dtype, kv_budget_bytes=bud.kv_budget_bytes, max_model_len=s.max_len,
         block_size=req.block_size, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running,
-        budget=bud))
+        budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None))
 
 
 # -- 5. the answer ---------------------------------------------------------------------------
@@ -361,12 +364,12 @@ def answer(req: PlanRequest, s: Settings, pool: Pool) -> Answer:
             elif users_fit is False:
                 binding = (f"{pool.max_running_flag} {s.max_running}: the engine runs at most that many requests "
                            "per replica")
-    elif req.batch is not None:
-        batch_fits = starts and resident >= req.batch
     elif starts:
         binding = "KV cache (max concurrent requests at max_model_len)"
         if s.max_running is not None and by_memory > s.max_running:
             binding = f"{pool.max_running_flag} {s.max_running} (the KV cache holds {by_memory:,})"
+    if req.users is None and req.batch is not None:
+        batch_fits = starts and resident >= req.batch
     load = per_replica_load if per_replica_load is not None else max(resident, 1)
     headroom_units = cap.available - cap.units_for(load, length, prefix) if starts else None
     headroom_bytes = headroom_units * pool.unit_bytes if headroom_units is not None else None
@@ -466,7 +469,7 @@ def roofline_of(s: Settings, w: Weights, a: Answer, req: PlanRequest, starts: bo
     rb = max(1, min(rb, max(a.max_sequences, 1)))
     kv_seq = get_engine("neutral").request_bytes(s.layout, s.dtype, Workload(seq_len=s.max_len))
     active = _active_params(s.model, w.parameters)
-    flops = gpu.fp8_flops if w.dtype == "fp8" and gpu.fp8_flops else gpu.dense_flops
+    flops = gpu.fp8_flops if w.dtype.startswith("fp8") and gpu.fp8_flops else gpu.dense_flops
     return decode_roofline(
         batch=rb, weights_per_gpu=w.per_gpu_bytes, kv_per_sequence_per_gpu=kv_seq,
         active_params_per_gpu=cdiv(active, s.dep.tp * s.dep.pp) if active else None,
@@ -496,7 +499,7 @@ def _notes(req: PlanRequest, s: Settings, warnings: list[str]) -> list[str]:
     if s.max_len > s.model.max_position_embeddings:
         warnings.append(
             f"max_model_len {s.max_len:,} exceeds {s.model.name}'s max_position_embeddings "
-            f"({s.model.max_position_embeddings:,}); vLLM refuses this unless overridden"
+            f"({s.model.max_position_embeddings:,}); {s.engine.beyond_context}"
         )
     if req.shared_prefix_tokens and not s.engine.shares_prefix:
         notes.append(f"{s.engine.name}: no cross-request prefix sharing modelled; --shared-prefix-tokens ignored")
@@ -504,10 +507,15 @@ def _notes(req: PlanRequest, s: Settings, warnings: list[str]) -> list[str]:
 
 
 def plan(req: PlanRequest) -> Plan:
+    if is_auto(req.gpu):  # --gpu auto: the local GPUs as read (kvcalc.planner.gpus)
+        return plan_on_local_gpus(req, plan)
     s = resolve(req)
     w = weights_of(req, s)
     warnings: list[str] = []
     notes = _notes(req, s, warnings)
+    if w.total_bytes is not None:
+        notes.insert(0, f"weights {format_bytes(w.total_bytes)} ({w.total_bytes:,} B) from {w.origin}" + (
+            "; " + ", ".join(f"{k} {format_bytes(v)}" for k, v in w.breakdown.items()) if w.breakdown else ""))
     bud = budget_of(req, s, w, notes)
     pool = pool_of(req, s, bud)
     notes += pool.notes
@@ -539,4 +547,5 @@ def plan(req: PlanRequest) -> Plan:
         roofline=roof.to_dict() if roof is not None else None, notes=notes, warnings=warnings,
         fits_question=a.question, one_request_fits=pool.fits, batch_fits=a.batch_fits,
         max_sequences_by_memory=a.by_memory, max_running_requests=s.max_running,
+        weights_source=w.origin, weights_breakdown=w.breakdown,
     )

@@ -111,7 +111,9 @@ def _bytes(n: int | None) -> str:
 
 def plan_headline(p: dict[str, Any]) -> list[Headline]:
     """The answer in the JSON's keys, in the order a reader asks: does it fit, how many, how long."""
-    out = [Headline(key="fits", label="One request of max_model_len fits", text=_yes(p["fits"]), value=p["fits"])]
+    # ``fits`` answers the question asked (with --users, the users'); this line is one request's.
+    out = [Headline(key="one_request_fits", label="One request of max_model_len fits",
+                    text=_yes(p["one_request_fits"]), value=p["one_request_fits"])]
     if p["users"] is not None:
         out.append(Headline(key="users_fit", label=f"{p['users']:,} users at once", text=_yes(p["users_fit"]),
                             value=p["users_fit"]))
@@ -160,6 +162,9 @@ def memory_segments(p: dict[str, Any]) -> tuple[list[Segment], int | None]:
                             kind="activation"))
     segs.append(Segment(label="non-torch: CUDA context, NCCL (--non-torch-memory)", bytes=b["non_torch_bytes"],
                         kind="non-torch"))
+    if b.get("reserve_bytes"):
+        # Memory the engine keeps free besides those (vLLM 0.34's extensible-cache margin).
+        segs.append(Segment(label=b["reserve_label"], bytes=b["reserve_bytes"], kind="reserve"))
     segs.append(kv)
     # The rest is what the engine's fraction leaves out (vLLM: total - ceil(total x fraction)); with
     # the KV budget taken as it is (negative when the weights do not fit) the segments sum to the total.
@@ -185,7 +190,7 @@ def plan_verdict(p: dict[str, Any]) -> str:
     if p["users"] is not None:
         head = f"{_yes(p['users_fit'])}: {p['max_sequences']:,} requests of {p['max_model_len']:,} tokens " \
                f"fit at once per replica ({p['replicas']} replica{'s' if p['replicas'] > 1 else ''})"
-        if not p["users_fit"] and p["fits"]:
+        if not p["users_fit"] and p["one_request_fits"]:
             head += f"; {p['users']:,} users fit at up to {p['longest_context_at_batch']:,} tokens each"
         return head
     if p["fits"]:

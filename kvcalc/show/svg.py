@@ -178,7 +178,7 @@ class Segment:
 
 
 SEGMENT_COLORS = {"weights": "#1f77b4", "activation": "#ff7f0e", "non-torch": "#9467bd", "kv": "#2ca02c",
-                  "free": "#d9d9d9"}
+                  "reserve": "#bcbd22", "free": "#d9d9d9"}
 
 
 def stacked_bar(chart_id: str, *, title: str, segments: list[Segment], total_bytes: int | None) -> str:

@@ -1,0 +1,208 @@
+"""`kvcalc plan` without typer: flags -> ``PlanRequest``, the run, and the rendering. Shared by
+the typer command (``cmd_plan``) and the fast start-up path (``kvcalc.cli.fast``), so both print
+the same bytes; rich is imported only to draw the tables."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from kvcalc.models import ModelConfig
+    from kvcalc.planner.plan import Plan, PlanRequest
+
+
+def run_plan(model: str | None, config: str | None, engine: str, fractions: dict[str, str | None], *,
+             json: bool, plot: str | None = None, report: str | None = None, command: str = "",
+             **flags: Any) -> int:
+    """Resolve the model, plan, warn, write the plot / HTML report asked for, and print the JSON
+    or the tables. A plan that does not fit is an answer: exit 0. ``command``: the command line
+    the report quotes."""
+    from kvcalc.cli.output import print_json, warn
+    from kvcalc.cli.run_estimate import resolve_model
+    from kvcalc.planner.plan import plan
+
+    resolved = resolve_model(model, config)
+    req = _request(resolved, engine, fractions, **flags)
+    result = plan(req)
+    for message in [*resolved.source.assumptions, *result.warnings]:
+        warn(message)
+    if plot:
+        import sys
+
+        from kvcalc.planner.plotting import plot_plan
+
+        written = plot_plan(req, result, plot)
+        sys.stderr.write(f"wrote {written}\n")
+    if report:
+        import sys
+
+        from kvcalc.show.report import plan_report, write_report
+
+        sys.stderr.write(f"wrote {write_report(report, plan_report(req, result, command))}\n")
+    if json:
+        print_json(result.to_dict())
+        return 0
+    from kvcalc.cli.output import stdout_console
+
+    render_plan(result, stdout_console())
+    return 0
+
+
+def _request(model: ModelConfig, engine: str, fractions: dict[str, str | None], *, gpu_memory: str | None,
+             kv_budget: str | None, activation_memory: str | None, non_torch_memory: str | None,
+             **fields: Any) -> PlanRequest:
+    """Flags -> ``PlanRequest``. Each fraction flag belongs to the engine that declares it
+    (``Engine.fraction_flag``); sizes go through ``parse_size``."""
+    from kvcalc.engines import get_engine, planner_engines
+    from kvcalc.errors import InvalidRequestError
+    from kvcalc.planner.plan import PlanRequest, plan_engine
+
+    chosen = plan_engine(engine)
+    for flag, value in fractions.items():
+        if value is not None and flag != chosen.fraction_flag:
+            owner = next((e for e in planner_engines() if get_engine(e).fraction_flag == flag), "?")
+            raise InvalidRequestError(flag, value, f"used with --engine {owner} (this plan uses {chosen.name})")
+    return PlanRequest(
+        model=model, engine=engine, fraction=fractions.get(chosen.fraction_flag or ""),
+        gpu_memory_bytes=_size(gpu_memory, "--gpu-memory"),
+        kv_budget_bytes=_signed_size(kv_budget) if kv_budget else None,
+        activation_bytes=_size(activation_memory, "--activation-memory"),
+        non_torch_bytes=_size(non_torch_memory, "--non-torch-memory"), **fields,
+    )
+
+
+def _size(text: str | None, flag: str) -> int | None:
+    from kvcalc.units import parse_size
+
+    return parse_size(text, flag) if text else None
+
+
+def _signed_size(text: str) -> int:
+    """``--kv-budget`` accepts zero or a negative size (an answer: nothing fits)."""
+    from kvcalc.units import parse_size
+
+    stripped = text.strip()
+    if stripped.startswith("-"):
+        return -parse_size(stripped[1:], "--kv-budget")
+    return parse_size(stripped, "--kv-budget")
+
+
+def render_plan(p: Plan, console: Console) -> None:
+    """The plan as tables and lines; every figure is a field of ``p``."""
+    where = f"{p.gpu_count} x {p.gpu}" if p.gpu else "a given KV budget"
+    title = (f"{p.model} on {where}, TP {p.tp}" + (f" x PP {p.pp}" if p.pp > 1 else "")
+             + (f", {p.replicas} replicas" if p.replicas > 1 else "") + f", {p.engine} ({p.engine_version})")
+    console.print(f"[bold]{title}[/bold]")
+    # The verdict is ``fits``, the same answer as the JSON's, to the question it names.
+    verdict = "YES" if p.fits else "NO"
+    if p.users is not None:
+        console.print(f"[bold]Serve {p.users:,} users x {p.max_model_len:,} tokens per request? {verdict}[/bold] "
+                      f"({p.binding_constraint})")
+    else:
+        console.print(f"[bold]Does one request of {p.max_model_len:,} tokens per request fit? {verdict}[/bold]")
+    console.print(_memory_table(p))
+    console.print(_kv_table(p))
+    _print_lines(p, console)
+
+
+def _size_text(n: int | None) -> str:
+    from kvcalc.units import format_bytes
+
+    return "unknown" if n is None else f"{format_bytes(n)} ({n:,} B)"
+
+
+def _memory_table(p: Plan) -> Table:
+    from rich.table import Table
+
+    b = p.budget
+    mem = Table(title="Memory per GPU", title_justify="left", show_header=False)
+    mem.add_column("item")
+    mem.add_column("value", justify="right")
+    if b["total_bytes"] is None:
+        mem.add_row("weights (all GPUs)", _size_text(p.weights_bytes))
+    else:
+        # Rows in the order the engine applies them (Budget.order), so the column adds up.
+        frac_label = f"x {b['fraction_flag']} {b['fraction']}"
+        rows: dict[str, tuple[str, int | None]] = {
+            "fraction": (frac_label + (" of what is left" if b["requested_bytes"] is None else ""),
+                         b["requested_bytes"]),
+            "weights": (f"- weights ({p.weight_dtype}, {p.parameters_source}; 1/{p.tp * p.pp} per GPU)",
+                        b["weights_bytes"]),
+            "activation": ("- activation peak (--activation-memory)", b["activation_bytes"] or None),
+            "non_torch": ("- non-torch: CUDA context, NCCL (--non-torch-memory)", b["non_torch_bytes"]),
+        }
+        mem.add_row("GPU memory the engine sees", _size_text(b["total_bytes"]))
+        for key in b["order"]:
+            label, value = rows[key]
+            if value is not None or (key == "fraction" and b["fraction"] is not None):
+                mem.add_row(label, _size_text(value) if value is not None else "")
+        if b.get("reserve_bytes"):
+            mem.add_row(f"- {b['reserve_label']}", _size_text(b["reserve_bytes"]))
+    mem.add_row("= KV cache budget", _size_text(p.kv_budget_bytes), style="bold")
+    return mem
+
+
+def _kv_table(p: Plan) -> Table:
+    from rich.table import Table
+
+    from kvcalc.units import format_bytes
+
+    kv = Table(title=f"KV cache ({p.kv_dtype})", title_justify="left", show_header=False)
+    kv.add_column("item")
+    kv.add_column("value", justify="right")
+    if p.vllm is not None:
+        v = p.vllm
+        kv.add_row("block size / page per layer", f"{v['block_size']} tokens / {v['page_size_bytes']:,} B")
+        kv.add_row("layer groups", f"{v['num_groups']} x {v['group_size']} layers ({v['layout']})")
+        kv.add_row("blocks (vLLM's count, incl. 1 null block)", f"{p.num_blocks:,}")
+        kv.add_row("blocks per request at max_model_len", f"{v['blocks_per_request']:,}")
+        kv.add_row("--max-num-batched-tokens", f"{p.max_num_batched_tokens:,}")
+    if p.kv_cache_tokens is not None:
+        kv.add_row("tokens the cache holds", f"{p.kv_cache_tokens:,}")
+    kv.add_row("max concurrency at max_model_len", f"{p.max_concurrency:.2f}x")
+    resident = f"{p.max_sequences:,}"
+    if p.max_running_requests is not None and p.max_sequences < p.max_sequences_by_memory:
+        resident += f" (--max-num-seqs; the KV cache holds {p.max_sequences_by_memory:,})"
+    kv.add_row("requests resident at once (per replica)" + (" (null block excluded)" if p.vllm else ""), resident)
+    kv.add_row(f"longest context for {p.batch:,} requests at once", f"{p.longest_context_at_batch:,} tokens")
+    kv.add_row("KV for this workload, per GPU", _size_text(p.per_gpu_bytes))
+    if p.headroom_bytes is not None:
+        kv.add_row("headroom (KV left over after this workload)",
+                   f"{format_bytes(p.headroom_bytes)} ({p.headroom_units:,} {p.capacity_unit})")
+    if p.shared_prefix_tokens:
+        kv.add_row(f"shared prefix {p.shared_prefix_tokens:,} tokens: saving", _size_text(p.shared_prefix_saving_bytes))
+        kv.add_row("requests resident without sharing", f"{p.max_sequences_without_prefix_sharing:,}")
+    return kv
+
+
+def _print_lines(p: Plan, console: Console) -> None:
+    if p.tp_options:
+        console.print("TP options for --users " + ", ".join(
+            f"TP {o['tp']}: {o['max_sequences']:,} per replica" for o in p.tp_options)
+            + (f"; smallest TP {p.min_tp_for_users}" if p.min_tp_for_users else "")
+            + (f"; fewest GPUs {p.min_gpus_for_users}" if p.min_gpus_for_users else ""), markup=False)
+    if p.roofline is not None:
+        r = p.roofline
+        comp = r["compute_bound_tokens_per_s"]
+        console.print(
+            f"Decode roofline at batch {r['batch']} ({r['label']}): {r['tokens_per_s_per_sequence']:.1f} tok/s per "
+            f"sequence, {r['aggregate_tokens_per_s']:.0f} tok/s total; {r['bound']}-bound (memory "
+            f"{r['memory_bound_tokens_per_s']:.1f}" + (f", compute {comp:.1f}" if comp is not None else "")
+            + " tok/s per sequence)", markup=False)
+    if p.log_lines:
+        console.print(f"{p.engine} would log:", markup=False)
+        from kvcalc.show.loglines import unit_note
+
+        for line in p.log_lines:
+            console.print(f"  {line}", markup=False)  # verbatim: the engine's own words
+            if note := unit_note(p.engine, line):
+                console.print(f"  note: {note}", markup=False)
+    if p.reason and not any(p.reason in line for line in p.log_lines):
+        console.print(f"Why not: {p.reason}", markup=False)
+    for hint in p.hints:
+        console.print(f"Try: {hint}", markup=False)
+    for note in p.notes:
+        console.print(f"note: {note}", markup=False)
