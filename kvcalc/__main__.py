@@ -2,7 +2,11 @@
 
 import sys
 
-from kvcalc.cli import main
+try:
+    from kvcalc.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the CLI module loads: the same line as any interrupt
+    sys.stderr.write("Error: interrupted\n")
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main())

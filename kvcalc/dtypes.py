@@ -180,9 +180,14 @@ def quantized_cache_dtype(
     ``QuantizedLayer.update`` moves the residual into the quantized store once it reaches
     ``residual_length``, so at most ``residual_length - 1`` tokens are full precision.
     """
-    from kvcalc.errors import InvalidRequestError
-
     backend, bits = QUANTIZED_CACHES[name]
+    # A bool or float is never a count: 8.0 would make every byte count a float, True a group of 1.
+    if type(group_size) is not int:
+        raise InvalidRequestError("--kv-group-size", group_size, "an integer group size")
+    if type(residual_length) is not int:
+        raise InvalidRequestError("--residual-length", residual_length, "an integer number of tokens")
+    if model_dtype not in MODEL_DTYPES:
+        raise InvalidRequestError("model dtype", model_dtype, f"one of {', '.join(MODEL_DTYPES)}")
     if backend == "hqq" and bits == 3:
         # hqq BitPack.pack_3bit_32 (hqq 0.2.8): ten 3-bit values per int32, the group's values
         # padded to a multiple of ten (quantize reshapes to [group_size, -1] for axis 0 and packs
@@ -224,6 +229,8 @@ def resolve_dtype(
     """``auto`` means the model's own dtype (a config's ``torch_dtype``). Quantized-cache names
     (``quanto-int4`` ...) take ``group_size`` and ``residual_length`` (transformers defaults)."""
     key = canonical_dtype_name(name)
+    if not isinstance(model_dtype, str) or model_dtype not in MODEL_DTYPES:
+        raise InvalidRequestError("model dtype", model_dtype, f"one of {', '.join(MODEL_DTYPES)}")
     if key in QUANTIZED_CACHES:
         return quantized_cache_dtype(
             key, model_dtype, DEFAULT_Q_GROUP_SIZE if group_size is None else group_size,

@@ -24,7 +24,9 @@ class KvcalcError(Exception):
 
 
 class InvalidRequestError(KvcalcError):
-    """A request value (a flag or an API argument) is out of range. Exit code 2 (usage)."""
+    """A request value (a flag or an API argument) is out of range or of the wrong type. Exit
+    code 2 (usage). Not a ``ValueError``: click turns a ValueError raised in a flag's parser into
+    its own "Invalid value" message, and this error must reach the funnel as it is."""
 
     exit_code = 2
 
@@ -55,19 +57,21 @@ class UnknownNameError(KvcalcError):
 
 
 class UnknownModelError(UnknownNameError):
-    """A model name that is neither built in nor an alias."""
-
-    exit_code = 1
+    """A model name that is neither built in, an alias, an existing path nor a cached hub id.
+    Exit code 2 like every unknown name (README, "One error line": usage)."""
 
     def __init__(self, name: str, known: Iterable[str]) -> None:
         super().__init__("model", name, known)
 
 
-class InvalidConfigError(KvcalcError):
-    """A model file (kvcalc YAML or Hugging Face config.json) is malformed or inconsistent."""
+class InvalidConfigError(KvcalcError, ValueError):
+    """A model file (kvcalc YAML or Hugging Face config.json), or a model built in Python, is
+    malformed or inconsistent. Also a ``ValueError``: pydantic wraps one raised by a dataclass's
+    ``__post_init__`` into its ``ValidationError`` (the loader unwraps it, see ``reason``)."""
 
     def __init__(self, source: str, message: str) -> None:
         self.source = source
+        self.reason = message
         super().__init__(f"{source}: {message}")
 
 
@@ -87,6 +91,15 @@ class UnsupportedByEngineError(KvcalcError):
 
 class DoesNotFitError(KvcalcError):
     """Something does not fit in the memory it must fit in (needed vs available, and what to change)."""
+
+
+class DeviceError(KvcalcError):
+    """The device asked for (``--device cuda``) is not there or cannot be used: the environment,
+    not the command line, so exit code 1 (README: "a device problem")."""
+
+    def __init__(self, device: str, message: str) -> None:
+        self.device = device
+        super().__init__(f"--device={clip(device)}: {message}")
 
 
 class MissingDependencyError(KvcalcError):

@@ -28,6 +28,18 @@ MAX_TOKENS = 10**12
 MAX_BATCH = 10**9
 MAX_LAYERS = 10**6
 MAX_DIM = 10**7
+MAX_GROUP_SIZE = 1 << 20
+"""Quantized caches: values per scale group (transformers uses 32 to 128)."""
+
+
+def check_model(value: object, field_name: str = "model") -> ModelConfig:
+    """The API's model argument: a ``ModelConfig``, never a name, None or a dict (they would
+    fail later as an AttributeError deep inside)."""
+    if not isinstance(value, ModelConfig):
+        raise InvalidRequestError(
+            field_name, value, "a ModelConfig, e.g. kvcalc.load_model('llama-2-7b') (a name is not loaded implicitly)"
+        )
+    return value
 
 
 def check_int(field_name: str, value: object, *, minimum: int = 1, maximum: int) -> int:
@@ -112,6 +124,7 @@ def apply_overrides(
     ``layers`` repeats or truncates the model's layer pattern to N layers; ``kv_heads`` and
     ``head_dim`` apply to every attention layer (not MLA or state layers).
     """
+    check_model(model)
     if layers is None and kv_heads is None and head_dim is None:
         return model
     specs: list[Spec] = list(model.layer_specs)
@@ -223,7 +236,12 @@ def estimate(
     >>> estimate(load_model("llama-2-7b"), 4096).total_bytes
     2147483648
     """
+    check_model(model)
     _check_request(seq_len, batch, tp, pp, block_size, max_num_batched_tokens)
+    if kv_group_size is not None:
+        check_int("kv_group_size", kv_group_size, maximum=MAX_GROUP_SIZE)
+    if residual_length is not None:
+        check_int("residual_length", residual_length, maximum=MAX_TOKENS)
     policy = _resolve_policy(engine)
     dtype, dtype_source = policy.resolve_kv_dtype(kv_dtype, model, group_size=kv_group_size,
                                                   residual_length=residual_length)
@@ -347,8 +365,9 @@ def _group_formula(
 
 def bytes_per_token(model: ModelConfig, kv_dtype: str = "auto") -> int:
     """Bytes one more cached token costs across all growing layers (engine-neutral, TP 1)."""
+    check_model(model)
     dtype = resolve_dtype(kv_dtype, model.dtype)
-    return sum(s.bytes_per_token(dtype) for s in model.layer_specs if s.grows)
+    return sum(s.bytes_per_token(dtype) * n for s, n in model.spec_counts() if s.grows)
 
 
 def preallocation_waste(reserved_tokens: int, used_tokens: int) -> tuple[int, int]:

@@ -27,30 +27,54 @@ MAX_NODES = 1_000_000
 aliases holds at most about 2 million; a real config a few thousand)."""
 
 
-def read_text_capped(path: Path, what: str = "config file") -> str:
-    """Read a small text file, refusing large, non-regular or undecodable files first."""
+MAX_EXPANDED_CHARS = 2 * MAX_FILE_BYTES
+"""Characters of scalar text a YAML document may expand to once its aliases are followed: a
+1 MiB anchor aliased 1,000 times is 1 GiB of text to build, echo and dump (``kvcalc import``),
+though it is one node per alias; a file without aliases holds at most ``MAX_FILE_BYTES``."""
+
+
+def read_text_capped(
+    path: Path, what: str = "config file", *, max_bytes: int = MAX_FILE_BYTES, decode_errors: str = "strict",
+    allow_binary: bool = False,
+) -> str:
+    """Read a text file kvcalc was given, refusing first what it must not read: a missing file
+    ("not found"), a directory, a FIFO or device (``/dev/zero``, which would never end; a FIFO,
+    which would block), a file over ``max_bytes`` (checked before reading and again while
+    reading, for files that grow or lie about their size), NUL bytes unless ``allow_binary``,
+    and text that is not UTF-8 unless ``decode_errors`` says otherwise."""
+    import os
+    import stat
+
+    source = str(path)
     try:
-        if path.is_dir():
-            raise InvalidConfigError(str(path), f"is a directory, expected a {what}")
-        if not path.is_file():
-            raise InvalidConfigError(str(path), f"no such {what}")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InvalidConfigError(
-                str(path), f"file is {size:,} bytes; the limit for a {what} is {MAX_FILE_BYTES:,} bytes"
-            )
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InvalidConfigError(source, f"not found: no such {what}") from None
+    except (OSError, ValueError) as exc:  # permission, a name too long, a NUL byte in the name
+        raise InvalidConfigError(source, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidConfigError(source, f"is a directory, expected a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if (
+            stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "not a regular file"
+        raise InvalidConfigError(source, f"is {kind}, expected a {what} (a regular file)")
+    if st.st_size > max_bytes:
+        raise InvalidConfigError(
+            source, f"file is {st.st_size:,} bytes; the limit for a {what} is {max_bytes:,} bytes"
+        )
+    try:
+        with Path(path).open("rb") as fh:
+            raw = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise InvalidConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise InvalidConfigError(str(path), f"file exceeds {MAX_FILE_BYTES:,} bytes")
-    if b"\x00" in raw:
-        raise InvalidConfigError(str(path), "is a binary file, expected YAML or JSON text")
+        raise InvalidConfigError(source, f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > max_bytes:
+        raise InvalidConfigError(source, f"file exceeds {max_bytes:,} bytes")
+    if b"\x00" in raw and not allow_binary:
+        raise InvalidConfigError(source, f"is a binary file, expected a {what} (text)")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8", errors=decode_errors)
     except UnicodeDecodeError as exc:
-        raise InvalidConfigError(str(path), f"is not UTF-8 text (byte {exc.start})") from None
+        raise InvalidConfigError(source, f"is not UTF-8 text (byte {exc.start})") from None
 
 
 def _check_depth(obj: Any, source: str, depth: int = 0) -> None:
@@ -64,44 +88,102 @@ def _check_depth(obj: Any, source: str, depth: int = 0) -> None:
             _check_depth(v, source, depth + 1)
 
 
+class _YamlBudget:
+    """What one streaming pass over a YAML document's events has seen so far (``_scan_yaml_events``)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.depth = -1  # the top-level container is level 0, as in _check_depth
+        self.aliases = 0
+        self.nodes = 0
+        self.chars = 0
+        self.anchor_size: dict[str, tuple[int, int]] = {}  # anchor -> (values, characters) it expands to
+        self.open_at: list[tuple[str | None, int, int]] = []
+        # One frame per open collection: for a mapping, the keys seen and whether a key comes next.
+        self.frames: list[tuple[set[str], list[bool]] | None] = []
+
+    def child(self, key_text: str | None, mark: Any) -> None:
+        """A node starts: if its parent is a mapping and it is a key, refuse a repeated one."""
+        frame = self.frames[-1] if self.frames else None
+        if frame is None:
+            return
+        keys, expect_key = frame
+        if expect_key[0] and key_text is not None and key_text != "<<":  # '<<' merges by design
+            if key_text in keys:
+                line = f" at line {mark.line + 1}" if mark is not None else ""
+                raise InvalidConfigError(
+                    self.source, f"duplicate key {key_text!r}{line}: a key may appear once in a mapping"
+                )
+            keys.add(key_text)
+        expect_key[0] = not expect_key[0]
+
+    def alias(self, anchor: str) -> None:
+        self.child(None, None)
+        self.aliases += 1
+        if self.aliases > MAX_ALIASES:
+            raise InvalidConfigError(self.source, f"more than {MAX_ALIASES} YAML aliases")
+        n, c = self.anchor_size.get(anchor, (1, 0))
+        self.nodes += n
+        self.chars += c
+
+    def scalar(self, value: str, anchor: str | None, mark: Any) -> None:
+        self.child(value, mark)
+        self.nodes += 1
+        self.chars += len(value)
+        if anchor is not None:
+            self.anchor_size[anchor] = (1, len(value))
+
+    def start(self, anchor: str | None, is_mapping: bool) -> None:
+        self.child(None, None)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise InvalidConfigError(self.source, f"nesting deeper than {MAX_DEPTH} levels")
+        self.open_at.append((anchor, self.nodes, self.chars))
+        self.frames.append((set(), [True]) if is_mapping else None)
+        self.nodes += 1
+
+    def end(self) -> None:
+        self.depth -= 1
+        self.frames.pop()
+        anchor, start, start_chars = self.open_at.pop()
+        if anchor is not None:
+            self.anchor_size[anchor] = (self.nodes - start, self.chars - start_chars)
+
+    def check(self) -> None:
+        if self.nodes > MAX_NODES:
+            raise InvalidConfigError(
+                self.source, f"expands to more than {MAX_NODES:,} values (YAML aliases); refusing to build it"
+            )
+        if self.chars > MAX_EXPANDED_CHARS:
+            raise InvalidConfigError(
+                self.source, f"expands to more than {MAX_EXPANDED_CHARS:,} characters of text (YAML aliases); "
+                "refusing to build it"
+            )
+
+
 def _scan_yaml_events(text: str, source: str, loader_cls: Any) -> None:
     """One streaming pass over the parser's events, before anything is built: stop at the
-    first alias past ``MAX_ALIASES``, nesting past ``MAX_DEPTH``, or a document whose aliases
-    would expand to more than ``MAX_NODES`` values (the "billion laughs" is 81 aliases that
-    expand to 9**9 strings, so counting aliases alone is not enough). Stopping early matters:
-    libyaml takes quadratic time over a long run of ``[[[[...``."""
+    first alias past ``MAX_ALIASES``, nesting past ``MAX_DEPTH``, a document whose aliases
+    would expand to more than ``MAX_NODES`` values or ``MAX_EXPANDED_CHARS`` characters (the
+    "billion laughs" is 81 aliases that expand to 9**9 strings, so counting aliases alone is not
+    enough; one 1 MiB string aliased 1,000 times is few nodes but 1 GiB of text), or a key
+    repeated in one mapping (the last would win silently: a second ``num_key_value_heads: 1``
+    makes the answer 32x smaller). Stopping early matters: libyaml takes quadratic time over a
+    long run of ``[[[[...``."""
     import yaml
 
-    depth = -1  # the top-level container is level 0, as in _check_depth
-    aliases = 0
-    nodes = 0
-    anchor_size: dict[str, int] = {}
-    open_at: list[tuple[str | None, int]] = []
+    budget = _YamlBudget(source)
     for event in yaml.parse(text, Loader=loader_cls):
         if isinstance(event, yaml.AliasEvent):
-            aliases += 1
-            if aliases > MAX_ALIASES:
-                raise InvalidConfigError(source, f"more than {MAX_ALIASES} YAML aliases")
-            nodes += anchor_size.get(str(event.anchor), 1)
+            budget.alias(str(event.anchor))
         elif isinstance(event, yaml.ScalarEvent):
-            nodes += 1
-            if event.anchor is not None:
-                anchor_size[str(event.anchor)] = 1
+            budget.scalar(str(event.value), None if event.anchor is None else str(event.anchor), event.start_mark)
         elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise InvalidConfigError(source, f"nesting deeper than {MAX_DEPTH} levels")
-            open_at.append((event.anchor, nodes))
-            nodes += 1
+            budget.start(None if event.anchor is None else str(event.anchor),
+                         isinstance(event, yaml.MappingStartEvent))
         elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
-            depth -= 1
-            anchor, start = open_at.pop()
-            if anchor is not None:
-                anchor_size[str(anchor)] = nodes - start
-        if nodes > MAX_NODES:
-            raise InvalidConfigError(
-                source, f"expands to more than {MAX_NODES:,} values (YAML aliases); refusing to build it"
-            )
+            budget.end()
+        budget.check()
 
 
 def parse_yaml(text: str, source: str) -> Any:
@@ -116,6 +198,8 @@ def parse_yaml(text: str, source: str) -> Any:
             data = loader.get_single_data()
         finally:
             loader.dispose()
+    except InvalidConfigError:
+        raise  # a ValueError too: not to be re-worded as a malformed value below
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -140,9 +224,25 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+def _refuse_duplicate_keys(source: str) -> Any:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise InvalidConfigError(source, f"duplicate key {key!r}: a key may appear once in an object")
+            out[key] = value
+        return out
+
+    return hook
+
+
 def parse_json(text: str, source: str) -> Any:
+    """``json.loads`` with a repeated key refused (JSON's last-one-wins would silently change a
+    number), nesting bounded, Python's big-int limit reported as a config error."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_refuse_duplicate_keys(source))
+    except InvalidConfigError:
+        raise  # a ValueError too: not to be re-worded as a malformed value below
     except json.JSONDecodeError as exc:
         raise InvalidConfigError(
             source, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -177,11 +277,97 @@ def _format_validation_error(exc: Any, source: str, prefix: str, cls: type) -> I
         return InvalidConfigError(source, f"unknown field {loc!r}{did}{allowed_text}")
     if err["type"] == "missing" or err["type"] == "missing_keyword_argument":
         return InvalidConfigError(source, f"missing required field {loc!r}")
-    msg = err["msg"].removeprefix("Value error, ")
+    cause = (err.get("ctx") or {}).get("error")
+    msg = cause.reason if isinstance(cause, InvalidConfigError) else err["msg"].removeprefix("Value error, ")
+    return InvalidConfigError(source, f"field {loc!r} = {_shown(value)}: {msg}")
+
+
+def is_count(value: object) -> bool:
+    """A count is a real ``int``: never a bool (``true`` is not 1 head) nor a float (``8.0``)
+    nor a string. The one test every count from a file or the API goes through."""
+    return type(value) is int
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        import typing
+
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _type_problem(tp: Any, value: Any) -> str | None:
+    """What is wrong with ``value`` for the annotation ``tp``, checked strictly (no conversion),
+    or None. Nested dataclasses and specs are checked where they are built."""
+    import types
+    import typing
+
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is int:
+        return None if is_count(value) else "expected an integer (a bool, float or string is never a count)"
+    if tp is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if tp is str:
+        return None if isinstance(value, str) else "expected a string"
+    if origin is typing.Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        problems = [_type_problem(a, value) for a in args if a is not type(None)]
+        return None if any(p is None for p in problems) else problems[0]
+    if origin is typing.Literal:
+        if any(type(value) is type(a) and value == a for a in args):
+            return None
+        return f"expected one of {', '.join(str(a) for a in args)}"
+    if origin is list or origin is dict:
+        return _container_problem(origin, args, value)
+    return None
+
+
+def _container_problem(origin: type, args: tuple[Any, ...], value: Any) -> str | None:
+    if origin is list:
+        if not isinstance(value, list):
+            return "expected a list"
+        items: list[tuple[str, Any]] = [(repr(v), v) for v in value]
+        item_type = args[0] if args else None
+    else:
+        if not isinstance(value, dict):
+            return "expected a mapping"
+        bad_keys = [k for k in value if not isinstance(k, str)]
+        if bad_keys:
+            return f"key {bad_keys[0]!r}: expected a string"
+        items = [(str(k), v) for k, v in value.items()]
+        item_type = args[1] if len(args) == 2 else None
+    for where, item in items:
+        problem = None if item_type is None else _type_problem(item_type, item)
+        if problem is not None:
+            return f"{where}: {problem}"
+    return None
+
+
+def check_strict_types(cls: type, data: dict[Any, Any], source: str, prefix: str) -> None:
+    """Refuse a value of the wrong type before pydantic converts it: its lax mode reads
+    ``head_dim: true`` as 1, ``num_kv_heads: yes`` as True (1), ``repeat: 8.0`` as 8 and
+    ``"32"`` as 32. pydantic's own strict mode refuses a mapping for a dataclass, so the check
+    is explicit: every field annotated ``int``, ``bool``, ``str``, a ``Literal``, a list or a
+    mapping of those gets exactly that type."""
+    hints = _hints(cls)
+    for key, value in data.items():
+        tp = hints.get(key) if isinstance(key, str) else None
+        if tp is None:
+            continue
+        problem = _type_problem(tp, value)
+        if problem is not None:
+            loc = ".".join(p for p in (prefix, str(key)) if p)
+            raise InvalidConfigError(source, f"field {loc!r} = {_shown(value)}: {problem}")
+
+
+def _shown(value: Any) -> str:
     shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return InvalidConfigError(source, f"field {loc!r} = {shown}: {msg}")
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _validate(cls: type, data: Any, source: str, prefix: str) -> Any:
@@ -191,6 +377,7 @@ def _validate(cls: type, data: Any, source: str, prefix: str) -> Any:
         raise InvalidConfigError(
             source, f"{prefix or 'the file'} must be a mapping, got {type(data).__name__}"
         )
+    check_strict_types(cls, data, source, prefix)
     try:
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as exc:

@@ -14,10 +14,22 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
+from kvcalc.errors import InvalidConfigError
 from kvcalc.specs import FixedState, FullAttention, LatentAttention, NoCache, Spec, spec_from_dict
 
 ModelDtype = Literal["fp32", "fp16", "bf16"]
 _STRICT: dict[str, Any] = {"extra": "forbid"}
+
+
+def _invalid(obj: object, message: str) -> InvalidConfigError:
+    """kvcalc's own error (also a ``ValueError``, which pydantic wraps when it validates a file):
+    a model or spec built in Python with a bad value gets the same error type as a bad file."""
+    return InvalidConfigError(type(obj).__name__, message)
+
+
+def _kind(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
 def _positive(obj: object, *names: str) -> None:
@@ -26,7 +38,7 @@ def _positive(obj: object, *names: str) -> None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise _invalid(obj, f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,8 +51,10 @@ class LayerGroup:
 
     def __post_init__(self) -> None:
         _positive(self, "repeat")
+        if not isinstance(self.pattern, list | tuple) or not all(isinstance(s, Spec) for s in self.pattern):
+            raise _invalid(self, f"pattern must be a list of layer specs, got {_kind(self.pattern)}")
         if not self.pattern:
-            raise ValueError("pattern must list at least one layer spec")
+            raise _invalid(self, "pattern must list at least one layer spec")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,42 +119,98 @@ class ModelConfig:
     (``kvcalc.planner.weights``), never the KV cache."""
 
     def __post_init__(self) -> None:
+        self._check_structure()
         if not self.name:
-            raise ValueError("name must not be empty")
+            raise _invalid(self, "name must not be empty")
         if self.dtype not in ("fp32", "fp16", "bf16"):
-            raise ValueError(f"dtype must be one of fp32, fp16, bf16, got {self.dtype!r}")
+            raise _invalid(self, f"dtype must be one of fp32, fp16, bf16, got {self.dtype!r}")
         _positive(self, "max_position_embeddings", "num_attention_heads", "hidden_size",
                   "intermediate_size", "vocab_size", "num_parameters")
         if (self.layers is None) == (self.layout is None):
-            raise ValueError("give exactly one of 'layers' (groups) or 'layout' (with 'legend')")
+            raise _invalid(self, "give exactly one of 'layers' (groups) or 'layout' (with 'legend')")
         if self.layout is not None:
             if not self.legend:
-                raise ValueError("'layout' needs a 'legend' mapping each character to a layer spec")
+                raise _invalid(self, "'layout' needs a 'legend' mapping each character to a layer spec")
             unknown = sorted(set(self.layout) - set(self.legend))
             if unknown:
-                raise ValueError(f"layout characters {unknown} are not in the legend")
+                raise _invalid(self, f"layout characters {unknown} are not in the legend")
         elif self.legend is not None:
-            raise ValueError("'legend' is only used with 'layout'")
-        if not self.layer_specs:
-            raise ValueError("a model needs at least one layer")
-        checked: set[int] = set()
-        for i, spec in enumerate(self.layer_specs):
-            # A model repeats a few spec objects many times: check each object once.
-            if id(spec) in checked:
-                continue
-            checked.add(id(spec))
+            raise _invalid(self, "'legend' is only used with 'layout'")
+        if not self.layer_blocks or self.num_layers == 0:
+            raise _invalid(self, "a model needs at least one layer")
+        for i, spec in self._first_layer_of_each_spec():
             if isinstance(spec, FullAttention):
                 if self.num_attention_heads % spec.num_kv_heads:
-                    raise ValueError(
+                    raise _invalid(
+                        self,
                         f"layer {i}: num_attention_heads ({self.num_attention_heads}) is not "
                         f"divisible by num_kv_heads ({spec.num_kv_heads})"
                     )
                 window = getattr(spec, "window", None)
                 if window is not None and window > self.max_position_embeddings:
-                    raise ValueError(
+                    raise _invalid(
+                        self,
                         f"layer {i}: window {window} exceeds max_position_embeddings "
                         f"({self.max_position_embeddings})"
                     )
+
+    def _check_structure(self) -> None:
+        """The types a model built in Python must have (files are checked strictly by the loader
+        first): a wrong one is an ``InvalidConfigError`` here, not an AttributeError later."""
+        checks: tuple[tuple[str, Any, bool], ...] = (
+            ("name", self.name, isinstance(self.name, str)),
+            ("dtype", self.dtype, isinstance(self.dtype, str)),
+            ("layers", self.layers, self.layers is None or (
+                isinstance(self.layers, list | tuple) and all(isinstance(g, LayerGroup) for g in self.layers))),
+            ("layout", self.layout, self.layout is None or isinstance(self.layout, str)),
+            ("legend", self.legend, self.legend is None or (isinstance(self.legend, dict) and all(
+                isinstance(k, str) and isinstance(v, Spec) for k, v in self.legend.items()))),
+            ("aliases", self.aliases, isinstance(self.aliases, list | tuple)
+             and all(isinstance(a, str) for a in self.aliases)),
+            ("source", self.source, isinstance(self.source, Source)),
+            ("moe", self.moe, self.moe is None or isinstance(self.moe, MoE)),
+            ("tie_word_embeddings", self.tie_word_embeddings, isinstance(self.tie_word_embeddings, bool)),
+            ("architecture", self.architecture, self.architecture is None or isinstance(self.architecture, str)),
+        )
+        for name, value, ok in checks:
+            if not ok:
+                raise _invalid(self, f"{name} has the wrong type: {_kind(value)}")
+
+    def _first_layer_of_each_spec(self) -> list[tuple[int, Spec]]:
+        """(index of its first layer, spec) for each distinct spec object, in layer order."""
+        seen: set[int] = set()
+        out: list[tuple[int, Spec]] = []
+        start = 0
+        for pattern, repeat in self.layer_blocks:
+            for k, spec in enumerate(pattern):
+                if id(spec) not in seen:
+                    seen.add(id(spec))
+                    out.append((start + k, spec))
+            start += len(pattern) * repeat
+        return out
+
+    @cached_property
+    def layer_blocks(self) -> tuple[tuple[tuple[Spec, ...], int], ...]:
+        """The layers in order as ``(pattern, repeat)`` blocks, never expanded: a 10**6-layer
+        model of two groups is two blocks, so work that walks blocks (``estimate``, the checks
+        above) costs per distinct group, not per layer. A ``layout`` string becomes one block
+        per run of equal characters."""
+        if self.layout is not None:
+            assert self.legend is not None  # guarded by __post_init__
+            from itertools import groupby
+
+            return tuple(((self.legend[c],), sum(1 for _ in run)) for c, run in groupby(self.layout))
+        assert self.layers is not None
+        return tuple((tuple(g.pattern), g.repeat) for g in self.layers)
+
+    def spec_counts(self) -> list[tuple[Spec, int]]:
+        """Each distinct spec object with its number of layers, in order of first appearance."""
+        counts: dict[int, list[Any]] = {}
+        for pattern, repeat in self.layer_blocks:
+            for spec in pattern:
+                entry = counts.setdefault(id(spec), [spec, 0])
+                entry[1] += repeat
+        return [(spec, n) for spec, n in counts.values()]
 
     @cached_property
     def layer_specs(self) -> tuple[Spec, ...]:
@@ -155,33 +225,37 @@ class ModelConfig:
                 out.extend(group.pattern)
         return tuple(out)
 
-    @property
+    @cached_property
     def num_layers(self) -> int:
-        return len(self.layer_specs)
+        return sum(len(pattern) * repeat for pattern, repeat in self.layer_blocks)
 
     @property
     def num_cache_layers(self) -> int:
         """Layers whose cache grows with tokens."""
-        return sum(1 for s in self.layer_specs if s.grows)
+        return sum(n for s, n in self.spec_counts() if s.grows)
 
     @property
     def is_mla(self) -> bool:
-        return any(isinstance(s, LatentAttention) for s in self.layer_specs)
+        return any(isinstance(s, LatentAttention) for s, _n in self.spec_counts())
 
     @property
     def is_hybrid(self) -> bool:
-        return len({type(s) for s in self.layer_specs if not isinstance(s, NoCache)}) > 1
+        return len({type(s) for s, _n in self.spec_counts() if not isinstance(s, NoCache)}) > 1
 
     @property
     def has_state(self) -> bool:
-        return any(isinstance(s, FixedState) for s in self.layer_specs)
+        return any(isinstance(s, FixedState) for s, _n in self.spec_counts())
 
     @property
     def all_names(self) -> list[str]:
         return [self.name, *self.aliases]
 
     def replace(self, **changes: Any) -> ModelConfig:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``; an unknown field or a bad value is an ``InvalidConfigError``."""
+        try:
+            return dataclasses.replace(self, **changes)
+        except TypeError as exc:  # an unknown field name
+            raise _invalid(self, str(exc).split(".")[-1].strip() or str(exc)) from None
 
     def with_layer_specs(self, specs: list[Spec] | tuple[Spec, ...]) -> ModelConfig:
         """A copy with an explicit layer list, stored as runs of equal specs (re-validated)."""

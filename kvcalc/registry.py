@@ -74,9 +74,17 @@ def load_model(name_or_path: str | Path, assume_standard: bool = False) -> Model
 
     ``assume_standard``: a Hugging Face config key kvcalc cannot place is read under a stated
     assumption instead of refused (``kvcalc.hf``)."""
+    import os
     from pathlib import Path
 
-    text = str(name_or_path)
+    from kvcalc.errors import InvalidRequestError
+
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise InvalidRequestError("name_or_path", name_or_path, "a model name, alias or path (a str or Path)")
+    text = str(name_or_path) if isinstance(name_or_path, str) else os.fspath(name_or_path)
+    if not isinstance(text, str) or not text.strip():
+        # Path('') is '.', which would load ./config.json: an empty name names nothing.
+        raise InvalidRequestError("name_or_path", text, "a model name, alias or path (not empty)")
     if isinstance(name_or_path, str) and resolve_name(text) is not None:
         return get_builtin(text)
     path = Path(text)

@@ -21,8 +21,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from kvcalc.dtypes import KVDtype, cdiv
+from kvcalc.errors import InvalidConfigError
 
 _STRICT: dict[str, Any] = {"extra": "forbid"}
+
+
+def _invalid(obj: object, message: str) -> InvalidConfigError:
+    """kvcalc's own error (also a ``ValueError``, which pydantic wraps when it validates a file):
+    a model or spec built in Python with a bad value gets the same error type as a bad file."""
+    return InvalidConfigError(type(obj).__name__, message)
 
 
 def _require_positive(obj: object, *names: str) -> None:
@@ -31,7 +38,7 @@ def _require_positive(obj: object, *names: str) -> None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise _invalid(obj, f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,15 +282,15 @@ class FixedState(Spec):
 
     def __post_init__(self) -> None:
         if not self.state_elements:
-            raise ValueError("state_elements must name at least one state")
+            raise _invalid(self, "state_elements must name at least one state")
         for key, value in self.state_elements.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"state_elements.{key} must be a positive integer, got {value!r}")
+                raise _invalid(self, f"state_elements.{key} must be a positive integer, got {value!r}")
         if self.conv_kernel is not None:
             if isinstance(self.conv_kernel, bool) or not isinstance(self.conv_kernel, int) or self.conv_kernel < 2:
-                raise ValueError(f"conv_kernel must be an integer of at least 2, got {self.conv_kernel!r}")
+                raise _invalid(self, f"conv_kernel must be an integer of at least 2, got {self.conv_kernel!r}")
             if "conv" not in self.state_elements:
-                raise ValueError("conv_kernel needs a 'conv' entry in state_elements")
+                raise _invalid(self, "conv_kernel needs a 'conv' entry in state_elements")
 
     def __hash__(self) -> int:
         return hash((self.kind, tuple(sorted(self.state_elements.items())), self.conv_kernel))

@@ -48,7 +48,15 @@ GARBAGE_STRINGS = [
     "%s%n%x", "{}", "[]", "null", "a:b:c", "h100:0", "h100:-1", "h100:" + str(HUGE), "h100:x",
     "\u0663", "' OR 1=1 --", "$(touch PWNED)", "nvidia-h100-80gb:8",
     "h100:\u00b2", "h100:" + "9" * 5000, "cuda:\u00b2",
+    # control characters in names and paths: echoed escaped, never raw (issue 14)
+    "\x1b[2J", "llama\x07-2-7b", "a\nb", "\x1b]0;pwned\x07", "\u202eevil", "\r\x1b[1A", "csv:\x1b[2J.csv",
 ]
+CONTROL_CHARS = "\x1b\x07\x08\x0b\x0c\x7f\x9b\u202e"
+"""Characters that must never reach stdout or stderr raw (ESC, BEL, BS, VT, FF, DEL, CSI, RLO)."""
+COLUMNS_VALUES = [None, "abc", "", "0", "-1", "1", "5", "80", "100000", "9" * 5000, "\u0663\u0663", " 80"]
+"""COLUMNS for a run (None: unset): junk falls back on the default width, never an empty table."""
+HOSTILE_NAME = "bad\x1b[2J\x07name.yaml"
+"""A file that exists, is not a valid config, and has control characters in its name."""
 
 
 def known_names() -> dict[str, list[str]]:
@@ -144,6 +152,13 @@ def write_hostile_files(root: Path) -> dict[str, Path]:
     put("kv_many_layers.yaml", "name: x\ndtype: fp16\nmax_position_embeddings: 4096\n"
         "num_attention_heads: 1\nhidden_size: 1\n"
         "layers:\n  - repeat: 1000001\n    pattern: [{kind: full, num_kv_heads: 1, head_dim: 1}]\n")
+    put(HOSTILE_NAME, "name: [unclosed\n")
+    put("bool_count.yaml", "name: x\ndtype: fp16\nmax_position_embeddings: 4096\nnum_attention_heads: 8\n"
+        "hidden_size: 64\nlayers:\n  - repeat: true\n    pattern: [{kind: full, num_kv_heads: yes, head_dim: 8.0}]\n")
+    put("dup_heads.json", '{"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, '
+        '"num_attention_heads": 8, "num_key_value_heads": 8, "num_key_value_heads": 1, '
+        '"max_position_embeddings": 4096}')
+    put("alias_text_bomb.yaml", "name: x\na: &a " + "x" * (1 << 20) + "\naliases: [" + ", ".join(["*a"] * 1000) + "]\n")
     put("log_garbage.log", "INFO GPU KV cache size: \u0663\u0663 tokens\n" * 50 + "x" * 5000 + "\n")
     d = root / "a_directory"
     d.mkdir(exist_ok=True)
@@ -196,14 +211,50 @@ def time_bound(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-def run_cli(argv: list[str], seconds: int = 20) -> Run:
-    """``kvcalc.cli.main(argv)`` in-process, stdout and stderr captured apart, at most ``seconds``."""
+@contextlib.contextmanager
+def columns_env(value: str | None) -> Iterator[None]:
+    old = os.environ.get("COLUMNS")
+    if value is None:
+        os.environ.pop("COLUMNS", None)
+    else:
+        os.environ["COLUMNS"] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = old
+
+
+def run_cli(argv: list[str], seconds: int = 20, *, columns: str | None = "110", ascii_streams: bool = False) -> Run:
+    """``kvcalc.cli.main(argv)`` in-process, stdout and stderr captured apart, at most ``seconds``;
+    ``columns`` is COLUMNS for the run (None: unset); ``ascii_streams`` gives both streams an ASCII
+    encoding, as ``PYTHONIOENCODING=ascii`` does."""
     from kvcalc.cli import main
 
-    out, err = io.StringIO(), io.StringIO()
-    with time_bound(seconds), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    if ascii_streams:
+        raw_out, raw_err = io.BytesIO(), io.BytesIO()
+        out: Any = io.TextIOWrapper(raw_out, encoding="ascii", errors="strict", write_through=True)
+        err: Any = io.TextIOWrapper(raw_err, encoding="ascii", errors="strict", write_through=True)
+    else:
+        out, err = io.StringIO(), io.StringIO()
+    with columns_env(columns), time_bound(seconds), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(argv))
+    if ascii_streams:
+        out.flush()
+        err.flush()
+        return Run(list(argv), code, raw_out.getvalue().decode("ascii"), raw_err.getvalue().decode("ascii"))
     return Run(list(argv), code, out.getvalue(), err.getvalue())
+
+
+def is_help(stdout: str) -> bool:
+    """The contract for ``--help`` among other flags, ``--json`` included: help wins, exit 0."""
+    return stdout.lstrip().startswith("Usage:")
+
+
+_WRITES_ELSEWHERE = ("-o", "--output", "--plot")
+"""Flags after which a successful run may leave stdout empty (the result went to a file)."""
 
 
 def contract_violations(run: Run, json_flag: bool) -> list[str]:
@@ -214,6 +265,9 @@ def contract_violations(run: Run, json_flag: bool) -> list[str]:
         bad.append(f"exit code {run.exit_code}")
     if "Traceback" in run.stderr or "Traceback" in run.stdout:
         bad.append("a traceback")
+    raw = sorted({repr(c) for c in CONTROL_CHARS if c in run.stdout or c in run.stderr})
+    if raw:
+        bad.append(f"raw control characters reached the terminal: {', '.join(raw)}")
     if "internal error" in run.stderr:
         bad.append("an internal error (a raw exception reached the funnel)")
     errors = [ln for ln in lines if ln.startswith("Error:")]
@@ -228,7 +282,9 @@ def contract_violations(run: Run, json_flag: bool) -> list[str]:
     else:
         if errors:
             bad.append("an Error: line with exit 0")
-        if json_flag:
+        if not run.stdout.strip() and not any(a.partition("=")[0] in _WRITES_ELSEWHERE for a in run.argv):
+            bad.append("exit 0 with nothing on stdout (silent nothing)")
+        if json_flag and not is_help(run.stdout):
             try:
                 if not isinstance(json.loads(run.stdout), dict):
                     bad.append("--json output is not one JSON object")

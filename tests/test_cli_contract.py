@@ -59,7 +59,7 @@ def test_human_table_states_units(cli: Cli) -> None:
 @pytest.mark.parametrize(
     ("argv", "code", "needle"),
     [
-        (["estimate", "llama-2-7", "--seq-len", "10"], 1, "did you mean"),
+        (["estimate", "llama-2-7", "--seq-len", "10"], 2, "did you mean"),  # README: unknown name = usage
         (["estimate", "llama-2-7b", "--seq-len", "0"], 2, "--seq-len"),
         (["estimate", "llama-2-7b", "--seq-len", "-5"], 2, "--seq-len"),
         (["estimate", "llama-2-7b", "--seq-len", "1.5"], 2, "--seq-len"),
@@ -98,7 +98,7 @@ def test_models_list_and_show(cli: Cli) -> None:
     assert rows["deepseek-v3"]["bytes_per_token"] == 70_272
     show = cli("models", "show", "qwen3-32b")
     assert show.exit_code == 0 and "qwen3-32b" in show.stdout
-    assert cli("models", "show", "qwen3-33b").exit_code == 1
+    assert cli("models", "show", "qwen3-33b").exit_code == 2  # an unknown name: usage (README)
 
 
 def test_python_m_kvcalc_help() -> None:

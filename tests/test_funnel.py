@@ -40,7 +40,7 @@ def _raising(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
 @pytest.mark.parametrize("exc,code", [
     (InvalidRequestError("seq_len", 0, "an integer from 1 to 1,000,000,000,000"), 2),
     (UnknownNameError("GPU", "h1000", ["h100", "a100"]), 2),
-    (UnknownModelError("llama-9", ["llama-2-7b"]), 1),
+    (UnknownModelError("llama-9", ["llama-2-7b"]), 2),
     (InvalidConfigError("c.yaml", "field 'x' = 1: bad\nsecond line"), 1),
     (DoesNotFitError("needs 81.00 GiB, 80.00 GiB available"), 1),
     (MissingDependencyError("torch", "verify"), 1),

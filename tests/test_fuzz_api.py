@@ -33,6 +33,7 @@ LLAMA2_7B_BYTES_PER_TOKEN = 2 * 32 * 32 * 128 * 2
 
 NASTY: st.SearchStrategy[Any] = st.one_of(
     st.integers(-(10**40), 10**40), st.sampled_from([0, -1, 10**12 + 1, 10**30, True, False]),
+    st.sampled_from([8.0, 2.5, 64.0, -0.0, 1e300]),  # a float is never a count, even a whole one (issue 14)
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), st.none(),
     st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
@@ -105,17 +106,24 @@ def test_estimate_non_str_names_raise_named_errors(kwargs: dict[str, Any]) -> No
 TEXT = st.text(max_size=12) | st.sampled_from(["auto", "fp8", "vllm", "neutral", ""])
 
 
+QUANT = st.sampled_from(["quanto-int4", "hqq-int3", "hqq-int8"])
+
+
 @FAST
-@given(seq_len=NASTY, batch=NASTY, kv_dtype=TEXT | NASTY, engine=TEXT | NASTY, tp=NASTY, pp=NASTY,
-       block_size=NASTY)
+@given(seq_len=NASTY, batch=NASTY, kv_dtype=TEXT | NASTY | QUANT, engine=TEXT | NASTY, tp=NASTY, pp=NASTY,
+       block_size=NASTY, kv_group_size=NASTY, residual_length=NASTY, model=st.sampled_from(["llama-2-7b"]) | NASTY)
 def test_estimate_bad_arguments_raise_named_errors(seq_len: Any, batch: Any, kv_dtype: Any, engine: Any,
-                                                   tp: Any, pp: Any, block_size: Any) -> None:
-    model = get_builtin("llama-2-7b")
+                                                   tp: Any, pp: Any, block_size: Any, kv_group_size: Any,
+                                                   residual_length: Any, model: Any) -> None:
+    """Every argument, the model and the quantized-cache ones included: a named error or an exact
+    integer result (``kv_group_size=8.0`` used to give a float ``total_bytes``)."""
+    m = get_builtin(model) if model == "llama-2-7b" else model
     try:
-        est = estimate(model, seq_len, batch, kv_dtype, engine=engine, tp=tp, pp=pp, block_size=block_size)
+        est = estimate(m, seq_len, batch, kv_dtype, engine=engine, tp=tp, pp=pp, block_size=block_size,
+                       kv_group_size=kv_group_size, residual_length=residual_length)
     except KvcalcError:
         return
-    assert isinstance(est.total_bytes, int)
+    assert type(est.total_bytes) is int and type(est.per_gpu_bytes) is int
 
 
 @FAST
@@ -172,8 +180,12 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
         if not isinstance(target, dict):
             break
         keys = sorted(target)
-        op = draw(st.sampled_from(["drop", "retype", "add"]))
-        if op == "drop" and keys:
+        op = draw(st.sampled_from(["drop", "retype", "add", "numeric"]))
+        numeric = [k for k in keys if type(target[k]) is int]
+        if op == "numeric" and numeric:
+            # A bool, float or numeric string in a count field: always refused (issue 14).
+            target[draw(st.sampled_from(numeric))] = draw(st.sampled_from([True, False, 8.0, 2.5, "8", -1, 0, 10**30]))
+        elif op == "drop" and keys:
             target.pop(draw(st.sampled_from(keys)))
         elif op == "retype" and keys:
             target[draw(st.sampled_from(keys))] = draw(VALUES)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from fuzz_inputs import (
+    COLUMNS_VALUES,
     FLOAT_VALUES,
     GARBAGE_STRINGS,
     INT_VALUES,
@@ -350,8 +351,8 @@ def argv_for(draw: st.DrawFn, cmd: Command, paths: list[str]) -> tuple[list[str]
     extra = draw(st.sampled_from([[], [], [], [], ["--bogus-flag"], ["extra-positional"], ["--help"]]))
     order = draw(st.permutations(options)) if options else []
     argv = [*cmd.path, *positional, *[a for group in order for a in group], *extra]
-    if "--help" in extra:
-        json_flag = False
+    # --help among other flags (even inside a value, e.g. a positional '-h...'): help wins and exits 0,
+    # --json included; contract_violations accepts help text where JSON was asked for.
     return argv, json_flag
 
 
@@ -363,14 +364,16 @@ KNOWN_SKIPPED: list[str] = []
 """Cases the fuzz generated that match a known bug (counted in the long profile's summary)."""
 
 
-def _check(argv: list[str], json_flag: bool) -> None:
+def _check(argv: list[str], json_flag: bool, *, columns: str | None = "110", ascii_streams: bool = False) -> None:
     reason = _known_bug(argv)
     if reason:
         KNOWN_SKIPPED.append(reason)
         return
-    run = run_cli(argv, PER_RUN_SECONDS)
+    run = run_cli(argv, PER_RUN_SECONDS, columns=columns, ascii_streams=ascii_streams)
     bad = contract_violations(run, json_flag)
-    assert not bad, f"kvcalc {argv!r}: {'; '.join(bad)}\nstdout={run.stdout[:300]!r}\nstderr={run.stderr[:600]!r}"
+    env = f"COLUMNS={columns!r}{' PYTHONIOENCODING=ascii' if ascii_streams else ''} "
+    assert not bad, (f"{env}kvcalc {argv!r}: {'; '.join(bad)}\nstdout={run.stdout[:300]!r}\n"
+                     f"stderr={run.stderr[:600]!r}")
 
 
 # --- the fuzz ----------------------------------------------------------------------------
@@ -384,7 +387,10 @@ def _fuzz_case(data: st.DataObject, files: dict[str, Path], workdir: Path) -> No
         generated.write_bytes(data.draw(config_text(), label="config"))
         paths = [str(generated)] * 5 + paths
     argv, json_flag = data.draw(argv_for(cmd, paths), label="argv")
-    _check(argv, json_flag)
+    # The environment too: junk COLUMNS (abc, '', 0, -1) and ASCII-only streams (issue 14).
+    columns = data.draw(st.sampled_from(["110", *COLUMNS_VALUES]), label="COLUMNS")
+    ascii_streams = data.draw(st.integers(0, 4), label="ascii") == 0
+    _check(argv, json_flag, columns=columns, ascii_streams=ascii_streams)
 
 
 def test_fuzz_every_command(files: dict[str, Path], workdir: Path) -> None:

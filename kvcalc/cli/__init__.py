@@ -15,8 +15,77 @@ def _debug() -> bool:
     return os.environ.get("KVCALC_DEBUG", "") not in ("", "0")
 
 
+class _ClosedStream:
+    """Stands in for a standard stream the shell closed (``kvcalc models >&-``: Python then sets
+    ``sys.stdout`` to None). Writing to it is an error the funnel reports, so a command that
+    has something to print fails with one ``Error:`` line instead of an AttributeError or a
+    silent exit 0; a command that prints nothing still succeeds."""
+
+    encoding = "utf-8"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, text: str) -> int:
+        import errno
+
+        raise OSError(errno.EBADF, f"standard {self.name} is closed; nothing to write to")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        import io
+
+        raise io.UnsupportedOperation("closed stream")
+
+
+def _prepare_streams() -> None:
+    """A closed stdout/stderr becomes a stream that reports itself; a stream that cannot
+    encode non-ASCII text (``PYTHONIOENCODING=ascii``, a latin-1 locale) writes escapes
+    (``\u2501``) for what it cannot encode instead of raising UnicodeEncodeError mid-table
+    (rich's tables and boxtable switch to ASCII boxes themselves)."""
+    from kvcalc.cli.term import sanitize_size_env, stream_is_unicode
+
+    sanitize_size_env()
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream("output")
+    if sys.stderr is None:
+        sys.stderr = _ClosedStream("error")
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and not stream_is_unicode(stream):
+            try:
+                reconfigure(errors="backslashreplace")
+            except (OSError, ValueError):  # pragma: no cover - a stream already in use
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C may land anywhere, the imports below included (the first ~40 ms): every
+    # KeyboardInterrupt ends as "Error: interrupted" and exit 130, never a traceback.
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return _interrupted()
+
+
+def _interrupted() -> int:
+    try:
+        from kvcalc.cli.output import error_line
+
+        error_line("interrupted")
+    except BaseException:  # noqa: BLE001 - a second Ctrl-C, or a closed stderr: exit quietly
+        pass
+    return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    _prepare_streams()
     from kvcalc.cli.output import error_line, errors_written
     from kvcalc.errors import KvcalcError
 
@@ -81,6 +150,22 @@ def _os_error_message(exc: OSError) -> str:
     return f"cannot use {shown}: {reason}" if name != "" else f"{reason}"
 
 
+def _refused_command(message: str, args: list[str]) -> str:
+    """The command name in click's ``No such command 'NAME'.``, else the first argument."""
+    import ast
+    import re
+
+    found = re.search(r"No such command (\'.*\'|\".*\")\.", message, re.S)
+    if found is not None:
+        try:
+            name = ast.literal_eval(found.group(1))
+        except (ValueError, SyntaxError):
+            name = None
+        if isinstance(name, str):
+            return name
+    return args[0] if args else ""
+
+
 def _run_typer(args: list[str]) -> int:
     # typer >= 0.2x vendors click as typer._click; older typer uses click itself.
     import typer
@@ -105,8 +190,11 @@ def _run_typer(args: list[str]) -> int:
             from kvcalc.errors import UnknownNameError
 
             names = list(getattr(exc.ctx.command, "commands", {}))
-            bad = args[0] if args else ""
-            message = str(UnknownNameError("command", bad, names))
+            # The word click refused, in its group (`kvcalc models list` refuses 'list', not 'models').
+            bad = _refused_command(message, args)
+            group = exc.ctx.command_path
+            what = "command" if group in ("", "kvcalc") else f"'{group}' command"
+            message = str(UnknownNameError(what, bad, names))
         error_line(message)
         return 2
     except typer.Exit as exc:

@@ -14,9 +14,15 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 
+from kvcalc.cli.term import stream_is_unicode, terminal_width
+
+__all__ = ["BOLD", "ITALIC", "RESET", "clean", "render", "styled_stdout", "terminal_width"]
+
 # rich.box.HEAVY_HEAD, row by row: top, header, header rule, body, section rule, bottom.
-_TOP, _HEAD, _HEAD_RULE = "┏━┳┓", "┃ ┃┃", "┡━╇┩"
-_BODY, _RULE, _BOTTOM = "│ ││", "├─┼┤", "└─┴┘"
+_HEAVY_HEAD = ("┏━┳┓", "┃ ┃┃", "┡━╇┩", "│ ││", "├─┼┤", "└─┴┘")
+# rich.box.ASCII2, for a stream that cannot encode box drawing (PYTHONIOENCODING=ascii), as rich
+# itself substitutes when its console's encoding is not UTF.
+_ASCII = ("+-++", "| ||", "+-++", "| ||", "+-++", "+-++")
 BOLD, ITALIC, RESET = "\x1b[1m", "\x1b[3m", "\x1b[0m"
 
 
@@ -24,16 +30,6 @@ def styled_stdout() -> bool:
     """Whether stdout is a terminal that takes ANSI styles (https://no-color.org)."""
     return (sys.stdout.isatty() and "NO_COLOR" not in os.environ
             and os.environ.get("TERM", "") != "dumb")
-
-
-def terminal_width() -> int | None:
-    """The terminal's columns, or None when stdout is not a terminal (then nothing wraps)."""
-    if not sys.stdout.isatty():
-        return None
-    try:
-        return os.get_terminal_size(sys.stdout.fileno()).columns
-    except (OSError, ValueError):
-        return int(os.environ.get("COLUMNS", "80")) if os.environ.get("COLUMNS", "").isdigit() else 80
 
 
 def clean(text: str) -> str:
@@ -101,10 +97,14 @@ def _rule(box: str, widths: list[int]) -> str:
 
 
 def render(title: str, headers: Sequence[str], justify: Sequence[str], sections: Sequence[Sequence[Sequence[str]]],
-           *, bold_sections: Sequence[int] = (), max_width: int | None = None, style: bool = False) -> list[str]:
+           *, bold_sections: Sequence[int] = (), max_width: int | None = None, style: bool = False,
+           unicode: bool | None = None) -> list[str]:
     """The table as lines: ``sections`` are lists of rows separated by a rule; rows of the
-    sections whose index is in ``bold_sections`` are bold when ``style``. To fit ``max_width``,
+    sections whose index is in ``bold_sections`` are bold when ``style``. ``unicode`` (default:
+    whether stdout can encode it) picks rich's box drawing or its ASCII fallback. To fit ``max_width``,
     headers and left-justified (text) cells wrap; right-justified (numeric) cells never do."""
+    if unicode is None:
+        unicode = stream_is_unicode(sys.stdout)
     heads = [clean(h) for h in headers]
     body = [[[clean(c) for c in row] for row in sec] for sec in sections]
     widths = [max([cells(h), *(cells(row[i]) for sec in body for row in sec)]) for i, h in enumerate(heads)]
@@ -131,13 +131,14 @@ def render(title: str, headers: Sequence[str], justify: Sequence[str], sections:
             out.append(box[0] + box[2].join(parts) + box[3])
         return out
 
-    lines = [f"{ITALIC}{clean(title)}{RESET}" if style else clean(title), _rule(_TOP, widths)]
-    lines += row_lines(heads, _HEAD, bottom_align=True, bold=style)
-    lines.append(_rule(_HEAD_RULE, widths))
+    top, head, head_rule, body_box, section_rule, bottom = _HEAVY_HEAD if unicode else _ASCII
+    lines = [f"{ITALIC}{clean(title)}{RESET}" if style else clean(title), _rule(top, widths)]
+    lines += row_lines(heads, head, bottom_align=True, bold=style)
+    lines.append(_rule(head_rule, widths))
     for s, sec in enumerate(body):
         if s:
-            lines.append(_rule(_RULE, widths))
+            lines.append(_rule(section_rule, widths))
         for row in sec:
-            lines += row_lines(row, _BODY, bottom_align=False, bold=style and s in bold_sections)
-    lines.append(_rule(_BOTTOM, widths))
+            lines += row_lines(row, body_box, bottom_align=False, bold=style and s in bold_sections)
+    lines.append(_rule(bottom, widths))
     return lines

@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
         """Measure generating N tokens with and without a KV cache; show the exact K/V projection counts."""
         import sys
 
-        from kvcalc.cli.output import print_json, stdout_console
+        from kvcalc.cli.output import check_output_path, print_json, stdout_console, warn, wrote
+        from kvcalc.cli.term import escape
         from kvcalc.show.bench import MAX_TOKENS, BenchConfig, doubling_to, run_bench
         from kvcalc.show.sweep import parse_int_list
 
@@ -49,9 +50,11 @@ def register(app: typer.Typer) -> None:
                           n_values=tuple(n_values), device=device,
                           repeats=repeats, seed=seed, threads=threads)
         cfg.validate()
+        if plot is not None:
+            check_output_path(plot, "--plot")  # before minutes of measuring, not after
         if not sys.stderr.isatty():
             # No bar when stderr is a pipe or a file: it would only leave control characters there.
-            result = run_bench(cfg)
+            result = run_bench(cfg, on_slow=warn)
         else:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -63,14 +66,17 @@ def register(app: typer.Typer) -> None:
                 def progress(done: int, total: int, label: str) -> None:
                     bar.update(task, completed=done, total=total, description=label)
 
-                result = run_bench(cfg, progress)
-        written = plot_bench(result, plot) if plot else None
+                def slow(text: str) -> None:  # above the bar, as a Warning: line
+                    bar.console.print(f"Warning: {escape(text)}", markup=False, highlight=False)
+
+                result = run_bench(cfg, progress, on_slow=slow)
+        written = plot_bench(result, plot) if plot is not None else None
         if json:
             print_json(result.to_dict())
         else:
             render_bench(result, stdout_console())
         if written is not None:
-            sys.stderr.write(f"Wrote {written}\n")
+            wrote(written)
 
 
 def plot_bench(result: BenchResult, path: str) -> object:

@@ -52,15 +52,15 @@ def register(app: typer.Typer) -> None:
         from kvcalc.show.simulate import parse_dist, simulate
         from kvcalc.units import format_bytes
 
-        if gpu and kv_budget:
+        if gpu is not None and kv_budget is not None:
             raise InvalidRequestError("--kv-budget", kv_budget, "either --gpu or --kv-budget, not both")
         budget, label = None, None
-        if kv_budget:
+        if kv_budget is not None:  # '' is a bad size (parse_size refuses it), never "no budget"
             from kvcalc.units import parse_size
 
             budget = parse_size(kv_budget, "--kv-budget")
             label = f"--kv-budget {format_bytes(budget)}"
-        elif gpu:
+        elif gpu is not None:
             from kvcalc.planner.gpus import parse_gpu_spec
 
             g, count = parse_gpu_spec(gpu)

@@ -20,14 +20,14 @@ def gpu_capacity(gpu: str | None, gpu_memory: str | None, tp: int) -> tuple[int 
     the label says "per GPU" only when the cells are per GPU (``tp`` > 1)."""
     from kvcalc.errors import InvalidRequestError
 
-    if gpu and gpu_memory:
+    if gpu is not None and gpu_memory is not None:
         raise InvalidRequestError("--gpu-memory", gpu_memory, "either --gpu or --gpu-memory, not both")
-    if gpu_memory:
+    if gpu_memory is not None:  # '' is a bad size, not "no size" (parse_size refuses it)
         from kvcalc.units import format_bytes, parse_size
 
         size = parse_size(gpu_memory, "--gpu-memory")
         return size, f"--gpu-memory {format_bytes(size)}" + (" per GPU" if tp > 1 else "")
-    if gpu:
+    if gpu is not None:
         from kvcalc.planner.gpus import parse_gpu_spec
         from kvcalc.units import format_bytes
 
@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         """KV-cache memory over a grid of context lengths, batch sizes and KV dtypes, for one or more models."""
         import sys
 
-        from kvcalc.cli.output import print_json, stdout_console
+        from kvcalc.cli.output import check_output_path, print_json, stdout_console, wrote
         from kvcalc.errors import InvalidRequestError
         from kvcalc.estimate import MAX_BATCH, MAX_TOKENS
         from kvcalc.registry import load_model
@@ -93,6 +93,10 @@ def register(app: typer.Typer) -> None:
 
         if csv and json:
             raise InvalidRequestError("--csv", True, "either --csv or --json, not both")
+        if plot is not None:
+            check_output_path(plot, "--plot")
+        if report is not None:
+            check_output_path(report, "--report")
         seqs = parse_int_list(seq_len, "--seq-len", maximum=MAX_TOKENS)
         batches = parse_int_list(batch, "--batch", maximum=MAX_BATCH)
         dtypes = parse_name_list(kv_dtype, "--kv-dtype")
@@ -100,11 +104,11 @@ def register(app: typer.Typer) -> None:
         capacity, label = gpu_capacity(gpu, gpu_memory, tp_degree)
         result = sweep([load_model(m) for m in models], seqs, batches, dtypes, engine=engine, tp=tp_degree,
                        capacity_bytes_per_gpu=capacity, capacity_label=label)
-        written = plot_sweep(result, plot) if plot else None
-        if report:
+        written = plot_sweep(result, plot) if plot is not None else None
+        if report is not None:
             from kvcalc.show.report import command_line, sweep_report, write_report
 
-            sys.stderr.write(f"Wrote {write_report(report, sweep_report(result, command_line(ctx)))}\n")
+            wrote(write_report(report, sweep_report(result, command_line(ctx))))
         if json:
             print_json(result.to_dict())
         elif csv:
@@ -115,7 +119,7 @@ def register(app: typer.Typer) -> None:
             if chart and not plot:
                 console.print(render_chart(result), markup=False, highlight=False)
         if written is not None:
-            sys.stderr.write(f"Wrote {written}\n")
+            wrote(written)
 
 
 def render_sweep(result: SweepResult, console: Console) -> None:

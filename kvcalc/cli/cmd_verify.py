@@ -69,7 +69,8 @@ def register(app: typer.Typer) -> None:
         src = source.strip().lower()
         if src not in ("formula", "transformers"):
             raise InvalidRequestError("--source", source, "formula or transformers")
-        limit = parse_size(max_memory, "--max-memory") if max_memory else None
+        # '' is a bad size (parse_size refuses it), never "no limit".
+        limit = parse_size(max_memory, "--max-memory") if max_memory is not None else None
         if src == "transformers":
             # transformers decides the dtype (the config's) and the cache class (--cache) itself.
             for flag, value, default in (("--kv-dtype", kv_dtype, "auto"), ("--engine", engine, "neutral"),
@@ -78,7 +79,8 @@ def register(app: typer.Typer) -> None:
                 if value != default:
                     raise InvalidRequestError(flag, value, "left out with --source transformers")
         try:
-            with _progress_bar(json) as progress:
+            label = "transformers is running the model" if src == "transformers" else "allocating and writing"
+            with _progress_bar(json, label) as progress:
                 if src == "transformers":
                     from kvcalc.measure.transformers_source import verify_transformers
 
@@ -86,7 +88,7 @@ def register(app: typer.Typer) -> None:
                     if ref is None or model and config:
                         raise InvalidRequestError("--config", config, "a Hugging Face config.json (MODEL or --config)")
                     result: Any = verify_transformers(
-                        ref, seq_len, batch, cache=cache, layers_sample=layers_sample, device=device)
+                        ref, seq_len, batch, cache=cache, layers_sample=layers_sample, device=device, on_slow=warn)
                 else:
                     from kvcalc.measure.verify import verify
 
@@ -134,8 +136,9 @@ def _formula_model(model: str | None, config: str | None, image_tokens: int | No
 class _progress_bar:  # noqa: N801 - used as a context manager
     """A rich progress bar on stderr (hidden when stderr is not a terminal or with --json)."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, label: str = "allocating and writing") -> None:
         self.quiet = quiet
+        self.label = label
         self.bar: Any = None
         self.task: Any = None
 
@@ -147,7 +150,7 @@ class _progress_bar:  # noqa: N801 - used as a context manager
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-        self.bar = Progress(TextColumn("allocating and writing"), BarColumn(), DownloadColumn(binary_units=True),
+        self.bar = Progress(TextColumn(self.label), BarColumn(), DownloadColumn(binary_units=True),
                             console=Console(stderr=True), transient=True)
         self.bar.start()
         self.task = self.bar.add_task("verify", total=None)

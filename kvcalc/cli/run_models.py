@@ -91,8 +91,10 @@ def run_show(name: str, json: bool, as_yaml: bool) -> None:
 
 def run_import(path: str, output: Path | None, name: str | None, assume_standard: bool = False) -> None:
     from kvcalc.catalog import import_to_yaml
-    from kvcalc.cli.output import warn
+    from kvcalc.cli.output import check_output_path, warn, wrote
 
+    if output is not None:
+        output = check_output_path(output, "--output")  # a FIFO would block forever: refuse first
     model, text = import_to_yaml(path, name, assume_standard)
     for assumption in model.source.assumptions:
         warn(assumption)
@@ -105,6 +107,4 @@ def run_import(path: str, output: Path | None, name: str | None, assume_standard
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise InvalidRequestError("--output", str(output), f"a writable path ({exc.strerror})") from None
-    import sys
-
-    sys.stderr.write(f"wrote {output}\n")
+    wrote(output)

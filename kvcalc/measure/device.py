@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kvcalc.dtypes import cdiv
-from kvcalc.errors import InvalidRequestError, MissingDependencyError
+from kvcalc.errors import DeviceError, InvalidRequestError, MissingDependencyError
 from kvcalc.measure.allocator import CachingAllocatorModel
 from kvcalc.measure.layout import TensorLayout
 from kvcalc.units import MiB, parse_count
@@ -345,14 +345,16 @@ def open_device(name: str) -> Device:
         return CpuDevice(name="cpu", torch=torch)
     if text == "mps":
         if not torch.backends.mps.is_available():
-            raise InvalidRequestError("--device", name, "a device this machine has (MPS is not available)")
+            raise DeviceError(name, "MPS is not available on this machine")
         return MpsDevice(name="mps", torch=torch)
     if text == "cuda" or text.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise InvalidRequestError("--device", name, "a device this machine has (CUDA is not available)")
+            # A device problem, not a usage error: exit 1 (README, "One error line").
+            raise DeviceError(name, "CUDA is not available on this machine")
         index = parse_count(text.partition(":")[2] or str(torch.cuda.current_device()))
-        if index is None or index >= torch.cuda.device_count():
-            raise InvalidRequestError(
-                "--device", name, f"cuda or cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+        if index is None:
+            raise InvalidRequestError("--device", name, "cpu, cuda, cuda:N or mps")
+        if index >= torch.cuda.device_count():
+            raise DeviceError(name, f"this machine has cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
         return CudaDevice(name=f"cuda:{index}", torch=torch)
     raise InvalidRequestError("--device", name, "cpu, cuda, cuda:N or mps")

@@ -24,6 +24,7 @@ full model's layer count (``x layers // built``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ _SHRINKABLE = {
 hidden size can shrink with the head geometry intact."""
 GENERATED_TOKENS = 4
 """New tokens ``generate`` produces in the dynamic mode (a real decode, not only a prefill)."""
+PREFILL_CHUNK = 1024
+"""Dynamic mode: a prompt longer than this is fed to the model in chunks of this many tokens
+before ``generate`` (which continues from the filled ``DynamicCache``), so that Ctrl-C is honoured
+between chunks instead of after one attention call over the whole prompt (minutes at 100,000
+tokens on a CPU). The cache ends the same: ``DynamicLayer.update`` concatenates what it is given."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,8 +168,12 @@ def verify_transformers(
     cache: str = "static",
     layers_sample: int | None = None,
     device: str = "cpu",
+    on_slow: Callable[[str], None] | None = None,
 ) -> TransformersVerifyResult:
-    """Build the cache with transformers from ``ref``'s config.json and compare with kvcalc's hf policy."""
+    """Build the cache with transformers from ``ref``'s config.json and compare with kvcalc's hf policy.
+
+    ``on_slow(sentence)`` is called before the model runs when the run is slow by nature (a long
+    prompt through real attention), so the CLI can say so up front."""
     from kvcalc.engines import get_policy
     from kvcalc.engines.base import Workload
     from kvcalc.registry import load_model
@@ -210,10 +220,44 @@ def verify_transformers(
         import transformers
     except ImportError:
         raise MissingDependencyError("transformers", "hf") from None
+    slow = slow_warning(data, built, seq_len, batch)
+    if slow is not None and on_slow is not None:
+        on_slow(slow)
     layer_tensors = _run(transformers, torch, shrink_config(data, built), mode, seq_len, batch,
                          _TORCH_DTYPES[dtype], device)
     return _compare(model.name, specs, built, layer_tensors, policy, kv, work, est.per_gpu_bytes, mode,
                     transformers.__version__, batch, seq_len, device)
+
+
+SLOW_FLOPS = 10**12
+"""Attention work above which ``verify --source transformers`` warns before it starts."""
+
+
+def attention_flops(data: dict[str, Any], built_layers: int, seq_len: int, batch: int) -> int:
+    """Floating-point operations of the prompt's causal attention in the built layers: about
+    seq_len^2 / 2 query-key pairs, each a dot product over heads x head_dim for the scores and again
+    for the weighted values (2 flops per multiply-add): ``2 x seq_len^2 x heads x head_dim`` a layer.
+    The projections are linear in seq_len and small beside it at these lengths."""
+    heads = data.get("num_attention_heads")
+    head_dim = data.get("head_dim")
+    hidden = data.get("hidden_size")
+    if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+        return 0
+    if not isinstance(head_dim, int) or isinstance(head_dim, bool) or head_dim < 1:
+        head_dim = hidden // heads if isinstance(hidden, int) and not isinstance(hidden, bool) and hidden > 0 else 0
+    return 2 * seq_len * seq_len * heads * head_dim * built_layers * batch
+
+
+def slow_warning(data: dict[str, Any], built_layers: int, seq_len: int, batch: int) -> str | None:
+    """A sentence for a run that is slow by nature (None otherwise): transformers runs the whole
+    prompt through real attention, quadratic in its length."""
+    flops = attention_flops(data, built_layers, seq_len, batch)
+    if flops <= SLOW_FLOPS:
+        return None
+    return (f"slow by nature: transformers runs a {seq_len:,}-token prompt through real attention in "
+            f"{built_layers} built layer(s), about {flops:,} floating-point operations (quadratic in "
+            f"--seq-len); expect minutes or more on a CPU (Ctrl-C stops it between chunks of {PREFILL_CHUNK:,} "
+            "tokens; --cache static runs 8)")
 
 
 def _run(transformers: Any, torch: Any, cfg_data: dict[str, Any], mode: str, seq_len: int, batch: int,
@@ -234,9 +278,16 @@ def _run(transformers: Any, torch: Any, cfg_data: dict[str, Any], mode: str, seq
             else:
                 new = min(GENERATED_TOKENS, seq_len - 1)
                 ids = torch.randint(0, vocab, (batch, seq_len - new + 1), device=device)
+                filled = None
+                if ids.shape[1] - 1 > PREFILL_CHUNK:
+                    # All but the last prompt token, chunk by chunk; generate runs the rest.
+                    filled = transformers.DynamicCache(config=config)
+                    for start in range(0, ids.shape[1] - 1, PREFILL_CHUNK):
+                        stop = min(ids.shape[1] - 1, start + PREFILL_CHUNK)
+                        model(ids[:, start:stop], past_key_values=filled, use_cache=True)
                 out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
                                      min_new_tokens=new, do_sample=False, return_dict_in_generate=True,
-                                     pad_token_id=0)
+                                     pad_token_id=0, past_key_values=filled)
                 cache = out.past_key_values
             result = []
             for layer in cache.layers:

@@ -267,7 +267,8 @@ def _choose_sample(groups: list[_Group], dev: Any, budget: int, budget_rule: str
         return sum(len(g.sizes(1)) * (g.layers if k is None else min(k, g.layers)) for g in groups)
 
     def fits(k: int | None) -> bool:
-        return need(k) <= budget and count(k) <= MAX_TENSORS
+        # The tensor count first: it is arithmetic, while need(k) walks every tensor it would allocate.
+        return count(k) <= MAX_TENSORS and need(k) <= budget
 
     def refuse(what: str, needed: int, hint: str) -> DoesNotFitError:
         return DoesNotFitError(
@@ -287,9 +288,11 @@ def _choose_sample(groups: list[_Group], dev: Any, budget: int, budget_rule: str
             raise refuse(f"--layers-sample {sample}", need(sample), "lower --layers-sample")
         notes.append(f"--layers-sample {sample}: allocated {sample} layer(s) of each kind and extrapolated")
         return sample
-    whole = need(None)
     if fits(None):
         return None
+    # More than MAX_TENSORS tensors (a 10**6-layer model): the device needs at least the tensor bytes;
+    # walking a million sizes through the allocator model would only refine a figure in a note.
+    whole = need(None) if count(None) <= MAX_TENSORS else sum(g.tensor_per_layer * g.layers for g in groups)
     if not fits(1):
         raise refuse("one layer of each kind", need(1), "lower --seq-len or --batch")
     # need(k) grows with k: bisect for the largest k that fits.

@@ -108,6 +108,37 @@ def projection_counts(n_tokens: int) -> tuple[int, int]:
     return n_tokens, n_tokens * (n_tokens + 1) // 2
 
 
+SLOW_FLOPS = 10**12
+"""Work above which ``bench`` warns before it starts: a CPU core does roughly 10**10 to 10**11
+floating-point operations a second in these small matmuls, so this is tens of seconds or more."""
+
+
+def uncached_flops(cfg: BenchConfig) -> int:
+    """Floating-point operations of the no-cache runs (the slow half), counted exactly from the
+    shapes: step ``i`` re-runs ``i`` tokens through every layer's projections (4 d^2 for Q, K, V,
+    O and 2 d f for the FFN, 2 flops per multiply-add) and attends ``i`` queries to ``i`` keys
+    (2 x i x d for the scores and again for the weighted values), for i = 1..N, ``repeats`` times."""
+    d, f = cfg.d_model, cfg.d_model * cfg.ffn_mult
+    total = 0
+    for n in cfg.n_values:
+        tokens = n * (n + 1) // 2  # sum of i
+        squares = n * (n + 1) * (2 * n + 1) // 6  # sum of i^2
+        total += cfg.layers * (2 * (4 * d * d + 2 * d * f) * tokens + 4 * d * squares)
+    return total * cfg.repeats
+
+
+def slow_warning(cfg: BenchConfig) -> str | None:
+    """A sentence to print before starting when the run is slow by nature (None otherwise):
+    without a cache, generating N tokens costs O(N^2) token passes, and kvcalc says so up front."""
+    flops = uncached_flops(cfg)
+    if flops <= SLOW_FLOPS:
+        return None
+    n = max(cfg.n_values)
+    return (f"slow by nature: without a cache, N = {n:,} re-runs the sequence at every step, "
+            f"{flops:,} floating-point operations in all; expect minutes or more on a CPU "
+            "(a progress bar shows on a terminal; Ctrl-C stops and frees everything)")
+
+
 def memory_needed_bytes(cfg: BenchConfig) -> int:
     """Upper bound on what the benchmark allocates (fp32), at the largest N, without the cache:
     weights, K/V for N tokens, and one forward's activations (scores heads x N x N, FFN N x 4d)."""
@@ -194,8 +225,11 @@ def _generate(torch: Any, model: Any, n: int, use_cache: bool) -> list[int]:
     return out
 
 
-def run_bench(cfg: BenchConfig, progress: ProgressFn | None = None) -> BenchResult:
-    """Measure generation with and without the KV cache for each N in ``cfg.n_values``."""
+def run_bench(cfg: BenchConfig, progress: ProgressFn | None = None,
+              on_slow: Callable[[str], None] | None = None) -> BenchResult:
+    """Measure generation with and without the KV cache for each N in ``cfg.n_values``.
+    ``on_slow(sentence)`` is called once the run is known to fit but before it starts, when it is
+    slow by nature (``slow_warning``)."""
     cfg.validate()
     try:
         import torch
@@ -206,13 +240,18 @@ def run_bench(cfg: BenchConfig, progress: ProgressFn | None = None) -> BenchResu
     from kvcalc.units import format_bytes
 
     if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise InvalidRequestError("device", "cuda", "cpu (no CUDA device is visible to torch)")
+        from kvcalc.errors import DeviceError
+
+        raise DeviceError("cuda", "no CUDA device is visible to torch; use --device cpu")
     needed, free = memory_needed_bytes(cfg), _free_bytes(torch, cfg.device)
     if needed > free:
         raise DoesNotFitError(
             f"bench needs up to {format_bytes(needed)} on {cfg.device} but only {format_bytes(free)} is free; "
             "lower --n, --d-model or --layers"
         )
+    slow = slow_warning(cfg)
+    if slow is not None and on_slow is not None:
+        on_slow(slow)
     model = None
     old_threads = torch.get_num_threads()
     try:

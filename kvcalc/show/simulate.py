@@ -37,6 +37,26 @@ DIST_HELP = ("fixed:N, uniform:LO,HI (inclusive), normal:MEAN,STD, lognormal:MU,
 POLICIES = ("padded", "contiguous", "paged", "ideal")
 
 
+def _uniform_ints(rng: random.Random, lo: int, hi: int, n: int) -> list[int]:
+    """``[rng.randint(lo, hi) for _ in range(n)]``, the same numbers at a third of the cost (100,000
+    requests draw 200,000 lengths): CPython's ``randint`` is ``lo + _randbelow(hi - lo + 1)`` and
+    ``_randbelow_with_getrandbits`` draws ``k = width.bit_length()`` bits until one is below the width
+    (Lib/random.py, 3.9 to 3.13); a test checks the two agree draw for draw."""
+    width = hi - lo + 1
+    if type(rng) is not random.Random or width <= 0:
+        return [rng.randint(lo, hi) for _ in range(n)]
+    bits = width.bit_length()
+    getrandbits = rng.getrandbits
+    out: list[int] = []
+    append = out.append
+    for _ in range(n):
+        r = getrandbits(bits)
+        while r >= width:
+            r = getrandbits(bits)
+        append(lo + r)
+    return out
+
+
 @dataclass(frozen=True)
 class LengthDist:
     """A parsed DIST: ``kind`` and its parameters (numbers as given; CSV lengths read up front)."""
@@ -52,7 +72,7 @@ class LengthDist:
             return [int(self.params[0])] * n
         if self.kind == "uniform":
             lo, hi = int(self.params[0]), int(self.params[1])
-            return [rng.randint(lo, hi) for _ in range(n)]
+            return _uniform_ints(rng, lo, hi, n)
         if self.kind == "normal":
             mu, sd = self.params
             return [max(1, round(rng.gauss(mu, sd))) for _ in range(n)]
@@ -245,7 +265,9 @@ def simulate(
             dtype_name = est.kv_dtype
         return memo[key]
 
-    used_b = [kv(n) for n in lengths]
+    # One estimate per distinct length (a few thousand), then a look-up per request.
+    used_of = {n: kv(n) for n in set(lengths)}
+    used_b = [used_of[n] for n in lengths]
     used_t = sum(lengths)
     used_total = sum(used_b)
     longest = max(lengths)
@@ -276,7 +298,8 @@ def simulate(
                          f"each request preallocates max_len = {cap:,} tokens"))
     # paged: cdiv(n, B) blocks of B tokens per request.
     paged_t = [cdiv(n, block_size) * block_size for n in lengths]
-    paged_b = [kv(t) for t in paged_t]
+    paged_of = {t: kv(t) for t in set(paged_t)}
+    paged_b = [paged_of[t] for t in paged_t]
     results.append(_make("paged", sum(paged_t), used_t, sum(paged_b), used_total,
                          None if budget_bytes is None else _prefix_fit(paged_b, budget_bytes),
                          f"blocks of {block_size} tokens, cdiv(length, {block_size}) per request"))
@@ -286,7 +309,7 @@ def simulate(
     notes: list[str] = []
     if clamped:
         notes.append(f"{clamped} request(s) longer than max_len {cap:,} were cut to it")
-    windowed = any(type(s).__name__ != "FullAttention" for s in model.layer_specs)
+    windowed = any(type(s).__name__ != "FullAttention" for s, _n in model.spec_counts())
     if windowed:
         notes.append("model has layers that are not full attention (windows, MLA or state): bytes are not "
                      "proportional to tokens, so byte waste differs from token waste")
