@@ -36,10 +36,9 @@ encoders) are outside these bounds: pass ``--activation-memory`` with the logged
 
 Non-torch memory (CUDA context growth after the baseline, cuBLAS/cuBLASLt workspaces, NCCL and
 custom all-reduce buffers at TP > 1) is not a formula in vLLM's code: it is measured
-(``MemorySnapshot``, vllm/utils/mem_utils.py). kvcalc's bounds are the logged figures:
-low 0.10 GiB (vllm#12330, A100 TP 1), best 0.20 GiB (0.7-0.8 V0 logs: 0.16 H100 TP 1 in
-gateway-api-inference-extension#550 and vllm#12126, 0.20 on 3090s of a TP group in vllm#14447),
-high 1.79 GiB at TP 1 (0.6.5, vllm#10511) and 3.58 GiB at TP > 1 (same thread, TP 2).
+(``MemorySnapshot``, vllm/utils/mem_utils.py). kvcalc's bounds are logged figures, by TP
+(``NON_TORCH_TP1``, ``NON_TORCH_TP``; the V1 advisories were found with the code search's exact
+string "GiB for non-torch memory, and", 2026-12).
 """
 
 from __future__ import annotations
@@ -62,12 +61,15 @@ SAMPLER_BYTES_PER_LOGIT_EXTRA = (24, 36, 44)
 fp32 copy 4 + sort values 4 + int64 indices 8 + int64 iota 8 = 24; + CUB double buffers 12 = 36;
 + top-p softmax and cumsum 8 = 44 (see the module docstring)."""
 
-NON_TORCH_TP1 = (GiB // 10, 205 * MiB, 1833 * MiB)
-"""(low, best, high) non-torch bytes at TP 1: 0.10 GiB (vllm#12330), 0.20 GiB (0.7-0.8 logs),
-1.79 GiB (vllm#10511, 0.6.5), each rounded up to a MiB."""
-NON_TORCH_TP = (GiB // 10, 512 * MiB, 3666 * MiB)
-"""(low, best, high) at TP > 1: best 0.5 GiB (kvcalc's former assumption, now only where NCCL
-buffers add to the context), high 3.58 GiB (vllm#10511 at TP 2)."""
+NON_TORCH_TP1 = (21 * MiB, 205 * MiB, 1833 * MiB)
+"""(low, best, high) non-torch bytes at TP 1: 0.02 GiB (V1 ``--kv-cache-memory`` advisories on
+24 GB cards, "0.02 GiB for non-torch memory"), 0.20 GiB (V0 0.7-0.8 logs: 0.16 in
+gateway-api-inference-extension#550 and vllm#12126, 0.10 in vllm#12330, 0.35 in vllm#10517), 1.79 GiB
+(vllm#10511, 0.6.5), each rounded up to a MiB."""
+NON_TORCH_TP = (205 * MiB, 1414 * MiB, 3666 * MiB)
+"""(low, best, high) at TP > 1 (NCCL and custom all-reduce buffers join the context): 0.20 GiB
+(vllm#14447, V0 workers of a TP group), 1.38 GiB (the middle of the V1 advisories read at TP > 1:
+0.95, 1.38, 1.63 GiB), 3.58 GiB (vllm#10511 at TP 2)."""
 
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4}
 
@@ -132,4 +134,22 @@ def vllm_non_torch(tp: int) -> Term:
     low, best, high = NON_TORCH_TP1 if tp == 1 else NON_TORCH_TP
     return Term(name="non_torch", low_bytes=low, best_bytes=best, high_bytes=high,
                 source=(f"bounds from logged vLLM figures at TP {'1' if tp == 1 else '> 1'} "
-                        "(vllm#12330, #10511, #12126, #14447); measured by vLLM, not derived"))
+                        "(vllm#10511, #10517, #12126, #12330, #14447, V1 advisories); measured by vLLM, not derived"))
+
+
+V0_MAX_NUM_SEQS = 256
+"""V0 ``SchedulerConfig.max_num_seqs`` default (vllm/config.py, 0.6-0.10)."""
+
+
+def vllm_v0_batched_tokens(max_model_len: int) -> int:
+    """V0 ``SchedulerConfig``'s ``max_num_batched_tokens`` without chunked prefill (off by default
+    up to 32K context in 0.6.x): ``max(max_model_len, 2048)`` (vllm/config.py ``SchedulerConfig.__post_init__``)."""
+    return max(max_model_len, 2048)
+
+
+def vllm_v0_profile_terms(model: ModelConfig, *, max_model_len: int, tp: int = 1) -> tuple[Term, Term]:
+    """(activation, non-torch) of a V0 (0.6-0.10) start-up at its default batch: the profile run
+    over ``max(max_model_len, 2048)`` tokens and 256 sequences, sampled on the sort path."""
+    act = vllm_activation(model, tp=tp, max_num_batched_tokens=vllm_v0_batched_tokens(max_model_len),
+                          max_num_seqs=V0_MAX_NUM_SEQS, dtype=model.dtype, sampler="sort")
+    return act, vllm_non_torch(tp)
