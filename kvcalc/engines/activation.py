@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvcalc.models import ModelConfig
-from kvcalc.units import GiB, MiB
+from kvcalc.units import MiB
 
 FUSED_MOE_CHUNK_TOKENS = 32768
 """``VLLM_FUSED_MOE_CHUNK_SIZE`` default (vllm/envs.py): fused_moe works on at most this many tokens."""
@@ -98,14 +98,19 @@ def compute_dtype_bytes(dtype: str) -> int:
 def forward_bytes_per_token(model: ModelConfig, tp: int, b: int) -> tuple[int, int, int]:
     """(low, best, high) bytes one token of the profile batch holds at the MLP's peak, per rank."""
     h = model.hidden_size
-    if model.moe is not None:
-        moe = model.moe
-        ie = -(-(moe.moe_intermediate_size or model.intermediate_size or 4 * h) // tp)
-        shared = -(-(moe.shared_expert_intermediate_size or 0) // tp)
-        best = b * (3 * h + moe.experts_per_token * (3 * ie + h))
-        return b * (2 * h + moe.experts_per_token * 3 * ie), best, best + b * (h + 3 * shared)
     inter = -(-(model.intermediate_size or 4 * h) // tp)  # ceil: column-parallel shards round up
-    return b * (2 * h + 3 * inter), b * (3 * h + 3 * inter), b * (4 * h + 4 * inter)
+    dense = (b * (2 * h + 3 * inter), b * (3 * h + 3 * inter), b * (4 * h + 4 * inter))
+    if model.moe is None:
+        return dense
+    moe = model.moe
+    ie = -(-(moe.moe_intermediate_size or model.intermediate_size or 4 * h) // tp)
+    shared = -(-(moe.shared_expert_intermediate_size or moe.num_shared_experts * ie * tp) // tp)
+    k = moe.experts_per_token
+    routed = (b * (2 * h + k * 3 * ie), b * (3 * h + k * (3 * ie + h)), b * (3 * h + k * (3 * ie + h) + 3 * shared))
+    if moe.first_dense_layers == 0:
+        return routed
+    # leading dense layers (DeepSeek's first_k_dense_replace) run the dense MLP: the larger peak counts
+    return tuple(max(d, r) for d, r in zip(dense, routed, strict=True))  # type: ignore[return-value]
 
 
 def vllm_activation(model: ModelConfig, *, tp: int, max_num_batched_tokens: int, max_num_seqs: int | None,
