@@ -16,6 +16,8 @@ from kvcalc.engines.activation import (
     NON_TORCH_TP1,
     forward_bytes_per_token,
     vllm_activation,
+    vllm_capture_sizes,
+    vllm_cudagraph,
     vllm_non_torch,
     vllm_v0_batched_tokens,
     vllm_v0_profile_terms,
@@ -144,15 +146,18 @@ def test_v0_terms_match_the_benchmark() -> None:
 
 def test_plan_default_is_modelled_with_interval_keys() -> None:
     p = plan(PlanRequest(model=load_model("llama-3-8b"), engine="vllm@0.20", gpu="h100", max_model_len=8192))
-    act, non_torch = p.budget_terms
-    assert p.budget["activation_bytes"] == act["best_bytes"] == 1_972_895_744
+    act, graphs, non_torch = p.budget_terms
+    assert (act["name"], graphs["name"], non_torch["name"]) == ("activation", "cudagraph", "non_torch")
+    # the activation row is the activation peak plus the CUDA-graph estimate (vLLM subtracts both)
+    assert p.budget["activation_bytes"] == act["best_bytes"] + graphs["best_bytes"]
+    assert act["best_bytes"] == 1_972_895_744
     assert p.budget["non_torch_bytes"] == non_torch["best_bytes"] == NON_TORCH_TP1[1]
-    assert act["status"] == non_torch["status"] == "modelled"
+    assert {t["status"] for t in p.budget_terms} == {"modelled"}
     assert p.kv_budget_bytes_low is not None and p.kv_budget_bytes_high is not None
     assert p.kv_budget_bytes_low < p.kv_budget_bytes < p.kv_budget_bytes_high
-    # low = both terms high: the best budget less the extra activation and non-torch.
-    assert p.kv_budget_bytes - p.kv_budget_bytes_low == (act["high_bytes"] - act["best_bytes"]
-                                                         + non_torch["high_bytes"] - non_torch["best_bytes"])
+    # low = every term high: the best budget less each term's high - best.
+    assert p.kv_budget_bytes - p.kv_budget_bytes_low == sum(t["high_bytes"] - t["best_bytes"] for t in p.budget_terms)
+    assert p.kv_budget_bytes_high - p.kv_budget_bytes == sum(t["best_bytes"] - t["low_bytes"] for t in p.budget_terms)
     assert p.max_concurrency_low is not None and p.max_concurrency_high is not None
     assert p.max_concurrency_low <= p.max_concurrency <= p.max_concurrency_high
     assert any(n.startswith("activation modelled") for n in p.notes)
@@ -165,11 +170,30 @@ def test_plan_pinned_terms() -> None:
     assert both.kv_budget_bytes_low is None and both.budget_terms == []
     assert both.budget["activation_bytes"] == 1536 * MiB
     one = plan(PlanRequest(model=m, engine="vllm@0.20", gpu="h100", max_model_len=8192, activation_bytes=GiB))
-    act, non_torch = one.budget_terms
-    assert act["status"] == "given" and act["low_bytes"] == act["high_bytes"] == GiB
+    act, graphs, non_torch = one.budget_terms
+    assert act["status"] == graphs["status"] == "given (--activation-memory)"
+    assert one.budget["activation_bytes"] == GiB
     assert non_torch["status"] == "modelled"
     assert one.kv_budget_bytes_high is not None and one.kv_budget_bytes_low is not None
     assert one.kv_budget_bytes_high - one.kv_budget_bytes_low == non_torch["high_bytes"] - non_torch["low_bytes"]
+
+
+def test_capture_sizes_by_hand() -> None:
+    # vllm/config/vllm.py:1469-1521 @ 0.20.0: largest min(2 x 1,024, 512, 8,192) = 512: 1, 2, 4 (3),
+    # 8..248 by 8 (31), 256..512 by 16 (17) = 51 sizes; 256 sequences at 2,048 tokens: also 512.
+    sizes = vllm_capture_sizes(8192, 1024)
+    assert (len(sizes), sizes[:5], sizes[-2:]) == (51, [1, 2, 4, 8, 16], [496, 512])
+    assert vllm_capture_sizes(2048, 256)[-1] == 512
+    assert vllm_capture_sizes(8192, 4) == [1, 2, 4, 8]  # 2 x 4 sequences
+
+
+def test_cudagraph_estimate_by_hand() -> None:
+    # Llama-3-8B, 51 sizes in 2 modes: best 512 x 110,592 (first capture) + 2 x 50 x 4 MiB =
+    # 56,623,104 + 419,430,400 = 476,053,504 B; low 512 x 102,400 + 100 x 1 MiB = 52,428,800 + 104,857,600.
+    t = vllm_cudagraph(load_model("llama-3-8b"), tp=1, max_num_batched_tokens=8192, max_num_seqs=1024,
+                       dtype="bfloat16")
+    assert (t.low_bytes, t.best_bytes) == (157_286_400, 476_053_504)
+    assert t.high_bytes == 2 * 512 * 147_456 + 100 * 16 * MiB
 
 
 def test_fit_error_gives_longest_context_interval() -> None:

@@ -134,10 +134,13 @@ def _memory_table(p: Plan) -> Table:
             "activation": ("- activation peak (--activation-memory)", b["activation_bytes"] or None),
             "non_torch": ("- non-torch: CUDA context, NCCL (--non-torch-memory)", b["non_torch_bytes"]),
         }
-        for term in p.budget_terms:  # say which terms are modelled (best value shown) and which given
-            if term["status"] == "modelled":
-                label, value = rows[term["name"]]
-                rows[term["name"]] = (label.replace(" (--", ", modelled best (--"), value)
+        modelled = {("non_torch" if t["name"] == "non_torch" else "activation") for t in p.budget_terms
+                    if t["status"] == "modelled"}
+        if any(t["name"] == "cudagraph" and t["status"] == "modelled" for t in p.budget_terms):
+            rows["activation"] = ("- activation peak + CUDA graphs (--activation-memory)", rows["activation"][1])
+        for key in modelled:  # say which terms are modelled (best value shown) and which given
+            label, value = rows[key]
+            rows[key] = (label.replace(" (--", ", modelled best (--"), value)
         mem.add_row("GPU memory the engine sees", _size_text(b["total_bytes"]))
         for key in b["order"]:
             label, value = rows[key]

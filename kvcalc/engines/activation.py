@@ -158,3 +158,46 @@ def vllm_v0_profile_terms(model: ModelConfig, *, max_model_len: int, tp: int = 1
     act = vllm_activation(model, tp=tp, max_num_batched_tokens=vllm_v0_batched_tokens(max_model_len),
                           max_num_seqs=V0_MAX_NUM_SEQS, dtype=model.dtype, sampler="sort")
     return act, vllm_non_torch(tp)
+
+
+CUDAGRAPH_PER_GRAPH_BYTES = (1 * MiB, 4 * MiB, 16 * MiB)
+"""(low, best, high) bytes each further captured graph adds. Low: the floor vLLM itself uses ("at
+least 1 MiB per graph for driver overhead", gpu_model_runner.py:6009-6010 @ 0.20.0); best and high
+are kvcalc assumptions (vLLM measures the second capture's growth; logged totals of 0.05-0.68 GiB for
+single-GPU models of 8-17 GiB weights fit 1-7 MiB per graph)."""
+
+
+def vllm_capture_sizes(max_num_batched_tokens: int, max_num_seqs: int | None) -> list[int]:
+    """vLLM's default CUDA-graph capture sizes (``VllmConfig._set_cudagraph_sizes``,
+    vllm/config/vllm.py:1469-1521 @ 0.20.0): largest ``min(2 x max_num_seqs, 512, max_num_batched_tokens)``
+    (no speculative decoding); 1, 2, 4, then steps of 8 below 256 and of 16 from 256."""
+    largest = min(2 * (max_num_seqs or 256), 512, max_num_batched_tokens)
+    sizes = [i for i in (1, 2, 4) if i <= largest]
+    if largest >= 8:
+        sizes += list(range(8, min(largest + 1, 256), 8))
+    if largest >= 256:
+        sizes += list(range(256, largest + 1, 16))
+    return sorted(set(sizes))
+
+
+def vllm_cudagraph(model: ModelConfig, *, tp: int, max_num_batched_tokens: int, max_num_seqs: int | None,
+                   dtype: str) -> Term:
+    """vLLM's CUDA-graph memory estimate, subtracted from the KV budget since 0.20.0
+    (``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`` defaults on, vllm/envs.py:1724-1726; gpu_worker.py:
+    379-424). ``profile_cudagraph_memory`` (gpu_model_runner.py:5949-6040) captures, per mode, the
+    largest size first and takes ``max over modes of that first capture + (graphs - 1) x per-graph``
+    summed over modes; the default mode FULL_AND_PIECEWISE has two modes of the same sizes. The first
+    capture holds the forward's intermediates at the largest size (the graph pool keeps them):
+    ``largest x forward bytes per token`` (low / best / high as the activation's), twice that as the
+    high bound (FULL captures attention at ``max_num_tokens / size`` sequence lengths)."""
+    sizes = vllm_capture_sizes(max_num_batched_tokens, max_num_seqs)
+    largest = sizes[-1]
+    fwd = forward_bytes_per_token(model, tp, compute_dtype_bytes(dtype))
+    modes = 2
+    further = modes * (len(sizes) - 1)
+    low = largest * fwd[0] + further * CUDAGRAPH_PER_GRAPH_BYTES[0]
+    best = largest * fwd[1] + further * CUDAGRAPH_PER_GRAPH_BYTES[1]
+    high = 2 * largest * fwd[2] + further * CUDAGRAPH_PER_GRAPH_BYTES[2]
+    source = (f"vLLM CUDA-graph estimate modelled: {len(sizes)} capture sizes up to {largest} in 2 modes "
+              "(FULL_AND_PIECEWISE); per-graph bytes assumed (1 MiB floor from vLLM, 4 MiB best, 16 MiB high)")
+    return Term(name="cudagraph", low_bytes=low, best_bytes=best, high_bytes=high, source=source)

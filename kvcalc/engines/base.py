@@ -317,9 +317,10 @@ class Engine:
         return whole_remainder(self.name, total_bytes, weights_per_gpu, act, non_torch)
 
     def profile_terms(self, model: ModelConfig, *, tp: int, max_num_batched_tokens: int,
-                      max_num_seqs: int | None) -> tuple[Term, Term] | None:
-        """(activation, non-torch) modelled as low / best / high for this engine's start-up, or
-        None where kvcalc has no model and the fixed assumptions of memory.py apply."""
+                      max_num_seqs: int | None) -> tuple[Term, ...] | None:
+        """The budget terms modelled as low / best / high for this engine's start-up (``name``
+        ``non_torch`` is the non-torch term; every other one adds to the activation row), or None
+        where kvcalc has no model and the fixed assumptions of memory.py apply."""
         return None
 
     def fraction(self, given: str | None, default: str | None = None) -> Decimal | None:

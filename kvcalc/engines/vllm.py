@@ -229,14 +229,17 @@ class VllmEngine(Engine):
         return fraction_of_total(self.name, self.fraction_flag, frac, total_bytes, weights, activation, non_torch)
 
     def profile_terms(self, model: ModelConfig, *, tp: int, max_num_batched_tokens: int,
-                      max_num_seqs: int | None) -> tuple[Term, Term]:
-        """The profile run's activation peak and non-torch memory (kvcalc/engines/activation.py):
-        the same profile run in V0 and every V1 release read."""
-        from kvcalc.engines.activation import vllm_activation, vllm_non_torch
+                      max_num_seqs: int | None) -> tuple[Term, ...]:
+        """The profile run's activation peak, the CUDA-graph estimate (subtracted since 0.20.0) and
+        non-torch memory (kvcalc/engines/activation.py); the same profile run in every V1 release read."""
+        from kvcalc.engines.activation import vllm_activation, vllm_cudagraph, vllm_non_torch
 
+        dtype = self.compute_dtype(model)
         act = vllm_activation(model, tp=tp, max_num_batched_tokens=max_num_batched_tokens,
-                              max_num_seqs=max_num_seqs, dtype=self.compute_dtype(model))
-        return act, vllm_non_torch(tp)
+                              max_num_seqs=max_num_seqs, dtype=dtype)
+        graphs = vllm_cudagraph(model, tp=tp, max_num_batched_tokens=max_num_batched_tokens,
+                                max_num_seqs=max_num_seqs, dtype=dtype)
+        return act, graphs, vllm_non_torch(tp)
 
     def no_memory_reason(self, bud: Budget) -> str:
         from kvcalc.engines.vllm_kv import CONSERVING_MEMORY_URL

@@ -32,6 +32,7 @@ from kvcalc.planner.gpus import Gpu, is_auto, parse_gpu_spec, plan_on_local_gpus
 from kvcalc.units import format_bytes
 
 if TYPE_CHECKING:
+    from kvcalc.engines.activation import Term
     from kvcalc.planner.roofline import Roofline
 
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
@@ -311,15 +312,19 @@ def budget_of(req: PlanRequest, s: Settings, w: Weights, notes: list[str]) -> Bu
                                    max_num_seqs=s.max_running)
     act, non_torch = req.activation_bytes, req.non_torch_bytes
     if terms is not None:
-        act = terms[0].best_bytes if act is None else act
-        non_torch = terms[1].best_bytes if non_torch is None else non_torch
+        act = _term_sum(terms, "best_bytes", False) if act is None else act
+        non_torch = _term_sum(terms, "best_bytes", True) if non_torch is None else non_torch
     bud = s.engine.budget(s.dep.total_bytes, w.per_gpu_bytes, fraction=req.fraction, default_fraction=default,
                           activation_bytes=act, non_torch_bytes=non_torch)
     if terms is not None:
-        for term, given in zip(terms, (req.activation_bytes, req.non_torch_bytes), strict=True):
+        for term in terms:
+            given = req.non_torch_bytes if term.name == "non_torch" else req.activation_bytes
             if given is None:
                 notes.append(f"{term.name} modelled: best {format_bytes(term.best_bytes)}, low "
                              f"{format_bytes(term.low_bytes)}, high {format_bytes(term.high_bytes)} ({term.source})")
+        if req.activation_bytes is None and len(terms) > 2:
+            notes.append("the activation row is the activation peak plus the CUDA-graph estimate (vLLM subtracts "
+                         "both; --activation-memory pins their sum)")
     if terms is None and (req.activation_bytes is None or req.non_torch_bytes is None):
         notes.append(
             f"activation peak and non-torch memory are kvcalc's assumed defaults ({DEFAULT_ACTIVATION_BYTES >> 20:,} "
@@ -327,6 +332,11 @@ def budget_of(req: PlanRequest, s: Settings, w: Weights, notes: list[str]) -> Bu
             "the engine log (kvcalc check-log) and pass --activation-memory / --non-torch-memory"
         )
     return bud
+
+
+def _term_sum(terms: tuple[Term, ...], key: str, non_torch: bool) -> int:
+    """The non-torch term's bound, or the sum of the others' (what the activation row holds)."""
+    return sum(int(getattr(t, key)) for t in terms if (t.name == "non_torch") == non_torch)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -349,21 +359,23 @@ def interval_of(req: PlanRequest, s: Settings, w: Weights, bud: Budget) -> Inter
                                    max_num_seqs=s.max_running)
     if terms is None:
         return None
-    act, non_torch = terms
-    rows: list[dict[str, Any]] = []
-    for term, given in ((act, req.activation_bytes), (non_torch, req.non_torch_bytes)):
-        row = term.to_dict()
-        row["status"] = "given" if given is not None else "modelled"
-        if given is not None:
-            row.update(low_bytes=given, best_bytes=given, high_bytes=given, source="given on the command line")
-        rows.append(row)
     if req.activation_bytes is not None and req.non_torch_bytes is not None:
         return None
+    rows: list[dict[str, Any]] = []
+    for term in terms:
+        row = term.to_dict()
+        row["status"] = "modelled"
+        given = req.non_torch_bytes if term.name == "non_torch" else req.activation_bytes
+        if given is not None:
+            row["status"] = "given (--non-torch-memory)" if term.name == "non_torch" else "given (--activation-memory)"
+        rows.append(row)
     fraction = bud.fraction
 
-    def at(i: str) -> Budget:
+    def at(key: str) -> Budget:
+        act = req.activation_bytes if req.activation_bytes is not None else _term_sum(terms, key, False)
+        non_torch = req.non_torch_bytes if req.non_torch_bytes is not None else _term_sum(terms, key, True)
         return s.engine.budget(s.dep.total_bytes or 0, w.per_gpu_bytes or 0, fraction=fraction,
-                               activation_bytes=rows[0][i], non_torch_bytes=rows[1][i])
+                               activation_bytes=act, non_torch_bytes=non_torch)
 
     return Interval(low=at("high_bytes"), high=at("low_bytes"), terms=rows)
 
