@@ -160,7 +160,7 @@ def test_plan_default_is_modelled_with_interval_keys() -> None:
     assert p.kv_budget_bytes_high - p.kv_budget_bytes == sum(t["best_bytes"] - t["low_bytes"] for t in p.budget_terms)
     assert p.max_concurrency_low is not None and p.max_concurrency_high is not None
     assert p.max_concurrency_low <= p.max_concurrency <= p.max_concurrency_high
-    assert any(n.startswith("activation modelled") for n in p.notes)
+    assert any(n.startswith("budget terms modelled") and "cudagraph" in n for n in p.notes)
 
 
 def test_plan_pinned_terms() -> None:

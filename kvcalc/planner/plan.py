@@ -317,14 +317,11 @@ def budget_of(req: PlanRequest, s: Settings, w: Weights, notes: list[str]) -> Bu
     bud = s.engine.budget(s.dep.total_bytes, w.per_gpu_bytes, fraction=req.fraction, default_fraction=default,
                           activation_bytes=act, non_torch_bytes=non_torch)
     if terms is not None:
-        for term in terms:
-            given = req.non_torch_bytes if term.name == "non_torch" else req.activation_bytes
-            if given is None:
-                notes.append(f"{term.name} modelled: best {format_bytes(term.best_bytes)}, low "
-                             f"{format_bytes(term.low_bytes)}, high {format_bytes(term.high_bytes)} ({term.source})")
-        if req.activation_bytes is None and len(terms) > 2:
-            notes.append("the activation row is the activation peak plus the CUDA-graph estimate (vLLM subtracts "
-                         "both; --activation-memory pins their sum)")
+        shown = [f"{t.name} {format_bytes(t.best_bytes)} [{format_bytes(t.low_bytes)}, {format_bytes(t.high_bytes)}]"
+                 for t in terms if (req.non_torch_bytes if t.name == "non_torch" else req.activation_bytes) is None]
+        if shown:
+            notes.append("budget terms modelled, best [low, high]: " + "; ".join(shown) + " (sources: --json "
+                         "budget_terms; the activation row holds activation + cudagraph)")
     if terms is None and (req.activation_bytes is None or req.non_torch_bytes is None):
         notes.append(
             f"activation peak and non-torch memory are kvcalc's assumed defaults ({DEFAULT_ACTIVATION_BYTES >> 20:,} "
