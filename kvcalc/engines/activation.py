@@ -53,7 +53,7 @@ FUSED_MOE_CHUNK_TOKENS = 32768
 
 SAMPLER_V1_BYTES_PER_LOGIT_EXTRA = (8, 12, 36)
 """V1 0.20+ (low, best, high): batches of 8 or more take the in-place Triton top-k/top-p kernel
-(topk_topp_sampler.py:251-252 @ 0.20.0; its scratch is ``num_SMs x vocab``,
+(topk_topp_sampler.py:251-252 @ 0.20.0; 0.34.0 takes it for every batch, :212; its scratch is ``num_SMs x vocab``,
 topk_topp_triton.py:1013-1020), then ``probs = softmax`` (4) and ``random_sample``'s exponential
 ``q`` (4, :334): fp32 copy 4 + probs 4 (+ q 4 = 12, best); high: the sort path below (36)."""
 SAMPLER_BYTES_PER_LOGIT_EXTRA = (24, 36, 44)
