@@ -13,6 +13,7 @@ from kvcalc.models import MoE
 from kvcalc.planner.plan import PlanRequest, plan
 from kvcalc.planner.weights import checkpoint_weights, computed_parameters, weight_tensors
 from kvcalc.registry import builtin_names, get_builtin
+from kvcalc.units import MiB
 from tests.conftest import make_model
 
 # The tiny dense model every format test sizes: hidden 256 (4 heads x 64), 2 KV heads, 2 layers,
@@ -160,8 +161,10 @@ def test_deepseek_v3_plan_sizes_fp8_from_its_config() -> None:
     assert p.weights_breakdown["fp32 block scales"] == 4 * (61 * attn + 3 * dense + 58 * moe)
     # The plan now fits (bf16 weights left a negative budget). Under vLLM 0.20's rules it serves the
     # 22 users the issue quotes for --weight-dtype fp8; vLLM 0.34 (utilization 1.0 less its margin)
-    # more, from the same weights.
-    old = plan(PlanRequest(model=model, gpu="h200:8", max_model_len=32768, engine="vllm@0.20"))
+    # more, from the same weights. The 22 is at the former 1.5 GiB / 0.5 GiB terms the issue used:
+    # pinned, since the subject here is the weights, not the activation model.
+    old = plan(PlanRequest(model=model, gpu="h200:8", max_model_len=32768, engine="vllm@0.20",
+                           activation_bytes=1536 * MiB, non_torch_bytes=512 * MiB))
     assert old.weights_bytes == p.weights_bytes and old.fits and old.max_sequences == 22
     assert p.fits and p.max_sequences > 22
     assert not plan(PlanRequest(model=model, gpu="h200:8", max_model_len=32768, weight_dtype="bf16")).fits

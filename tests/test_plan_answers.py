@@ -13,7 +13,7 @@ from kvcalc.engines.base import Workload
 from kvcalc.errors import InvalidRequestError
 from kvcalc.planner.plan import PlanRequest, plan
 from kvcalc.registry import get_builtin
-from kvcalc.units import GiB, parse_tokens
+from kvcalc.units import GiB, MiB, parse_tokens
 
 
 def test_fits_answers_the_question_asked_in_table_and_json(cli: Any) -> None:
@@ -61,8 +61,9 @@ def test_cache_dtype_hint_comes_from_the_engine(engine: str, kv_dtype: str, want
 
 def test_resident_requests_respect_max_num_seqs() -> None:
     # llama-3.1-8b on an H100 at 256 tokens: the KV cache holds 1,788 requests, vLLM runs 256.
+    # The subject is the max_num_seqs cap: the budget terms pinned to 1.5 GiB / 0.5 GiB.
     p = plan(PlanRequest(model=get_builtin("llama-3.1-8b"), gpu="h100", max_model_len=256, max_num_seqs=256,
-                         engine="vllm@0.20"))
+                         engine="vllm@0.20", activation_bytes=1536 * MiB, non_torch_bytes=512 * MiB))
     assert (p.max_sequences, p.max_sequences_by_memory, p.max_running_requests) == (256, 1788, 256)
     assert "--max-num-seqs 256" in p.binding_constraint
 

@@ -70,8 +70,9 @@ def test_full_derivation_80gib() -> None:
     # total 80 GiB = 85,899,345,920; ceil(x 0.92) = 79,027,398,247; weights 6,738,415,616 x 2 =
     # 13,476,831,232; activation 1.5 GiB (1,610,612,736) and non-torch 0.5 GiB (536,870,912) ->
     # 63,403,083,367 B (59.05 GiB) // 262,144 // 32 = 7,558 blocks; 120,928 tokens; 7,558 / 256 = 29.52x.
+    # The subject is the budget arithmetic, not the activation model: both terms pinned.
     p = plan(PlanRequest(model=get_builtin("llama-2-7b"), gpu_memory_bytes=80 * GiB, max_model_len=4096,
-                         engine="vllm@0.20"))
+                         engine="vllm@0.20", activation_bytes=1536 * MiB, non_torch_bytes=512 * MiB))
     assert p.budget["requested_bytes"] == 79_027_398_247
     assert p.weights_bytes == 13_476_831_232
     assert p.kv_budget_bytes == 63_403_083_367

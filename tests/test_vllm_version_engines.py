@@ -83,7 +83,9 @@ def test_0_34_budget_margin_and_default_utilization() -> None:
     activation) free: with kvcalc's 1.5 GiB activation the margin is 1.125 GiB =
     1,207,959,552 B, so KV = total - margin - weights - activation - non-torch."""
     m = load_model("llama-3.1-8b")
-    p = plan(PlanRequest(model=m, engine="vllm@0.34", gpu="h100", max_model_len=8192))
+    # kvcalc's former 1.5 GiB / 0.5 GiB pinned: the subject is the margin, not the activation model.
+    p = plan(PlanRequest(model=m, engine="vllm@0.34", gpu="h100", max_model_len=8192, activation_bytes=1536 * MiB,
+                         non_torch_bytes=512 * MiB))
     b = p.budget
     assert b["fraction"] == "1.0"
     margin = 1536 * MiB * 3 // 4

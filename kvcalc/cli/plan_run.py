@@ -134,6 +134,13 @@ def _memory_table(p: Plan) -> Table:
             "activation": ("- activation peak (--activation-memory)", b["activation_bytes"] or None),
             "non_torch": ("- non-torch: CUDA context, NCCL (--non-torch-memory)", b["non_torch_bytes"]),
         }
+        modelled = {("non_torch" if t["name"] == "non_torch" else "activation") for t in p.budget_terms
+                    if t["status"] == "modelled"}
+        if any(t["name"] == "cudagraph" and t["status"] == "modelled" for t in p.budget_terms):
+            rows["activation"] = ("- activation peak + CUDA graphs (--activation-memory)", rows["activation"][1])
+        for key in modelled:  # say which terms are modelled (best value shown) and which given
+            label, value = rows[key]
+            rows[key] = (label.replace(" (--", ", modelled best (--"), value)
         mem.add_row("GPU memory the engine sees", _size_text(b["total_bytes"]))
         for key in b["order"]:
             label, value = rows[key]
@@ -142,6 +149,9 @@ def _memory_table(p: Plan) -> Table:
         if b.get("reserve_bytes"):
             mem.add_row(f"- {b['reserve_label']}", _size_text(b["reserve_bytes"]))
     mem.add_row("= KV cache budget", _size_text(p.kv_budget_bytes), style="bold")
+    if p.kv_budget_bytes_low is not None and p.kv_budget_bytes_high is not None:
+        mem.add_row("  KV budget if the modelled terms sit at their bounds",
+                    f"{_size_text(p.kv_budget_bytes_low)} .. {_size_text(p.kv_budget_bytes_high)}")
     return mem
 
 
@@ -163,6 +173,14 @@ def _kv_table(p: Plan) -> Table:
     if p.kv_cache_tokens is not None:
         kv.add_row("tokens the cache holds", f"{p.kv_cache_tokens:,}")
     kv.add_row("max concurrency at max_model_len", f"{p.max_concurrency:.2f}x")
+    if p.max_concurrency_low is not None and p.max_concurrency_high is not None \
+            and f"{p.max_concurrency_low:.2f}" != f"{p.max_concurrency_high:.2f}":
+        kv.add_row("  with the modelled terms at their bounds",
+                   f"{p.max_concurrency_low:.2f}x .. {p.max_concurrency_high:.2f}x")
+    if p.estimated_max_model_len_low is not None and p.estimated_max_model_len_high is not None \
+            and p.estimated_max_model_len_low != p.estimated_max_model_len_high:
+        kv.add_row("estimated max model len, terms at their bounds",
+                   f"{p.estimated_max_model_len_low:,} .. {p.estimated_max_model_len_high:,} tokens")
     resident = f"{p.max_sequences:,}"
     if p.max_running_requests is not None and p.max_sequences < p.max_sequences_by_memory:
         resident += f" (--max-num-seqs; the KV cache holds {p.max_sequences_by_memory:,})"

@@ -32,6 +32,7 @@ from kvcalc.specs import FixedState, FullAttention, IndexedLatentAttention, Late
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from kvcalc.engines.activation import Term
     from kvcalc.engines.capacity import Capacity
     from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
@@ -330,6 +331,13 @@ class Engine:
         if frac is not None:
             return self.fraction_budget(frac, total_bytes, weights_per_gpu, act, non_torch)
         return whole_remainder(self.name, total_bytes, weights_per_gpu, act, non_torch)
+
+    def profile_terms(self, model: ModelConfig, *, tp: int, max_num_batched_tokens: int,
+                      max_num_seqs: int | None) -> tuple[Term, ...] | None:
+        """The budget terms modelled as low / best / high for this engine's start-up (``name``
+        ``non_torch`` is the non-torch term; every other one adds to the activation row), or None
+        where kvcalc has no model and the fixed assumptions of memory.py apply."""
+        return None
 
     def fraction(self, given: str | None, default: str | None = None) -> Decimal | None:
         """The memory fraction in force: given, else the derived default, else the fixed one."""

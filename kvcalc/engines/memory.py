@@ -11,7 +11,8 @@ rounding each engine uses.
   @ 002f10e0; docs.vllm.ai ``vllm serve``: "If unspecified, will use the default value of 0.92").
   It became 0.92 in vLLM PR #38284 (April 2026, first released in 0.20.0), which at the same time
   turned on the subtraction of a CUDA-graph memory estimate (``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS``);
-  kvcalc has no model of that estimate, so it belongs in ``--activation-memory``. The block rules in
+  kvcalc has no model of that estimate (a throwaway capture, not a formula), so it belongs in
+  ``--activation-memory``. The block rules in
   vllm_kv.py follow commit 001cabc1 (= 0.19.x and 0.20.0), from just before #38284 where the
   default was still 0.9 with no CUDA-graph term: pass ``--gpu-memory-utilization 0.9`` to
   reproduce 0.19.x exactly.
@@ -25,10 +26,11 @@ rounding each engine uses.
   activation + non-torch.
 * ``llama.cpp`` and ``hf``: no fraction: ``total - weights - activation - non-torch``.
 
-The activation peak and non-torch memory are kvcalc assumptions (defaults below), named in the
-output and overridable (``--activation-memory``, ``--non-torch-memory``); the defaults are the
-figures of the kvcalc reference §8.2 worked example. Real values come from the engine's own
-start-up log (``kvcalc check-log``).
+For vLLM the activation peak and non-torch memory are modelled (``activation.py``: best by
+default, low/high bounds in ``plan``'s ``*_low`` / ``*_high`` keys); for the other engines they are
+kvcalc assumptions (defaults below, the figures of the kvcalc reference §8.2 worked example). Both
+are named in the output and overridable (``--activation-memory``, ``--non-torch-memory``); real
+values come from the engine's own start-up log (``kvcalc check-log``).
 """
 
 from __future__ import annotations

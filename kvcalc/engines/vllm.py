@@ -55,6 +55,7 @@ from kvcalc.specs import (
 from kvcalc.units import GiB
 
 if TYPE_CHECKING:
+    from kvcalc.engines.activation import Term
     from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
     from kvcalc.layout import RankLayout
@@ -230,6 +231,19 @@ class VllmEngine(Engine):
 
         assert self.fraction_flag is not None
         return fraction_of_total(self.name, self.fraction_flag, frac, total_bytes, weights, activation, non_torch)
+
+    def profile_terms(self, model: ModelConfig, *, tp: int, max_num_batched_tokens: int,
+                      max_num_seqs: int | None) -> tuple[Term, ...]:
+        """The profile run's activation peak, the CUDA-graph estimate (subtracted since 0.20.0) and
+        non-torch memory (kvcalc/engines/activation.py); the same profile run in every V1 release read."""
+        from kvcalc.engines.activation import vllm_activation, vllm_cudagraph, vllm_non_torch
+
+        dtype = self.compute_dtype(model)
+        act = vllm_activation(model, tp=tp, max_num_batched_tokens=max_num_batched_tokens,
+                              max_num_seqs=max_num_seqs, dtype=dtype)
+        graphs = vllm_cudagraph(model, tp=tp, max_num_batched_tokens=max_num_batched_tokens,
+                                max_num_seqs=max_num_seqs, dtype=dtype)
+        return act, graphs, vllm_non_torch(tp)
 
     def no_memory_reason(self, bud: Budget) -> str:
         from kvcalc.engines.vllm_kv import CONSERVING_MEMORY_URL

@@ -32,6 +32,7 @@ from kvcalc.planner.gpus import Gpu, is_auto, parse_gpu_spec, plan_on_local_gpus
 from kvcalc.units import format_bytes
 
 if TYPE_CHECKING:
+    from kvcalc.engines.activation import Term
     from kvcalc.planner.roofline import Roofline
 
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
@@ -155,6 +156,17 @@ class Plan:
     """Which source sized the weights (``kvcalc.planner.weights.checkpoint_weights``)."""
     weights_breakdown: dict[str, int] = field(default_factory=dict)
     """Weight bytes per storage kind (fp8, scales, unquantized bf16, ggml types ...)."""
+    kv_budget_bytes_low: int | None = None
+    """The KV budget with the modelled terms (activation, non-torch) at their high bounds; None
+    when nothing is modelled. ``kv_budget_bytes`` keeps the best value."""
+    kv_budget_bytes_high: int | None = None
+    """... at their low bounds."""
+    max_concurrency_low: float | None = None
+    max_concurrency_high: float | None = None
+    estimated_max_model_len_low: int | None = None
+    estimated_max_model_len_high: int | None = None
+    budget_terms: list[dict[str, Any]] = field(default_factory=list)
+    """Per modelled term: name, low/best/high bytes, source, status (modelled / given)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -296,15 +308,73 @@ def budget_of(req: PlanRequest, s: Settings, w: Weights, notes: list[str]) -> Bu
         if derived is not None:
             default = derived[0]
             notes.append(f"{s.engine.fraction_flag} not given: {derived[1]}")
+    terms = s.engine.profile_terms(s.model, tp=s.dep.tp, max_num_batched_tokens=s.max_num_batched_tokens,
+                                   max_num_seqs=s.max_running)
+    act, non_torch = req.activation_bytes, req.non_torch_bytes
+    if terms is not None:
+        act = _term_sum(terms, "best_bytes", False) if act is None else act
+        non_torch = _term_sum(terms, "best_bytes", True) if non_torch is None else non_torch
     bud = s.engine.budget(s.dep.total_bytes, w.per_gpu_bytes, fraction=req.fraction, default_fraction=default,
-                          activation_bytes=req.activation_bytes, non_torch_bytes=req.non_torch_bytes)
-    if req.activation_bytes is None or req.non_torch_bytes is None:
+                          activation_bytes=act, non_torch_bytes=non_torch)
+    if terms is not None:
+        shown = [f"{t.name} {format_bytes(t.best_bytes)} [{format_bytes(t.low_bytes)}, {format_bytes(t.high_bytes)}]"
+                 for t in terms if (req.non_torch_bytes if t.name == "non_torch" else req.activation_bytes) is None]
+        if shown:
+            notes.append("budget terms modelled, best [low, high]: " + "; ".join(shown) + " (sources: --json "
+                         "budget_terms; the activation row holds activation + cudagraph)")
+    if terms is None and (req.activation_bytes is None or req.non_torch_bytes is None):
         notes.append(
             f"activation peak and non-torch memory are kvcalc's assumed defaults ({DEFAULT_ACTIVATION_BYTES >> 20:,} "
             f"MiB and {DEFAULT_NON_TORCH_BYTES >> 20:,} MiB, i.e. 1.50 GiB and 0.50 GiB); take the real figures from "
             "the engine log (kvcalc check-log) and pass --activation-memory / --non-torch-memory"
         )
     return bud
+
+
+def _term_sum(terms: tuple[Term, ...], key: str, non_torch: bool) -> int:
+    """The non-torch term's bound, or the sum of the others' (what the activation row holds)."""
+    return sum(int(getattr(t, key)) for t in terms if (t.name == "non_torch") == non_torch)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Interval:
+    """The KV budget and what it buys when the modelled terms sit at their bounds: ``low`` is the
+    budget with both terms high, ``high`` with both low; ``terms`` says per term what was modelled,
+    assumed or given."""
+
+    low: Budget
+    high: Budget
+    terms: list[dict[str, Any]]
+
+
+def interval_of(req: PlanRequest, s: Settings, w: Weights, bud: Budget) -> Interval | None:
+    """None when nothing is modelled (``--kv-budget``, an engine without a profile model, or both
+    terms pinned): the one budget is then the only figure."""
+    if req.kv_budget_bytes is not None or s.dep.total_bytes is None or w.per_gpu_bytes is None:
+        return None
+    terms = s.engine.profile_terms(s.model, tp=s.dep.tp, max_num_batched_tokens=s.max_num_batched_tokens,
+                                   max_num_seqs=s.max_running)
+    if terms is None:
+        return None
+    if req.activation_bytes is not None and req.non_torch_bytes is not None:
+        return None
+    rows: list[dict[str, Any]] = []
+    for term in terms:
+        row = term.to_dict()
+        row["status"] = "modelled"
+        given = req.non_torch_bytes if term.name == "non_torch" else req.activation_bytes
+        if given is not None:
+            row["status"] = "given (--non-torch-memory)" if term.name == "non_torch" else "given (--activation-memory)"
+        rows.append(row)
+    fraction = bud.fraction
+
+    def at(key: str) -> Budget:
+        act = req.activation_bytes if req.activation_bytes is not None else _term_sum(terms, key, False)
+        non_torch = req.non_torch_bytes if req.non_torch_bytes is not None else _term_sum(terms, key, True)
+        return s.engine.budget(s.dep.total_bytes or 0, w.per_gpu_bytes or 0, fraction=fraction,
+                               activation_bytes=act, non_torch_bytes=non_torch)
+
+    return Interval(low=at("high_bytes"), high=at("low_bytes"), terms=rows)
 
 
 # -- 4. pool ---------------------------------------------------------------------------------
@@ -518,6 +588,9 @@ def plan(req: PlanRequest) -> Plan:
             "; " + ", ".join(f"{k} {format_bytes(v)}" for k, v in w.breakdown.items()) if w.breakdown else ""))
     bud = budget_of(req, s, w, notes)
     pool = pool_of(req, s, bud)
+    span = interval_of(req, s, w, bud)
+    lo_pool = pool_of(req, s, span.low) if span is not None else None
+    hi_pool = pool_of(req, s, span.high) if span is not None else None
     notes += pool.notes
     a = answer(req, s, pool)
     options = tp_search(req, s) if req.users is not None and req.solve_tp else []
@@ -548,4 +621,11 @@ def plan(req: PlanRequest) -> Plan:
         fits_question=a.question, one_request_fits=pool.fits, batch_fits=a.batch_fits,
         max_sequences_by_memory=a.by_memory, max_running_requests=s.max_running,
         weights_source=w.origin, weights_breakdown=w.breakdown,
+        kv_budget_bytes_low=span.low.kv_budget_bytes if span else None,
+        kv_budget_bytes_high=span.high.kv_budget_bytes if span else None,
+        max_concurrency_low=lo_pool.max_concurrency if lo_pool else None,
+        max_concurrency_high=hi_pool.max_concurrency if hi_pool else None,
+        estimated_max_model_len_low=lo_pool.estimated_max_model_len if lo_pool else None,
+        estimated_max_model_len_high=hi_pool.estimated_max_model_len if hi_pool else None,
+        budget_terms=span.terms if span else [],
     )
