@@ -62,6 +62,13 @@ class SglangEngine(Engine):
     name = "sglang"
     title = "SGLang (token pool)"
     version = SGLANG_VERSION
+    dp_attention_flag = "--enable-dp-attention"
+    """Data-parallel attention (``--enable-dp-attention --dp N``): attention runs at TP
+    ``tp // dp`` (0.5.23 ``srt/layers/dp_attention.py:445-460``, ``srt/distributed/parallel_state.py:2604-2606``),
+    the pool's KV heads are split by that width (``srt/mem_cache/kv_cache_configurator.py:1375-1376``), and
+    each DP rank keeps its own requests' cache; an MLA latent is not split by TP at all."""
+    served_release: str | None = "SGLang 0.5.23"
+    """The architecture table read from this release (``kvcalc.engines.served``)."""
     source = (
         "SGLang memory_pool.py MHATokenToKVPool/MLATokenToKVPool: one slot per token per layer "
         "(page_size 1 unless --block-size), MLA latent (kv_lora_rank + rope) x b, no window cap"

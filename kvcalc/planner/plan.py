@@ -72,6 +72,13 @@ class PlanRequest:
     weights_path: str | None = None
     solve_tp: bool = True
     """Search TP degrees for ``--users`` (off in the benchmark's inner loop)."""
+    dp_attention: int = 1
+    """SGLang ``--enable-dp-attention --dp N``: N attention-DP ranks in each TP group, each holding
+    the cache of its own requests (``Engine.dp_attention_flag``)."""
+    dcp: int = 1
+    """vLLM ``--decode-context-parallel-size``: each of the TP group's requests is split over dcp ranks."""
+    model_impl: str = "auto"
+    """``--model-impl``: ``transformers`` plans an architecture the engine has no own code for."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +162,12 @@ class Plan:
     """Which source sized the weights (``kvcalc.planner.weights.checkpoint_weights``)."""
     weights_breakdown: dict[str, int] = field(default_factory=dict)
     """Weight bytes per storage kind (fp8, scales, unquantized bf16, ggml types ...)."""
+    dp_attention: int = 1
+    """Attention-DP ranks per TP group (SGLang ``--enable-dp-attention``); ``max_sequences`` counts all of them."""
+    attention_tp: int = 0
+    """The TP width the KV heads are split by: ``tp // dp_attention``."""
+    dcp: int = 1
+    """vLLM decode context parallelism: each rank stores ``cdiv(max_model_len, dcp)`` tokens of a request."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -189,6 +202,9 @@ class Settings:
     max_num_batched_tokens: int
     max_running: int | None
     batch_why: str
+    dp_attention: int = 1
+    dcp: int = 1
+    served_note: str | None = None
 
 
 def deployment(req: PlanRequest) -> Deployment:
@@ -242,14 +258,50 @@ def resolve(req: PlanRequest) -> Settings:
         check_int("users", req.users, maximum=10**9)
     if req.shared_prefix_tokens < 0 or req.shared_prefix_tokens > max_len:
         raise InvalidRequestError("--shared-prefix-tokens", req.shared_prefix_tokens, f"0 to max_model_len ({max_len})")
+    from kvcalc.engines.served import check_served
+
+    served_note = check_served(engine.served_release, model.architecture, model.name,
+                               req.model_impl)
     dep = deployment(req)
-    layout = RankLayout(model, dep.tp, dep.pp)  # refuses pp > layers, as estimate does
+    dpa, dcp = _parallel(req, engine, model, dep.tp)
+    layout = RankLayout(model, dep.tp // dpa, dep.pp)  # refuses pp > layers, as estimate does
     label = f"{dep.gpu.name} {dep.gpu.title}" if dep.gpu is not None else ""
     mnbt, running, why = engine.batch_defaults(dep.driver_bytes, label, max_len, req.max_num_batched_tokens,
                                                req.max_num_seqs)
     dtype, _ = engine.resolve_kv_dtype(req.kv_dtype, model)
     return Settings(engine=engine, model=model, max_len=max_len, dep=dep, layout=layout, dtype=dtype,
-                    max_num_batched_tokens=mnbt, max_running=running, batch_why=why)
+                    max_num_batched_tokens=mnbt, max_running=running, batch_why=why, dp_attention=dpa, dcp=dcp,
+                    served_note=served_note)
+
+
+def _parallel(req: PlanRequest, engine: Engine, model: ModelConfig, tp: int) -> tuple[int, int]:
+    """Check ``--dp-attention`` / ``--dcp`` against the engine and the TP degree."""
+    from kvcalc.estimate import check_int
+    from kvcalc.specs import ChunkedAttention, FixedState, SlidingWindowAttention
+
+    check_int("dp_attention", req.dp_attention, maximum=4096)
+    check_int("dcp", req.dcp, maximum=4096)
+    if req.dp_attention > 1:
+        if engine.dp_attention_flag is None:
+            raise InvalidRequestError("--dp-attention", req.dp_attention,
+                                      f"1 with --engine {engine.name} (data-parallel attention is SGLang's)")
+        if tp % req.dp_attention:
+            # SGLang: attn_tp_size = tp_size // dp_size (srt/layers/dp_attention.py:445-460 @ 0.5.23)
+            raise InvalidRequestError("--dp-attention", req.dp_attention, f"a divisor of --tp ({tp})")
+    if req.dcp > 1:
+        if engine.dcp_flag is None:
+            raise InvalidRequestError("--dcp", req.dcp, f"1 with --engine {engine.name} (decode context "
+                                      "parallelism is vLLM's --decode-context-parallel-size)")
+        if tp % req.dcp:
+            # vLLM reuses the TP ranks for DCP: config/parallel.py:637-641 @ 0.34.0
+            raise InvalidRequestError("--dcp", req.dcp, f"a divisor of --tp ({tp}) (vLLM: tp_size must be "
+                                      "divisible by dcp_size)")
+        local = [s for s in model.layer_specs if isinstance(s, (SlidingWindowAttention, ChunkedAttention, FixedState))]
+        if local:
+            raise InvalidRequestError("--dcp", req.dcp, f"1 for {model.name}: vLLM asserts DCP == 1 for "
+                                      f"{local[0].kind} layers (v1/core/single_type_kv_cache_manager.py:989, "
+                                      ":1341, :1490 @ 0.34.0)")
+    return req.dp_attention, req.dcp
 
 
 # -- 2. weights ------------------------------------------------------------------------------
@@ -313,7 +365,7 @@ def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
     return s.engine.pool(PoolRequest(
         model=s.model, layout=s.layout, dtype=s.dtype, kv_budget_bytes=bud.kv_budget_bytes, max_model_len=s.max_len,
         block_size=req.block_size, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running,
-        budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None))
+        budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None, dcp=s.dcp))
 
 
 # -- 5. the answer ---------------------------------------------------------------------------
@@ -339,7 +391,8 @@ class Answer:
 def workload_bytes(s: Settings, req: PlanRequest, requests: int) -> int:
     """KV bytes ``requests`` requests of max_model_len take on the largest rank (what estimate
     reports for the same settings: the engine's ``request_bytes``)."""
-    work = Workload(seq_len=s.max_len, batch=requests, block_size=req.block_size,
+    # A DCP rank stores cdiv(L, dcp) tokens of each request; attention-DP ranks share the requests.
+    work = Workload(seq_len=cdiv(s.max_len, s.dcp), batch=cdiv(requests, s.dp_attention), block_size=req.block_size,
                     max_num_batched_tokens=s.max_num_batched_tokens)
     return s.engine.request_bytes(s.layout, s.dtype, work)
 
@@ -347,10 +400,13 @@ def workload_bytes(s: Settings, req: PlanRequest, requests: int) -> int:
 def answer(req: PlanRequest, s: Settings, pool: Pool) -> Answer:
     cap, starts, length = pool.capacity, pool.fits, s.max_len
     prefix = req.shared_prefix_tokens if s.engine.shares_prefix else 0
-    by_memory = cap.max_sequences(length, prefix) if starts else 0
-    resident = min(by_memory, s.max_running) if s.max_running is not None else by_memory
+    # The pool is one rank's; with attention DP each of the dp ranks of a replica holds its own requests.
+    dpa = s.dp_attention
+    rank_memory = cap.max_sequences(length, prefix) if starts else 0
+    by_memory = rank_memory * dpa
+    resident = (min(rank_memory, s.max_running) if s.max_running is not None else rank_memory) * dpa
     batch = req.batch or req.users or 1
-    longest = cap.longest_context(batch, prefix)
+    longest = cap.longest_context(cdiv(batch, dpa), prefix)
     per_replica_load = cdiv(req.users, s.dep.replicas) if req.users is not None else (req.batch or None)
     binding = _binding(starts, pool)
     users_fit: bool | None = None
@@ -366,17 +422,17 @@ def answer(req: PlanRequest, s: Settings, pool: Pool) -> Answer:
                            "per replica")
     elif starts:
         binding = "KV cache (max concurrent requests at max_model_len)"
-        if s.max_running is not None and by_memory > s.max_running:
+        if s.max_running is not None and rank_memory > s.max_running:
             binding = f"{pool.max_running_flag} {s.max_running} (the KV cache holds {by_memory:,})"
     if req.users is None and req.batch is not None:
         batch_fits = starts and resident >= req.batch
-    load = per_replica_load if per_replica_load is not None else max(resident, 1)
+    load = cdiv(per_replica_load, dpa) if per_replica_load is not None else max(resident // dpa, 1)
     headroom_units = cap.available - cap.units_for(load, length, prefix) if starts else None
     headroom_bytes = headroom_units * pool.unit_bytes if headroom_units is not None else None
     saving, without = 0, None
     if prefix:
-        without = cap.max_sequences(length) if starts else 0
-        n = max(by_memory, 1)
+        without = cap.max_sequences(length) * dpa if starts else 0
+        n = max(rank_memory, 1)
         saving = (cap.units_for(n, length) - cap.units_for(n, length, prefix)) * pool.unit_bytes
     if req.users is not None:
         fits, question = bool(users_fit), f"all {req.users:,} users at {length:,} tokens at once"
@@ -519,6 +575,14 @@ def plan(req: PlanRequest) -> Plan:
     bud = budget_of(req, s, w, notes)
     pool = pool_of(req, s, bud)
     notes += pool.notes
+    if s.served_note:
+        notes.append(s.served_note)
+    if s.dp_attention > 1:
+        notes.append(f"{s.engine.dp_attention_flag} --dp {s.dp_attention}: attention TP {s.layout.tp}, each of the "
+                     f"{s.dp_attention} attention-DP ranks holds the cache of its own requests; the pool is one rank's")
+    if s.dcp > 1:
+        notes.append(f"{s.engine.dcp_flag} {s.dcp}: each rank stores cdiv({s.max_len:,}, {s.dcp}) = "
+                     f"{cdiv(s.max_len, s.dcp):,} tokens of a request")
     a = answer(req, s, pool)
     options = tp_search(req, s) if req.users is not None and req.solve_tp else []
     one_rep, fewest = smallest_tp(options, req.users) if req.users is not None else (None, None)
@@ -547,5 +611,6 @@ def plan(req: PlanRequest) -> Plan:
         roofline=roof.to_dict() if roof is not None else None, notes=notes, warnings=warnings,
         fits_question=a.question, one_request_fits=pool.fits, batch_fits=a.batch_fits,
         max_sequences_by_memory=a.by_memory, max_running_requests=s.max_running,
-        weights_source=w.origin, weights_breakdown=w.breakdown,
+        weights_source=w.origin, weights_breakdown=w.breakdown, dp_attention=s.dp_attention,
+        attention_tp=s.layout.tp, dcp=s.dcp,
     )
