@@ -81,6 +81,9 @@ class PoolRequest:
     dcp: int = 1
     """Decode context parallelism (vLLM ``--decode-context-parallel-size``): each rank stores
     ``cdiv(L, dcp)`` tokens of a request; engines without ``dcp_flag`` are never asked with more than 1."""
+    draft_layers: int = 0
+    """Of the model's layers, how many are a speculative draft's (the last ones; ``kvcalc.engines.speculative``):
+    SGLang logs their pool on its own line."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,6 +131,8 @@ class Engine:
     """The engine's data-parallel-attention flag, if ``plan`` models it (``--dp-attention``)."""
     dcp_flag: str | None = None
     """The engine's decode-context-parallel flag, if ``plan`` models it (``--dcp``)."""
+    speculative_flag: str | None = None
+    """The engine's speculative-decoding flag ``plan`` reads (``kvcalc.engines.speculative``), if any."""
     default_fraction: str | None = None
     refuses_when_free_below_request = False
     """Whether the engine budgets a fraction of the *total* and refuses to start when a GPU has less

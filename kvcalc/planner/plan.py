@@ -32,6 +32,7 @@ from kvcalc.planner.gpus import Gpu, is_auto, parse_gpu_spec, plan_on_local_gpus
 from kvcalc.units import format_bytes
 
 if TYPE_CHECKING:
+    from kvcalc.engines.speculative import Draft
     from kvcalc.planner.roofline import Roofline
 
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
@@ -79,6 +80,13 @@ class PlanRequest:
     """vLLM ``--decode-context-parallel-size``: each of the TP group's requests is split over dcp ranks."""
     model_impl: str = "auto"
     """``--model-impl``: ``transformers`` plans an architecture the engine has no own code for."""
+    speculative_config: str | None = None
+    """vLLM ``--speculative-config`` JSON (``kvcalc.engines.speculative``)."""
+    speculative_algorithm: str | None = None
+    """SGLang ``--speculative-algorithm`` (EAGLE, EAGLE3, NEXTN, NGRAM)."""
+    speculative_num_draft_tokens: int | None = None
+    draft_layers: int | None = None
+    """Draft decoder layers sharing the pool (default 1: an EAGLE head, ``num_nextn_predict_layers: 1``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +176,10 @@ class Plan:
     """The TP width the KV heads are split by: ``tp // dp_attention``."""
     dcp: int = 1
     """vLLM decode context parallelism: each rank stores ``cdiv(max_model_len, dcp)`` tokens of a request."""
+    speculative_method: str | None = None
+    """The draft's method (vLLM ``method``, SGLang algorithm); None without speculative decoding."""
+    draft_layers: int = 0
+    """Draft layers whose KV the pool holds beside the target's (EAGLE heads, MTP layers)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -205,6 +217,7 @@ class Settings:
     dp_attention: int = 1
     dcp: int = 1
     served_note: str | None = None
+    draft: Draft | None = None
 
 
 def deployment(req: PlanRequest) -> Deployment:
@@ -262,6 +275,11 @@ def resolve(req: PlanRequest) -> Settings:
 
     served_note = check_served(engine.served_release, model.architecture, model.name,
                                req.model_impl)
+    draft = _draft(req, engine)
+    if draft is not None:
+        from kvcalc.engines.speculative import with_draft
+
+        model = with_draft(model, draft)
     dep = deployment(req)
     dpa, dcp = _parallel(req, engine, model, dep.tp)
     layout = RankLayout(model, dep.tp // dpa, dep.pp)  # refuses pp > layers, as estimate does
@@ -271,7 +289,31 @@ def resolve(req: PlanRequest) -> Settings:
     dtype, _ = engine.resolve_kv_dtype(req.kv_dtype, model)
     return Settings(engine=engine, model=model, max_len=max_len, dep=dep, layout=layout, dtype=dtype,
                     max_num_batched_tokens=mnbt, max_running=running, batch_why=why, dp_attention=dpa, dcp=dcp,
-                    served_note=served_note)
+                    served_note=served_note, draft=draft)
+
+
+def _draft(req: PlanRequest, engine: Engine) -> Draft | None:
+    """The speculative draft from the engine's own flag (``kvcalc.engines.speculative``)."""
+    from kvcalc.engines.speculative import sglang_draft, vllm_draft
+    from kvcalc.estimate import check_int
+
+    if req.draft_layers is not None:
+        check_int("draft_layers", req.draft_layers, minimum=0, maximum=4096)
+    given = [(f, v) for f, v in (("--speculative-config", req.speculative_config),
+                                 ("--speculative-algorithm", req.speculative_algorithm)) if v is not None]
+    for flag, value in given:
+        if flag != engine.speculative_flag:
+            raise InvalidRequestError(flag, value, f"used with the engine it belongs to (--engine "
+                                      f"{'vllm' if flag == '--speculative-config' else 'sglang'}; this plan uses "
+                                      f"{engine.name})")
+    if req.speculative_config is not None:
+        return vllm_draft(req.speculative_config, req.draft_layers)
+    if req.speculative_algorithm is not None:
+        return sglang_draft(req.speculative_algorithm, req.draft_layers, req.speculative_num_draft_tokens)
+    if req.draft_layers is not None:
+        raise InvalidRequestError("--draft-layers", req.draft_layers, "given with --speculative-config (vLLM) or "
+                                  "--speculative-algorithm (SGLang)")
+    return None
 
 
 def _parallel(req: PlanRequest, engine: Engine, model: ModelConfig, tp: int) -> tuple[int, int]:
@@ -365,7 +407,8 @@ def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
     return s.engine.pool(PoolRequest(
         model=s.model, layout=s.layout, dtype=s.dtype, kv_budget_bytes=bud.kv_budget_bytes, max_model_len=s.max_len,
         block_size=req.block_size, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running,
-        budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None, dcp=s.dcp))
+        budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None, dcp=s.dcp,
+        draft_layers=s.draft.layers if s.draft else 0))
 
 
 # -- 5. the answer ---------------------------------------------------------------------------
@@ -580,6 +623,9 @@ def plan(req: PlanRequest) -> Plan:
     if s.dp_attention > 1:
         notes.append(f"{s.engine.dp_attention_flag} --dp {s.dp_attention}: attention TP {s.layout.tp}, each of the "
                      f"{s.dp_attention} attention-DP ranks holds the cache of its own requests; the pool is one rank's")
+    if s.draft is not None and s.draft.layers:
+        notes.append(f"speculative decoding ({s.draft.method}): {s.draft.layers} draft layer(s) shaped like the "
+                     f"target's share the pool: planned as {s.model.num_layers:,} layers")
     if s.dcp > 1:
         notes.append(f"{s.engine.dcp_flag} {s.dcp}: each rank stores cdiv({s.max_len:,}, {s.dcp}) = "
                      f"{cdiv(s.max_len, s.dcp):,} tokens of a request")
@@ -612,5 +658,6 @@ def plan(req: PlanRequest) -> Plan:
         fits_question=a.question, one_request_fits=pool.fits, batch_fits=a.batch_fits,
         max_sequences_by_memory=a.by_memory, max_running_requests=s.max_running,
         weights_source=w.origin, weights_breakdown=w.breakdown, dp_attention=s.dp_attention,
-        attention_tp=s.layout.tp, dcp=s.dcp,
+        attention_tp=s.layout.tp, dcp=s.dcp, speculative_method=s.draft.method if s.draft else None,
+        draft_layers=s.draft.layers if s.draft else 0,
     )
