@@ -181,3 +181,75 @@ def test_parallel_flags_on_the_cli(cli: Cli) -> None:
                         "--context", "32k", "--json")
     assert r2.exit_code == 0, r2.stderr
     assert r2.json()["dcp"] == 8
+
+
+# -- speculative decoding -----------------------------------------------------------------------
+
+def test_vllm_mtp_layer_joins_the_pool() -> None:
+    # DeepSeek-V3 + one MTP layer (num_nextn_predict_layers 1): vLLM's group holds 62 MLA layers,
+    # a 64-token block 64 x 62 x 1,152 = 4,571,136 B; 40 GiB // that = 9,395 blocks (61 layers: 9,549).
+    m = load_model("deepseek-v3")
+    base = PlanRequest(model=m, engine="vllm", kv_dtype="bf16", kv_budget_bytes=40 << 30, tp=8,
+                       max_model_len=32768, block_size=64, solve_tp=False)
+    plain = plan(base)
+    mtp = plan(dataclasses.replace(base, speculative_config='{"method": "deepseek_mtp", "num_speculative_tokens": 1}'))
+    assert plain.num_blocks == (40 << 30) // (64 * 61 * 1152) == 9_549
+    assert mtp.num_blocks == (40 << 30) // (64 * 62 * 1152) == 9_395
+    assert mtp.draft_layers == 1 and mtp.speculative_method == "deepseek_mtp"
+    # An n-gram proposer keeps no KV.
+    ngram = plan(dataclasses.replace(base, speculative_config='{"method": "ngram", "num_speculative_tokens": 4}'))
+    assert ngram.num_blocks == plain.num_blocks and ngram.draft_layers == 0
+
+
+def test_sglang_eagle3_draft_pool() -> None:
+    # Llama-3-8B (32 layers x 8 KV heads x 128, bf16): 131,072 B per token; with one EAGLE-3 layer
+    # SGLang's cell grows by int(131072 x 1 / 32) = 4,096 B (pool_configurator.py:259-313 @ 0.5.23):
+    # 20 GiB // 135,168 = 158,875 tokens, and the two pools log their own lines over 158,876 slots:
+    # K 158,876 x 32 x 2,048 B = 9.70 GiB (target), 158,876 x 2,048 B = 0.30 GiB (draft).
+    m = load_model("llama-3-8b")
+    base = PlanRequest(model=m, engine="sglang", kv_dtype="bf16", kv_budget_bytes=20 << 30, max_model_len=8192,
+                       solve_tp=False)
+    p = plan(dataclasses.replace(base, speculative_algorithm="EAGLE3"))
+    assert p.kv_cache_tokens == (20 << 30) // 135_168 == 158_875
+    assert p.log_lines[-2:] == ["KV Cache is allocated. #tokens: 158875, K size: 9.70 GB, V size: 9.70 GB",
+                                "KV Cache is allocated. #tokens: 158875, K size: 0.30 GB, V size: 0.30 GB"]
+    three = plan(dataclasses.replace(base, speculative_algorithm="EAGLE", draft_layers=3))
+    assert three.kv_cache_tokens == (20 << 30) // (35 * 4096)
+
+
+def test_speculative_flags_refused_where_they_do_not_belong() -> None:
+    m = load_model("llama-3-8b")
+    base = PlanRequest(model=m, engine="sglang", kv_budget_bytes=20 << 30, max_model_len=8192, solve_tp=False)
+    with pytest.raises(InvalidRequestError, match="--speculative-config"):
+        plan(dataclasses.replace(base, speculative_config='{"method": "eagle"}'))
+    with pytest.raises(InvalidRequestError, match="STANDALONE"):
+        plan(dataclasses.replace(base, speculative_algorithm="STANDALONE"))
+    vllm = dataclasses.replace(base, engine="vllm")
+    with pytest.raises(InvalidRequestError, match="separate draft model"):
+        plan(dataclasses.replace(vllm, speculative_config='{"method": "draft_model", "model": "x"}'))
+    with pytest.raises(InvalidRequestError, match="JSON"):
+        plan(dataclasses.replace(vllm, speculative_config="{method: eagle"))
+    with pytest.raises(InvalidRequestError, match="--draft-layers"):
+        plan(dataclasses.replace(vllm, draft_layers=1))
+    # A draft beside a mixed-layer target (Gemma-2: sliding + full) is refused, not guessed.
+    with pytest.raises(InvalidRequestError, match="mixed-layer"):
+        plan(dataclasses.replace(vllm, model=load_model("gemma-2-9b"), speculative_config='{"method": "eagle3"}'))
+
+
+def test_engines_command_lists_versions_and_tables(cli: Cli) -> None:
+    r = cli("engines", "--json")
+    assert r.exit_code == 0, r.stderr
+    rows = {row["engine"]: row for row in r.json()["engines"]}
+    assert rows["vllm"]["architectures_from"] == "vLLM 0.34.0"
+    assert rows["vllm@0.20"]["architectures"] == len(served.table("vLLM 0.20.0").generate)  # type: ignore[union-attr]
+    a = cli("engines", "--architectures", "vllm@0.20", "--json")
+    assert a.exit_code == 0 and "BaichuanForCausalLM" in a.json()["generate"]
+    bad = cli("engines", "--architectures", "llama.cpp")
+    assert bad.exit_code == 2 and bad.stdout == "" and bad.stderr.startswith("Error: --architectures")
+
+
+def test_speculative_flags_on_the_cli(cli: Cli) -> None:
+    r = cli("plan", "llama-3-8b", "--engine", "sglang", "--kv-budget", "20GiB", "--context", "8k", "--kv-dtype",
+            "bf16", "--speculative-algorithm", "EAGLE3", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["kv_cache_tokens"] == 158_875 and r.json()["draft_layers"] == 1
