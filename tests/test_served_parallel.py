@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvcalc import load_model
 from kvcalc.engines import served
@@ -253,3 +255,16 @@ def test_speculative_flags_on_the_cli(cli: Cli) -> None:
             "bf16", "--speculative-algorithm", "EAGLE3", "--json")
     assert r.exit_code == 0, r.stderr
     assert r.json()["kv_cache_tokens"] == 158_875 and r.json()["draft_layers"] == 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(blocks=st.integers(min_value=1, max_value=5000), length=st.integers(min_value=1, max_value=163840),
+       dcp=st.sampled_from([1, 2, 4, 8]))
+def test_dcp_is_the_tp_only_pool_at_cdiv_length(blocks: int, length: int, dcp: int) -> None:
+    # vLLM's rule (kv_cache_interface.py:654-659 @ 0.34.0): with DCP a rank's pool answers for
+    # cdiv(L, dcp) tokens; the blocks are the same, the concurrency and the fit follow.
+    with_dcp = _dsv3("vllm", blocks, length, dcp)
+    rank = _dsv3("vllm", blocks, -(-length // dcp), 1)
+    assert with_dcp.num_blocks == rank.num_blocks  # type: ignore[attr-defined]
+    assert with_dcp.max_concurrency == rank.max_concurrency  # type: ignore[attr-defined]
+    assert with_dcp.fits == rank.fits and with_dcp.max_sequences == rank.max_sequences  # type: ignore[attr-defined]
