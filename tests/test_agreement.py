@@ -66,11 +66,13 @@ def test_estimate_plan_verify_agree(model: str, engine: str, kv_dtype: str, tp: 
         if eng.plannable:
             with pytest.raises(UnsupportedByEngineError):
                 plan(PlanRequest(model=m, engine=engine, kv_dtype=kv_dtype, kv_budget_bytes=BIG_BUDGET,
-                                 max_model_len=seq_len, tp=tp, pp=pp, solve_tp=False))
+                                 max_model_len=seq_len, tp=tp, pp=pp, solve_tp=False, model_impl="transformers"))
         return
     if eng.plannable:
+        # model_impl transformers: plan refuses architectures without the engine's own code
+        # (kvcalc.engines.served); the arithmetic compared here is the same with its Transformers backend.
         p = plan(PlanRequest(model=m, engine=engine, kv_dtype=kv_dtype, kv_budget_bytes=BIG_BUDGET,
-                             max_model_len=seq_len, tp=tp, pp=pp, solve_tp=False))
+                             max_model_len=seq_len, tp=tp, pp=pp, solve_tp=False, model_impl="transformers"))
         assert p.per_gpu_bytes == est, f"estimate vs plan: {est:,} != {p.per_gpu_bytes:,}"
         if engine == "vllm":
             from kvcalc.engines.vllm_kv import reserved_bytes_per_request
@@ -96,8 +98,10 @@ def test_plan_and_check_log_agree(tmp_path_factory: object, model: str, engine: 
     """check-log on the lines plan says the engine would log: every figure matches."""
     m = get_builtin(model)
     try:
+        # model_impl transformers: SGLang 0.5.23 has no own code for Falcon / GPT-NeoX (plan refuses
+        # them by default, kvcalc.engines.served); its Transformers backend still uses SGLang's pool.
         p = plan(PlanRequest(model=m, engine=engine, kv_dtype=kv_dtype, kv_budget_bytes=budget_gib << 30,
-                             max_model_len=seq_len, tp=tp, solve_tp=False))
+                             max_model_len=seq_len, tp=tp, solve_tp=False, model_impl="transformers"))
     except InvalidRequestError:
         return  # a model vLLM cannot lay out (pages that do not divide): refused by both
     except UnsupportedByEngineError:

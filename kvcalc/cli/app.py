@@ -183,7 +183,7 @@ def _register_commands() -> None:
     import importlib
     import importlib.util
 
-    for name in ("gpus", "plan", "fit", "check_log", "verify", "sweep", "simulate", "bench"):
+    for name in ("gpus", "plan", "fit", "check_log", "verify", "sweep", "simulate", "bench", "engines"):
         module = f"kvcalc.cli.cmd_{name}"
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module).register(app)

@@ -49,6 +49,27 @@ def register(app: typer.Typer) -> None:
         tp: Annotated[Optional[int], typer.Option("--tp", "-tp", "--tensor-parallel-size", min=1,
                                                   help="Tensor-parallel degree (default: the GPU count).")] = None,
         pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1, help="Pipeline stages.")] = 1,
+        dp_attention: Annotated[int, typer.Option(
+            "--dp-attention", min=1,
+            help="SGLang --enable-dp-attention --dp-size N: N attention-DP ranks per TP group, each caching its own "
+                 "requests (attention TP = tp / N).")] = 1,
+        dcp: Annotated[int, typer.Option(
+            "--dcp", "--decode-context-parallel-size", min=1,
+            help="vLLM decode context parallelism: each request's KV split over N of the TP ranks.")] = 1,
+        speculative_config: Annotated[Optional[str], typer.Option(
+            "--speculative-config", help="vLLM: speculative decoding as JSON, e.g. '{\"method\": \"mtp\", "
+            "\"num_speculative_tokens\": 1}' (EAGLE/EAGLE-3/MTP layers share the pool).")] = None,
+        speculative_algorithm: Annotated[Optional[str], typer.Option(
+            "--speculative-algorithm", help="SGLang: EAGLE, EAGLE3, NEXTN or NGRAM (the draft's pool is sized "
+            "with the target's).")] = None,
+        speculative_num_draft_tokens: Annotated[Optional[int], typer.Option(
+            "--speculative-num-draft-tokens", min=1, help="SGLang: draft tokens per step (recorded).")] = None,
+        draft_layers: Annotated[Optional[int], typer.Option(
+            "--draft-layers", min=0, help="Draft decoder layers whose KV shares the pool (default 1: an EAGLE "
+            "head; DeepSeek-V3's num_nextn_predict_layers).")] = None,
+        model_impl: Annotated[str, typer.Option(
+            "--model-impl", help="auto, or transformers: plan an architecture the engine version has no own code "
+                                 "for (its Transformers backend).")] = "auto",
         block_size: Annotated[Optional[int], typer.Option(
             "--block-size", min=1, help="Tokens per KV block (vLLM default 16; 64 for MLA).")] = None,
         max_num_batched_tokens: Annotated[Optional[int], typer.Option(
@@ -111,7 +132,10 @@ def register(app: typer.Typer) -> None:
                  weight_dtype=weight_dtype, gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget, tp=tp, pp=pp,
                  block_size=block_size, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
                  activation_memory=activation_memory, non_torch_memory=non_torch_memory, users=users, batch=batch,
-                 shared_prefix_tokens=shared_prefix_tokens, weights_path=weights)
+                 shared_prefix_tokens=shared_prefix_tokens, weights_path=weights, dp_attention=dp_attention, dcp=dcp,
+                 model_impl=model_impl, speculative_config=speculative_config,
+                 speculative_algorithm=speculative_algorithm,
+                 speculative_num_draft_tokens=speculative_num_draft_tokens, draft_layers=draft_layers)
 
 
 def _tokens(flag: str) -> Callable[[str], int]:

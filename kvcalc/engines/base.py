@@ -79,6 +79,12 @@ class PoolRequest:
     gpu: str | None = None
     """The catalog GPU the plan is for (vLLM picks its attention backend, hence the MLA block size,
     by it); None with ``--gpu-memory`` / ``--kv-budget``."""
+    dcp: int = 1
+    """Decode context parallelism (vLLM ``--decode-context-parallel-size``): each rank stores
+    ``cdiv(L, dcp)`` tokens of a request; engines without ``dcp_flag`` are never asked with more than 1."""
+    draft_layers: int = 0
+    """Of the model's layers, how many are a speculative draft's (the last ones; ``kvcalc.engines.speculative``):
+    SGLang logs their pool on its own line."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +126,14 @@ class Engine:
     """Whether ``plan`` has a memory model and pool for this engine."""
     fraction_flag: str | None = None
     """The engine's memory-fraction flag (``--gpu-memory-utilization`` ...), None if it has none."""
+    served_release: str | None = None
+    """The release whose architecture table (``kvcalc.engines.served``) ``plan`` checks; None: unchecked."""
+    dp_attention_flag: str | None = None
+    """The engine's data-parallel-attention flag, if ``plan`` models it (``--dp-attention``)."""
+    dcp_flag: str | None = None
+    """The engine's decode-context-parallel flag, if ``plan`` models it (``--dcp``)."""
+    speculative_flag: str | None = None
+    """The engine's speculative-decoding flag ``plan`` reads (``kvcalc.engines.speculative``), if any."""
     default_fraction: str | None = None
     refuses_when_free_below_request = False
     """Whether the engine budgets a fraction of the *total* and refuses to start when a GPU has less

@@ -62,6 +62,14 @@ class SglangEngine(Engine):
     name = "sglang"
     title = "SGLang (token pool)"
     version = SGLANG_VERSION
+    dp_attention_flag = "--enable-dp-attention"
+    speculative_flag = "--speculative-algorithm"
+    """Data-parallel attention (``--enable-dp-attention --dp N``): attention runs at TP
+    ``tp // dp`` (0.5.23 ``srt/layers/dp_attention.py:445-460``, ``srt/distributed/parallel_state.py:2604-2606``),
+    the pool's KV heads are split by that width (``srt/mem_cache/kv_cache_configurator.py:1375-1376``), and
+    each DP rank keeps its own requests' cache; an MLA latent is not split by TP at all."""
+    served_release: str | None = "SGLang 0.5.23"
+    """The architecture table read from this release (``kvcalc.engines.served``)."""
     source = (
         "SGLang memory_pool.py MHATokenToKVPool/MLATokenToKVPool: one slot per token per layer "
         "(page_size 1 unless --block-size), MLA latent (kv_lora_rank + rope) x b, no window cap"
@@ -220,8 +228,16 @@ class SglangEngine(Engine):
 
         cap = Capacity(unit="bytes", available=req.kv_budget_bytes, cost=cost, shared=cost, max_len=top)
         k, v = kv_row_bytes(layout, dtype)
+        lines = [alloc_log_line(tokens, k, v)]
+        d = req.draft_layers
+        if d and layout.pp == 1:
+            # The draft worker allocates its own pool of the same #tokens and prints its own line
+            # (docs/engines.md §3); the layers are alike (speculative.with_draft), so each is 1/(L+d).
+            n = req.model.num_layers
+            lines = [alloc_log_line(tokens, k // n * (n - d), v // n * (n - d)), alloc_log_line(tokens, k // n * d,
+                                                                                               v // n * d)]
         return self.pool_answer(req, cap, unit_bytes=1, num_blocks=None, kv_tokens=tokens,
-                                log_lines=[*pool.log_lines, alloc_log_line(tokens, k, v)])
+                                log_lines=[*pool.log_lines, *lines])
 
     # -- logs -------------------------------------------------------------------------------
     log_patterns: ClassVar[dict[str, str]] = {

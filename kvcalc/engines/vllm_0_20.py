@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, ClassVar
 
-from kvcalc.dtypes import KVDtype
+from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines.vllm import VllmEngine
 from kvcalc.engines.vllm_kv import Layout
 from kvcalc.engines.vllm_releases import Vllm020
@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 class Vllm020Engine(VllmEngine):
     rules: ClassVar[Vllm020] = Vllm020()
     version = Vllm020.title
+    dcp_flag = "--decode-context-parallel-size"
+    speculative_flag = "--speculative-config"
+    """DCP is modelled (``PoolRequest.dcp``); vLLM refuses it with sliding, chunked or Mamba layers
+    (0.34.0 ``v1/core/single_type_kv_cache_manager.py:989``, ``:1341``, ``:1490``)."""
+    served_release: str | None = "vLLM 0.20.0"
+    """The architecture table read from 0.20.0 (used for 0.19-0.20; ``kvcalc.engines.served``)."""
 
     def _flight(self, work: Workload) -> Workload:
         """The tokens a sliding / chunked layer keeps past its window (the release's rule, for the
@@ -85,15 +91,19 @@ class Vllm020Engine(VllmEngine):
         flight = rules.in_flight_tokens(req.max_num_batched_tokens, req.layout.pp)
         vk = rules.kv(model.layer_specs, req.dtype, req.kv_budget_bytes, req.max_model_len, tp=req.layout.tp,
                       pp=req.layout.pp, block_size=choice.block_size,
-                      max_num_batched_tokens=req.max_num_batched_tokens, state_dtype=self.state_dtype(req.dtype, model))
+                      max_num_batched_tokens=req.max_num_batched_tokens, state_dtype=self.state_dtype(req.dtype, model),
+                      dcp=req.dcp)
         workers = vl.active
+        dcp = req.dcp
 
         def cost(length: int) -> int:
-            return max(w.blocks_per_request(length, flight) for w in workers)
+            # A DCP rank holds cdiv(L, dcp) tokens of each request (kv_cache_interface.py:654-659 @ 0.34.0).
+            return max(w.blocks_per_request(cdiv(length, dcp), flight) for w in workers)
 
         def shared(p: int) -> int:
             # Prefix caching hashes whole blocks of full-attention / MLA groups only.
-            return max(sum(p // v.block_size for v, _ in w.groups if v.kind in ("full", "mla")) for w in workers)
+            return max(sum(p // (v.block_size * dcp) for v, _ in w.groups if v.kind in ("full", "mla"))
+                       for w in workers)
 
         cap = Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
                        max_len=max(model.max_position_embeddings, vk.max_model_len))

@@ -21,6 +21,8 @@ from kvcalc.engines.vllm_releases import Vllm020, Vllm033
 class Vllm033Engine(Vllm020Engine):
     rules: ClassVar[Vllm020] = Vllm033()
     version = Vllm033.title
+    served_release = "vLLM 0.33.0"
+    """The architecture table read from 0.33.0 (used for 0.31-0.33; ``kvcalc.engines.served``)."""
     source = (
         "vLLM 0.31.0-0.33.0 wheels: 0.20's paged blocks with the null block held back in the fit check, "
         "sliding layers cdiv(min(W-1+(pp+1)x chunk, L), B)+1 blocks, Mamba align mode (3 pages), MLA block by "

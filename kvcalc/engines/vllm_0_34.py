@@ -32,6 +32,8 @@ MARGIN_FRACTION = Decimal("0.75")
 class Vllm034Engine(Vllm033Engine):
     rules: ClassVar[Vllm020] = Vllm034()
     version = Vllm034.title
+    served_release = "vLLM 0.34.0"
+    """The architecture table read from this release (``kvcalc.engines.served``)."""
     source = (
         "vLLM 0.34.0 wheel: 0.33's rules with block 64 (config/cache.py:185) and the extensible KV cache "
         "(gpu_memory_utilization 1.0, sized after warmup with a max(1 GiB, 0.75 x peak) margin); docs/engines.md"

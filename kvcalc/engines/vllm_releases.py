@@ -215,31 +215,38 @@ class Vllm020:
     def kv(self, specs: Sequence[Spec], dtype: KVDtype, available_bytes: int, max_model_len: int, *,
            tp: int = 1, pp: int = 1, block_size: int | None = None, gpu: str | None = None,
            max_num_batched_tokens: int = vk.DEFAULT_MAX_NUM_BATCHED_TOKENS,
-           state_dtype: KVDtype | None = None) -> vk.VllmKV:
-        """Blocks, the fit check, the logged figures and lines of this release, per worker."""
+           state_dtype: KVDtype | None = None, dcp: int = 1) -> vk.VllmKV:
+        """Blocks, the fit check, the logged figures and lines of this release, per worker.
+
+        ``dcp`` (``--decode-context-parallel-size``): each DCP rank stores ``cdiv(L, dcp)`` tokens of
+        a request (0.34.0 ``v1/kv_cache_interface.py:654-659``, 0.20.0 ``:188-193``), so the fit
+        check, the concurrency and the estimate run on that length per rank; the estimate is then
+        ``E x dcp`` (the largest L with ``cdiv(L, dcp) <= E``), and 0.20's token figure is multiplied
+        by dcp (0.20.0 ``v1/core/kv_cache_utils.py:1699-1702``)."""
         choice = self.block_size(specs, dtype, gpu=gpu, block_size=block_size)
         layout = self.layout(specs, dtype, tp=tp, pp=pp, block_size=choice.block_size, state_dtype=state_dtype)
         in_flight = self.in_flight_tokens(max_num_batched_tokens, pp)
-        base = vk.vllm_kv(specs, dtype, available_bytes, max_model_len, max_num_batched_tokens=in_flight,
+        rank_len = cdiv(max_model_len, dcp)
+        base = vk.vllm_kv(specs, dtype, available_bytes, rank_len, max_num_batched_tokens=in_flight,
                           layout=layout)
         if base.layout == "none":
             return dataclasses.replace(base, version=self.title)
         check_bytes = available_bytes - base.block_bytes if self.holds_back_null_block else available_bytes
-        check = vk.vllm_kv(specs, dtype, check_bytes, max_model_len, max_num_batched_tokens=in_flight,
+        check = vk.vllm_kv(specs, dtype, check_bytes, rank_len, max_num_batched_tokens=in_flight,
                            layout=layout) if check_bytes != available_bytes else base
         error = check.error
+        est = check.estimated_max_model_len * dcp if check.estimated_max_model_len is not None else None
         if error is not None and check_bytes > 0:
-            estimated = check.estimated_max_model_len or 0
-            error = self.fit_error(max_model_len, check.needed_bytes, check_bytes, estimated)
+            error = self.fit_error(max_model_len, check.needed_bytes, check_bytes, est or 0)
         min_block = min(g.spec.block_size for g in layout.grouping.groups)
-        tokens = self.logged_tokens(base.num_blocks, base.num_groups, min_block, base.max_concurrency,
+        tokens = self.logged_tokens(base.num_blocks, base.num_groups, min_block * dcp, base.max_concurrency,
                                     max_model_len)
         lines = [f"Available KV cache memory: {vk.format_gib(available_bytes)} GiB"]
         lines += self.capacity_lines(tokens, max_model_len, base.max_concurrency) if error is None else [
             f"ValueError: {error}"]
         return dataclasses.replace(
             base, version=self.title, kv_cache_tokens=tokens, fits=error is None, error=error,
-            estimated_max_model_len=check.estimated_max_model_len, log_lines=lines,
+            max_model_len=max_model_len, estimated_max_model_len=est, log_lines=lines,
         )
 
 

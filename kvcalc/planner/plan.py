@@ -33,6 +33,7 @@ from kvcalc.units import format_bytes
 
 if TYPE_CHECKING:
     from kvcalc.engines.activation import Term
+    from kvcalc.engines.speculative import Draft
     from kvcalc.planner.roofline import Roofline
 
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
@@ -73,6 +74,20 @@ class PlanRequest:
     weights_path: str | None = None
     solve_tp: bool = True
     """Search TP degrees for ``--users`` (off in the benchmark's inner loop)."""
+    dp_attention: int = 1
+    """SGLang ``--enable-dp-attention --dp N``: N attention-DP ranks in each TP group, each holding
+    the cache of its own requests (``Engine.dp_attention_flag``)."""
+    dcp: int = 1
+    """vLLM ``--decode-context-parallel-size``: each of the TP group's requests is split over dcp ranks."""
+    model_impl: str = "auto"
+    """``--model-impl``: ``transformers`` plans an architecture the engine has no own code for."""
+    speculative_config: str | None = None
+    """vLLM ``--speculative-config`` JSON (``kvcalc.engines.speculative``)."""
+    speculative_algorithm: str | None = None
+    """SGLang ``--speculative-algorithm`` (EAGLE, EAGLE3, NEXTN, NGRAM)."""
+    speculative_num_draft_tokens: int | None = None
+    draft_layers: int | None = None
+    """Draft decoder layers sharing the pool (default 1: an EAGLE head, ``num_nextn_predict_layers: 1``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +182,16 @@ class Plan:
     estimated_max_model_len_high: int | None = None
     budget_terms: list[dict[str, Any]] = field(default_factory=list)
     """Per modelled term: name, low/best/high bytes, source, status (modelled / given)."""
+    dp_attention: int = 1
+    """Attention-DP ranks per TP group (SGLang ``--enable-dp-attention``); ``max_sequences`` counts all of them."""
+    attention_tp: int = 0
+    """The TP width the KV heads are split by: ``tp // dp_attention``."""
+    dcp: int = 1
+    """vLLM decode context parallelism: each rank stores ``cdiv(max_model_len, dcp)`` tokens of a request."""
+    speculative_method: str | None = None
+    """The draft's method (vLLM ``method``, SGLang algorithm); None without speculative decoding."""
+    draft_layers: int = 0
+    """Draft layers whose KV the pool holds beside the target's (EAGLE heads, MTP layers)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -201,6 +226,10 @@ class Settings:
     max_num_batched_tokens: int
     max_running: int | None
     batch_why: str
+    dp_attention: int = 1
+    dcp: int = 1
+    served_note: str | None = None
+    draft: Draft | None = None
 
 
 def deployment(req: PlanRequest) -> Deployment:
@@ -254,14 +283,79 @@ def resolve(req: PlanRequest) -> Settings:
         check_int("users", req.users, maximum=10**9)
     if req.shared_prefix_tokens < 0 or req.shared_prefix_tokens > max_len:
         raise InvalidRequestError("--shared-prefix-tokens", req.shared_prefix_tokens, f"0 to max_model_len ({max_len})")
+    from kvcalc.engines.served import check_served
+
+    served_note = check_served(engine.served_release, model.architecture, model.name,
+                               req.model_impl)
+    draft = _draft(req, engine)
+    if draft is not None:
+        from kvcalc.engines.speculative import with_draft
+
+        model = with_draft(model, draft)
     dep = deployment(req)
-    layout = RankLayout(model, dep.tp, dep.pp)  # refuses pp > layers, as estimate does
+    dpa, dcp = _parallel(req, engine, model, dep.tp)
+    layout = RankLayout(model, dep.tp // dpa, dep.pp)  # refuses pp > layers, as estimate does
     label = f"{dep.gpu.name} {dep.gpu.title}" if dep.gpu is not None else ""
     mnbt, running, why = engine.batch_defaults(dep.driver_bytes, label, max_len, req.max_num_batched_tokens,
                                                req.max_num_seqs)
     dtype, _ = engine.resolve_kv_dtype(req.kv_dtype, model)
     return Settings(engine=engine, model=model, max_len=max_len, dep=dep, layout=layout, dtype=dtype,
-                    max_num_batched_tokens=mnbt, max_running=running, batch_why=why)
+                    max_num_batched_tokens=mnbt, max_running=running, batch_why=why, dp_attention=dpa, dcp=dcp,
+                    served_note=served_note, draft=draft)
+
+
+def _draft(req: PlanRequest, engine: Engine) -> Draft | None:
+    """The speculative draft from the engine's own flag (``kvcalc.engines.speculative``)."""
+    from kvcalc.engines.speculative import sglang_draft, vllm_draft
+    from kvcalc.estimate import check_int
+
+    if req.draft_layers is not None:
+        check_int("draft_layers", req.draft_layers, minimum=0, maximum=4096)
+    given = [(f, v) for f, v in (("--speculative-config", req.speculative_config),
+                                 ("--speculative-algorithm", req.speculative_algorithm)) if v is not None]
+    for flag, value in given:
+        if flag != engine.speculative_flag:
+            raise InvalidRequestError(flag, value, f"used with the engine it belongs to (--engine "
+                                      f"{'vllm' if flag == '--speculative-config' else 'sglang'}; this plan uses "
+                                      f"{engine.name})")
+    if req.speculative_config is not None:
+        return vllm_draft(req.speculative_config, req.draft_layers)
+    if req.speculative_algorithm is not None:
+        return sglang_draft(req.speculative_algorithm, req.draft_layers, req.speculative_num_draft_tokens)
+    if req.draft_layers is not None:
+        raise InvalidRequestError("--draft-layers", req.draft_layers, "given with --speculative-config (vLLM) or "
+                                  "--speculative-algorithm (SGLang)")
+    return None
+
+
+def _parallel(req: PlanRequest, engine: Engine, model: ModelConfig, tp: int) -> tuple[int, int]:
+    """Check ``--dp-attention`` / ``--dcp`` against the engine and the TP degree."""
+    from kvcalc.estimate import check_int
+    from kvcalc.specs import ChunkedAttention, FixedState, SlidingWindowAttention
+
+    check_int("dp_attention", req.dp_attention, maximum=4096)
+    check_int("dcp", req.dcp, maximum=4096)
+    if req.dp_attention > 1:
+        if engine.dp_attention_flag is None:
+            raise InvalidRequestError("--dp-attention", req.dp_attention,
+                                      f"1 with --engine {engine.name} (data-parallel attention is SGLang's)")
+        if tp % req.dp_attention:
+            # SGLang: attn_tp_size = tp_size // dp_size (srt/layers/dp_attention.py:445-460 @ 0.5.23)
+            raise InvalidRequestError("--dp-attention", req.dp_attention, f"a divisor of --tp ({tp})")
+    if req.dcp > 1:
+        if engine.dcp_flag is None:
+            raise InvalidRequestError("--dcp", req.dcp, f"1 with --engine {engine.name} (decode context "
+                                      "parallelism is vLLM's --decode-context-parallel-size)")
+        if tp % req.dcp:
+            # vLLM reuses the TP ranks for DCP: config/parallel.py:637-641 @ 0.34.0
+            raise InvalidRequestError("--dcp", req.dcp, f"a divisor of --tp ({tp}) (vLLM: tp_size must be "
+                                      "divisible by dcp_size)")
+        local = [s for s in model.layer_specs if isinstance(s, (SlidingWindowAttention, ChunkedAttention, FixedState))]
+        if local:
+            raise InvalidRequestError("--dcp", req.dcp, f"1 for {model.name}: vLLM asserts DCP == 1 for "
+                                      f"{local[0].kind} layers (v1/core/single_type_kv_cache_manager.py:989, "
+                                      ":1341, :1490 @ 0.34.0)")
+    return req.dp_attention, req.dcp
 
 
 # -- 2. weights ------------------------------------------------------------------------------
@@ -383,7 +477,8 @@ def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
     return s.engine.pool(PoolRequest(
         model=s.model, layout=s.layout, dtype=s.dtype, kv_budget_bytes=bud.kv_budget_bytes, max_model_len=s.max_len,
         block_size=req.block_size, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running,
-        budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None))
+        budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None, dcp=s.dcp,
+        draft_layers=s.draft.layers if s.draft else 0))
 
 
 # -- 5. the answer ---------------------------------------------------------------------------
@@ -409,7 +504,8 @@ class Answer:
 def workload_bytes(s: Settings, req: PlanRequest, requests: int) -> int:
     """KV bytes ``requests`` requests of max_model_len take on the largest rank (what estimate
     reports for the same settings: the engine's ``request_bytes``)."""
-    work = Workload(seq_len=s.max_len, batch=requests, block_size=req.block_size,
+    # A DCP rank stores cdiv(L, dcp) tokens of each request; attention-DP ranks share the requests.
+    work = Workload(seq_len=cdiv(s.max_len, s.dcp), batch=cdiv(requests, s.dp_attention), block_size=req.block_size,
                     max_num_batched_tokens=s.max_num_batched_tokens)
     return s.engine.request_bytes(s.layout, s.dtype, work)
 
@@ -417,10 +513,13 @@ def workload_bytes(s: Settings, req: PlanRequest, requests: int) -> int:
 def answer(req: PlanRequest, s: Settings, pool: Pool) -> Answer:
     cap, starts, length = pool.capacity, pool.fits, s.max_len
     prefix = req.shared_prefix_tokens if s.engine.shares_prefix else 0
-    by_memory = cap.max_sequences(length, prefix) if starts else 0
-    resident = min(by_memory, s.max_running) if s.max_running is not None else by_memory
+    # The pool is one rank's; with attention DP each of the dp ranks of a replica holds its own requests.
+    dpa = s.dp_attention
+    rank_memory = cap.max_sequences(length, prefix) if starts else 0
+    by_memory = rank_memory * dpa
+    resident = (min(rank_memory, s.max_running) if s.max_running is not None else rank_memory) * dpa
     batch = req.batch or req.users or 1
-    longest = cap.longest_context(batch, prefix)
+    longest = cap.longest_context(cdiv(batch, dpa), prefix)
     per_replica_load = cdiv(req.users, s.dep.replicas) if req.users is not None else (req.batch or None)
     binding = _binding(starts, pool)
     users_fit: bool | None = None
@@ -436,17 +535,17 @@ def answer(req: PlanRequest, s: Settings, pool: Pool) -> Answer:
                            "per replica")
     elif starts:
         binding = "KV cache (max concurrent requests at max_model_len)"
-        if s.max_running is not None and by_memory > s.max_running:
+        if s.max_running is not None and rank_memory > s.max_running:
             binding = f"{pool.max_running_flag} {s.max_running} (the KV cache holds {by_memory:,})"
     if req.users is None and req.batch is not None:
         batch_fits = starts and resident >= req.batch
-    load = per_replica_load if per_replica_load is not None else max(resident, 1)
+    load = cdiv(per_replica_load, dpa) if per_replica_load is not None else max(resident // dpa, 1)
     headroom_units = cap.available - cap.units_for(load, length, prefix) if starts else None
     headroom_bytes = headroom_units * pool.unit_bytes if headroom_units is not None else None
     saving, without = 0, None
     if prefix:
-        without = cap.max_sequences(length) if starts else 0
-        n = max(by_memory, 1)
+        without = cap.max_sequences(length) * dpa if starts else 0
+        n = max(rank_memory, 1)
         saving = (cap.units_for(n, length) - cap.units_for(n, length, prefix)) * pool.unit_bytes
     if req.users is not None:
         fits, question = bool(users_fit), f"all {req.users:,} users at {length:,} tokens at once"
@@ -592,6 +691,17 @@ def plan(req: PlanRequest) -> Plan:
     lo_pool = pool_of(req, s, span.low) if span is not None else None
     hi_pool = pool_of(req, s, span.high) if span is not None else None
     notes += pool.notes
+    if s.served_note:
+        notes.append(s.served_note)
+    if s.dp_attention > 1:
+        notes.append(f"{s.engine.dp_attention_flag} --dp {s.dp_attention}: attention TP {s.layout.tp}, each of the "
+                     f"{s.dp_attention} attention-DP ranks holds the cache of its own requests; the pool is one rank's")
+    if s.draft is not None and s.draft.layers:
+        notes.append(f"speculative decoding ({s.draft.method}): {s.draft.layers} draft layer(s) shaped like the "
+                     f"target's share the pool: planned as {s.model.num_layers:,} layers")
+    if s.dcp > 1:
+        notes.append(f"{s.engine.dcp_flag} {s.dcp}: each rank stores cdiv({s.max_len:,}, {s.dcp}) = "
+                     f"{cdiv(s.max_len, s.dcp):,} tokens of a request")
     a = answer(req, s, pool)
     options = tp_search(req, s) if req.users is not None and req.solve_tp else []
     one_rep, fewest = smallest_tp(options, req.users) if req.users is not None else (None, None)
@@ -628,4 +738,7 @@ def plan(req: PlanRequest) -> Plan:
         estimated_max_model_len_low=lo_pool.estimated_max_model_len if lo_pool else None,
         estimated_max_model_len_high=hi_pool.estimated_max_model_len if hi_pool else None,
         budget_terms=span.terms if span else [],
+        dp_attention=s.dp_attention,
+        attention_tp=s.layout.tp, dcp=s.dcp, speculative_method=s.draft.method if s.draft else None,
+        draft_layers=s.draft.layers if s.draft else 0,
     )
