@@ -94,6 +94,11 @@ LINE_PATTERNS: dict[str, re.Pattern[str]] = {
                                 + r" cells,\s*" + _N + r" layers,.*?\), K \((\w+)\):\s*" + _N
                                 + r"\s*MiB, V \((\w+)\):\s*" + _N + r"\s*MiB"),
     "llama_n_ctx": re.compile(r"\bn_ctx\s*=\s*" + _N),
+    # llama-model.cpp load_tensors (0.3.36 vendored: :1912-1924; mid-2024 builds the same words).
+    "llama_offloading_repeating": re.compile(r"offloading " + _N + r" repeating layers to GPU"),
+    "llama_offloading_output": re.compile(r"offloading (?:output|non-repeating) layers? to GPU()"),
+    # src/llama.cpp:306 "using device %s (%s) (%s) - %zu MiB free" (older builds one parenthesis).
+    "llama_device_free": re.compile(r"using device (\w+) \(.*\) - " + _N + r" MiB free"),
     "llama_offloaded": re.compile(r"offloaded " + _N + "/" + _N + " layers to GPU"),
 }
 
@@ -112,7 +117,8 @@ _CMD_FLAGS = {
 _LLAMA_FLAGS = {
     "-c": "n_ctx", "--ctx-size": "n_ctx", "-m": "model", "--model": "model", "--cache-type-k": "cache_type_k",
     "-ctk": "cache_type_k", "--cache-type-v": "cache_type_v", "-ctv": "cache_type_v", "-ngl": "n_gpu_layers",
-    "--n-gpu-layers": "n_gpu_layers", "-np": "parallel", "--parallel": "parallel",
+    "--n-gpu-layers": "n_gpu_layers", "-np": "parallel", "--parallel": "parallel", "-ts": "tensor_split",
+    "--tensor-split": "tensor_split", "-sm": "split_mode", "--split-mode": "split_mode",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 

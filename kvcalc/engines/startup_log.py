@@ -778,8 +778,10 @@ def _check_llama_cpp(ctx: _Ctx) -> list[Check]:
         size = Decimal(total) / MiB
         out.append(_compare_rounded(item, text, Interval(size, size),
                                     f"{n_ctx:,} cells x {len(layer_k)} layers' rows ({total:,} B)", total_f.line))
-    off = r.first("llama_offloaded")
     host = [b for b in buffers if b.groups[0] in ("CPU", "CUDA_Host", "CPU_Mapped")]
+    if (rep := r.first("llama_offloading_repeating")) is not None:
+        return out + _check_llama_devices(r, rep, buffers, host, layer_k, layer_v)
+    off = r.first("llama_offloaded")
     if off is not None and host:
         n_gpu = min(integer(off.groups[0], off.line), len(layer_k))
         host_layers = len(layer_k) - n_gpu
@@ -793,3 +795,95 @@ def _check_llama_cpp(ctx: _Ctx) -> list[Check]:
                                  "follows the split of free memory (--tensor-split); the sum is compared above",
                                  b.line))
     return out
+
+
+def _check_llama_devices(r: LogReading, rep: Found, buffers: list[Found], host: list[Found], layer_k: list[int],
+                         layer_v: list[int]) -> list[Check]:
+    """Each ``<device> KV buffer size`` line against the layers ``load_tensors`` put there.
+
+    ``offloading N repeating layers to GPU`` says the last N repeating layers are on GPUs in every
+    build; the active layer count is N + 1 when the build also printed ``offloading output layer
+    to GPU`` (the output layer counted in ``-ngl``; llama.cpp vendored by llama-cpp-python 0.3.36,
+    llama-model.cpp:1589-1597, :1912-1921), else N (mid-2024 builds, ``i_gpu_start = n_layer -
+    ngl``). Which GPU holds which layers follows ``--tensor-split`` from the command line, else
+    each device's free memory as ``using device ... - M MiB free`` printed it (whole MiB, so the
+    split is tried at both ends of each MiB and compared only when every end agrees)."""
+    from kvcalc.engines.llama_cpp import assign_layers
+
+    out: list[Check] = []
+    n_layer = len(layer_k)
+    n_rep = min(integer(rep.groups[0], rep.line), n_layer)
+    start = n_layer - n_rep
+    act = n_rep + 1 if r.has("llama_offloading_output") else n_rep
+    per_layer = [k + v for k, v in zip(layer_k, layer_v, strict=True)]
+    if host:
+        size = Decimal(sum(per_layer[:start])) / MiB
+        out.append(_compare_rounded(f"{host[0].groups[0]} KV buffer (MiB)", host[0].groups[1], Interval(size, size),
+                                    f"{start} layers not offloaded ({n_layer} - {n_rep} repeating layers on GPUs) "
+                                    "keep their KV in host memory", host[0].line))
+    gpus = [b for b in buffers if b not in host]
+    if not gpus:
+        return out
+    logged = sum((number(b.groups[1], b.line) for b in gpus), Decimal(0))
+    size = Decimal(sum(per_layer[start:])) / MiB
+    out.append(Check(item="GPU KV buffers, sum (MiB)", logged=" + ".join(b.groups[1] for b in gpus),
+                     predicted=f"{size:.2f}", difference=f"{logged - size:+.2f}",
+                     matches=abs(logged - size) <= HALF * len(gpus),
+                     basis=f"{n_rep} offloaded repeating layers' KV", line=gpus[0].line))
+    splits = _llama_splits(r, gpus)
+    if splits is None:
+        for b in gpus:
+            out.append(_skip(f"{b.groups[0]} KV buffer (MiB)", b.groups[1], "the log prints neither --tensor-split "
+                             "nor each device's free memory, which decide the split; the sum is compared above",
+                             b.line))
+        return out
+    names, candidates, source = splits
+    counts = {tuple(_per_device(assign_layers(n_layer, start, act, c), per_layer, len(names))) for c in candidates}
+    for b in gpus:
+        i = names.index(b.groups[0]) if b.groups[0] in names else -1
+        if i < 0 or len(counts) != 1:
+            why = (f"{b.groups[0]} is not among the devices {', '.join(names)}" if i < 0 else
+                   f"a layer sits on the boundary of the split by {source}: which device holds it depends on "
+                   "bytes the log rounds to MiB")
+            out.append(_skip(f"{b.groups[0]} KV buffer (MiB)", b.groups[1], why, b.line))
+            continue
+        layers, nbytes = next(iter(counts))[i]
+        size = Decimal(nbytes) / MiB
+        out.append(_compare_rounded(f"{b.groups[0]} KV buffer (MiB)", b.groups[1], Interval(size, size),
+                                    f"{layers} layers by the split of {source} ({nbytes:,} B)", b.line))
+    return out
+
+
+def _per_device(devices: list[int | None], per_layer: list[int], n: int) -> list[tuple[int, int]]:
+    acc = [(0, 0)] * n
+    for d, b in zip(devices, per_layer, strict=True):
+        if d is not None and d < n:
+            acc[d] = (acc[d][0] + 1, acc[d][1] + b)
+    return acc
+
+
+def _llama_splits(r: LogReading, gpus: list[Found]) -> tuple[list[str], list[tuple[float, ...]], str] | None:
+    """(device names in order, split vectors to try, where the split came from), or None."""
+    free = r.found.get("llama_device_free", [])
+    text = r.config("tensor_split")
+    if text:
+        try:
+            weights = tuple(float(w) for w in text.replace("/", ",").split(",") if w.strip())
+        except ValueError:
+            return None
+        if free:
+            names = [f.groups[0] for f in free]
+        else:
+            prefix = gpus[0].groups[0].rstrip("0123456789")
+            names = [f"{prefix}{i}" for i in range(len(weights))]
+        return names, [weights], f"--tensor-split {text}"
+    if not free:
+        return None
+    names = [f.groups[0] for f in free]
+    mib = [float(integer(f.groups[1], f.line)) for f in free]
+    candidates = [tuple(mib)]
+    for j in range(len(mib)):
+        candidates.append(tuple(m + (1 if i <= j else 0) for i, m in enumerate(mib)))
+        candidates.append(tuple(m + (1 if i > j else 0) for i, m in enumerate(mib)))
+    shown = ", ".join(f"{n} {f.groups[1]} MiB" for n, f in zip(names, free, strict=True))
+    return names, candidates, f"free memory ({shown})"
