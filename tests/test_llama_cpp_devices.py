@@ -155,3 +155,17 @@ def test_check_log_free_memory_split(tmp_path: Path) -> None:
     by_item = {c.item: c for c in check_log(f, get_builtin("llama-3-70b")).checks}
     assert by_item["CUDA0 KV buffer (MiB)"].matches is True
     assert by_item["CUDA1 KV buffer (MiB)"].matches is True
+
+
+def test_check_log_reads_streams_of_a_split_cache(tmp_path: Path) -> None:
+    # The real line for -c 8192 -np 4 (not unified), as llama-cpp-python 0.3.36's llama.cpp printed it
+    # for a tiny model (benchmarks/llama_cpp_slots_crosscheck.py: "2048 cells, 4 layers, 4/4 seqs"),
+    # scaled to Llama-3-70B: 2,048 cells x 4 streams x 80 layers x 2 KiB = 1,280 MiB each of K and V.
+    line = ("llama_kv_cache:        CPU KV buffer size =  2560.00 MiB\n"
+            "llama_kv_cache: size = 2560.00 MiB (  2048 cells,  80 layers,  4/4 seqs), "
+            "K (f16): 1280.00 MiB, V (f16): 1280.00 MiB\n")
+    f = tmp_path / "np4.log"
+    f.write_text(line)
+    by_item = {c.item: c for c in check_log(f, get_builtin("llama-3-70b")).checks}
+    assert by_item["K (MiB)"].matches is True and by_item["V (MiB)"].matches is True
+    assert "8,192 cells" in by_item["K (MiB)"].basis

@@ -93,6 +93,10 @@ LINE_PATTERNS: dict[str, re.Pattern[str]] = {
     "llama_kv_size": re.compile(r"llama_kv_cache(?:_unified)?: size =\s*" + _N + r"\s*MiB \(\s*" + _N
                                 + r" cells,\s*" + _N + r" layers,.*?\), K \((\w+)\):\s*" + _N
                                 + r"\s*MiB, V \((\w+)\):\s*" + _N + r"\s*MiB"),
+    # llama-kv-cache.cpp:300 "(%6u cells, %3d layers, %2u/%u seqs)": cells are per stream, the
+    # second seqs figure is the stream count (n_seq_max unless kv_unified).
+    "llama_kv_streams": re.compile(r"llama_kv_cache(?:_unified)?: size =.*?cells,\s*" + _N + r" layers,\s*"
+                                   + _N + "/" + _N + r" seqs\)"),
     "llama_n_ctx": re.compile(r"\bn_ctx\s*=\s*" + _N),
     # llama-model.cpp load_tensors (0.3.36 vendored: :1912-1924; mid-2024 builds the same words).
     "llama_offloading_repeating": re.compile(r"offloading " + _N + r" repeating layers to GPU"),

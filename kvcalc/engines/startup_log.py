@@ -770,6 +770,9 @@ def _check_llama_cpp(ctx: _Ctx) -> list[Check]:
     from kvcalc.dtypes import get_dtype
 
     n_ctx = integer(n_ctx_f.groups[0], n_ctx_f.line)
+    if cells_f is not None and (st := r.first("llama_kv_streams")) is not None:
+        # Non-unified -np N: N streams of n_ctx_seq cells each (llama-kv-cache.cpp n_stream).
+        n_ctx *= integer(st.groups[2], st.line)
     k_dtype, v_dtype = get_dtype(total_f.groups[1]), get_dtype(total_f.groups[3])
     layer_k = [n_ctx * k_dtype.row_bytes(s.num_kv_heads * s.head_dim) for s in specs if isinstance(s, FullAttention)]
     layer_v = [n_ctx * v_dtype.row_bytes(s.num_kv_heads * s.v_dim) for s in specs if isinstance(s, FullAttention)]
@@ -777,7 +780,8 @@ def _check_llama_cpp(ctx: _Ctx) -> list[Check]:
                               ("V (MiB)", total_f.groups[4], sum(layer_v))):
         size = Decimal(total) / MiB
         out.append(_compare_rounded(item, text, Interval(size, size),
-                                    f"{n_ctx:,} cells x {len(layer_k)} layers' rows ({total:,} B)", total_f.line))
+                                    f"{n_ctx:,} cells (all streams) x {len(layer_k)} layers' rows ({total:,} B)",
+                                    total_f.line))
     host = [b for b in buffers if b.groups[0] in ("CPU", "CUDA_Host", "CPU_Mapped")]
     if (rep := r.first("llama_offloading_repeating")) is not None:
         return out + _check_llama_devices(r, rep, buffers, host, layer_k, layer_v)
