@@ -85,6 +85,24 @@ def register(app: typer.Typer) -> None:
         report: Annotated[Optional[str], typer.Option(
             "--report", help="Write a self-contained HTML report (answer, charts, assumptions) to FILE.html.")]
         = None,
+        max_tokens: Annotated[Optional[int], typer.Option(
+            "--max-tokens", min=1, help="TensorRT-LLM: KvCacheConfig.max_tokens, a cap on the pool's tokens.")] = None,
+        host_cache_size: Annotated[Optional[str], typer.Option(
+            "--host-cache-size", help="TensorRT-LLM: KvCacheConfig.host_cache_size, the host (secondary) pool, "
+            "e.g. 32GiB.")] = None,
+        n_gpu_layers: Annotated[int, typer.Option(
+            "--n-gpu-layers", "-ngl", min=-1, help="llama.cpp: layers on the GPUs, the output layer counted "
+            "(-1: all).")] = -1,
+        tensor_split: Annotated[Optional[str], typer.Option(
+            "--tensor-split", "-ts", help="llama.cpp: share of layers per GPU, e.g. 3,1.")] = None,
+        split_mode: Annotated[str, typer.Option(
+            "--split-mode", "-sm", help="llama.cpp: none, layer or row.")] = "layer",
+        parallel: Annotated[int, typer.Option(
+            "--parallel", "-np", min=1, help="llama.cpp: server slots, each of --context cells.")] = 1,
+        kv_unified: Annotated[bool, typer.Option(
+            "--kv-unified", help="llama.cpp: one KV stream shared by the slots.")] = False,
+        no_kv_offload: Annotated[bool, typer.Option(
+            "--no-kv-offload", "-nkvo", help="llama.cpp: keep the KV cache in host memory.")] = False,
     ) -> None:
         """Plan a deployment: KV budget, blocks, concurrency, whether --users fit, and what to change.
 
@@ -111,7 +129,28 @@ def register(app: typer.Typer) -> None:
                  weight_dtype=weight_dtype, gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget, tp=tp, pp=pp,
                  block_size=block_size, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
                  activation_memory=activation_memory, non_torch_memory=non_torch_memory, users=users, batch=batch,
-                 shared_prefix_tokens=shared_prefix_tokens, weights_path=weights)
+                 shared_prefix_tokens=shared_prefix_tokens, weights_path=weights, max_tokens=max_tokens,
+                 host_cache_bytes=_host_bytes(host_cache_size), n_gpu_layers=n_gpu_layers,
+                 tensor_split=_split(tensor_split), split_mode=split_mode, parallel=parallel, kv_unified=kv_unified,
+                 no_kv_offload=no_kv_offload)
+
+
+def _host_bytes(text: str | None) -> int:
+    from kvcalc.units import parse_size
+
+    return parse_size(text, "--host-cache-size") if text else 0
+
+
+def _split(text: str | None) -> tuple[float, ...]:
+    """``--tensor-split 3,1`` (llama.cpp also takes ``3/1``) -> weights; a bad number names the flag."""
+    from kvcalc.errors import InvalidRequestError
+
+    if not text:
+        return ()
+    try:
+        return tuple(float(w) for w in text.replace("/", ",").split(","))
+    except ValueError:
+        raise InvalidRequestError("--tensor-split", text, "comma-separated non-negative numbers, e.g. 3,1") from None
 
 
 def _tokens(flag: str) -> Callable[[str], int]:

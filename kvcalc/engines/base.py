@@ -78,6 +78,19 @@ class PoolRequest:
     gpu: str | None = None
     """The catalog GPU the plan is for (vLLM picks its attention backend, hence the MLA block size,
     by it); None with ``--gpu-memory`` / ``--kv-budget``."""
+    max_tokens: int | None = None
+    """TensorRT-LLM ``KvCacheConfig.max_tokens`` (``--max-tokens``): a cap on the pool's tokens."""
+    host_cache_bytes: int = 0
+    """TensorRT-LLM ``KvCacheConfig.host_cache_size`` (``--host-cache-size``): the secondary (host) pool."""
+    n_gpu_layers: int = -1
+    """llama.cpp ``-ngl`` (-1: all layers and the output layer)."""
+    tensor_split: tuple[float, ...] = ()
+    """llama.cpp ``--tensor-split`` weights per GPU (empty: one GPU per rank)."""
+    parallel: int = 1
+    """llama.cpp ``-np`` slots (each of max_model_len cells: ``-c`` = max_model_len x slots)."""
+    kv_unified: bool = False
+    no_kv_offload: bool = False
+    split_mode: str = "layer"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -141,8 +141,8 @@ def check_log(path: str | Path, model: ModelConfig | None = None, *, tp: int | N
         raise InvalidRequestError("FILE", str(path), f"a log of at most {MAX_LOG_BYTES // MiB} MiB")
     reading = read_log(p.read_text(encoding="utf-8", errors="replace"))
     if reading.engine is None:
-        raise InvalidRequestError("FILE", str(path), "a vLLM, SGLang or llama.cpp start-up log (no KV-cache "
-                                                     "line recognised)")
+        raise InvalidRequestError("FILE", str(path), "a vLLM, SGLang, TensorRT-LLM or llama.cpp start-up log "
+                                                     "(no KV-cache line recognised)")
     return check_reading(reading, str(p), model, tp=tp, kv_dtype=kv_dtype, block_size=block_size, gpu=gpu)
 
 
@@ -173,6 +173,10 @@ def check_reading(reading: LogReading, path: str, model: ModelConfig | None = No
     if _has_sglang(reading):
         checks += _check_sglang(ctx)
         rules = "; ".join(x for x in (rules, "SGLang token pool (memory_pool.py; 'GB' there is GiB)") if x)
+    if reading.engine == "trtllm":
+        checks += _check_trtllm(ctx)
+        rules = ("TensorRT-LLM kvCacheManager.cpp calculateMaxNumBlocks: ceil(floor(bytes x fraction / b) / "
+                 "tokens_per_block) blocks; logged tokens = blocks x tokens_per_block")
     if reading.engine == "llama.cpp":
         checks += _check_llama_cpp(ctx)
         rules = "llama.cpp KV cache: n_ctx cells x layers, K and V rows in their cache types"
@@ -891,3 +895,72 @@ def _llama_splits(r: LogReading, gpus: list[Found]) -> tuple[list[str], list[tup
         candidates.append(tuple(m + (1 if i > j else 0) for i, m in enumerate(mib)))
     shown = ", ".join(f"{n} {f.groups[1]} MiB" for n, f in zip(names, free, strict=True))
     return names, candidates, f"free memory ({shown})"
+
+
+# ----------------------------------------------------------------------------- TensorRT-LLM
+
+
+def _check_trtllm(ctx: _Ctx) -> list[Check]:
+    """The KV cache manager's lines (``kvcacalc.engines.trtllm``): tokens = primary blocks x tokens
+    per block; the pool's GiB = tokens x the model's bytes a token (one attention window); the
+    blocks from ``available x fraction`` when the log gives the fraction (the C++ runtime's
+    "Memory usage when calculating max tokens" line, ``kDefaultGpuMemFraction`` 0.9 otherwise
+    unknown, so without the fraction the blocks are listed with the fraction they imply)."""
+    from kvcalc.engines.trtllm import TOKENS_PER_BLOCK, window_pools
+
+    r = ctx.reading
+    out: list[Check] = []
+    alloc, tpb_f, blocks_f = r.first("trtllm_alloc"), r.first("trtllm_tokens_per_block"), r.first(
+        "trtllm_primary_blocks")
+    tpb = integer(tpb_f.groups[0], tpb_f.line) if tpb_f else (ctx.block_size or TOKENS_PER_BLOCK)
+    tpb_why = "as logged" if tpb_f else ("--block-size" if ctx.block_size else "the default 32 (not logged)")
+    tokens = integer(alloc.groups[1], alloc.line) if alloc else None
+    blocks = integer(blocks_f.groups[0], blocks_f.line) if blocks_f else None
+    if tokens is not None and blocks is not None:
+        out.append(Check(item="tokens in paged KV cache", logged=f"{tokens:,}", predicted=f"{blocks * tpb:,}",
+                         difference=f"{tokens - blocks * tpb:+,}", matches=tokens == blocks * tpb,
+                         basis=f"{blocks:,} primary blocks x {tpb} tokens per block ({tpb_why})", line=alloc.line
+                         if alloc else 0))
+    elif tokens is not None and alloc is not None:
+        out.append(Check(item="tokens in paged KV cache", logged=f"{tokens:,}", predicted=f"{tokens // tpb * tpb:,}",
+                         difference=f"{tokens % tpb:+,}", matches=tokens % tpb == 0,
+                         basis=f"whole blocks of {tpb} tokens ({tpb_why})", line=alloc.line))
+    per_token: int | None = None
+    if ctx.model is not None:
+        specs = [s.shard(ctx.tp) for s in ctx.model.layer_specs if s.grows]
+        if specs and all(isinstance(s, (FullAttention, LatentAttention)) and not isinstance(s, SlidingWindowAttention)
+                         for s in specs):
+            per_token = sum(s.bytes_per_token(ctx.dtype("trtllm")) for s in specs)
+    if alloc is not None and tokens is not None:
+        if per_token is None:
+            out.append(_skip("paged KV cache (GiB)", alloc.groups[0], NEEDS_MODEL if ctx.model is None else
+                             "sliding-window / state layers: several pools, not compared here", alloc.line))
+        else:
+            size = Decimal(tokens * per_token) / GiB
+            out.append(_compare_rounded("paged KV cache (GiB)", alloc.groups[0], Interval(size, size),
+                                        f"{tokens:,} tokens x {per_token:,} B a token", alloc.line))
+    mem = r.first("trtllm_mem_usage")
+    have = blocks if blocks is not None else (tokens // tpb if tokens is not None else None)
+    if mem is not None and have is not None:
+        both = r.first("trtllm_both_set")
+        frac_text = both.groups[0] if both else (r.config("free_gpu_memory_fraction") or None)
+        avail = Interval.printed(number(mem.groups[1], mem.line))
+        if per_token is None:
+            out.append(_skip("primary blocks from available memory", f"{have:,}", NEEDS_MODEL, mem.line))
+        elif frac_text is None:
+            implied = Decimal(have * tpb * per_token) / (number(mem.groups[1], mem.line) * GiB)
+            out.append(_skip("primary blocks from available memory", f"{have:,}", "the log does not print "
+                             f"free_gpu_memory_fraction (0.9 unless set); these blocks imply {implied:.3f} of the "
+                             f"{mem.groups[1]} GiB available", mem.line))
+        else:
+            max_tokens = integer(both.groups[1], both.line) if both else None
+            lo, hi = (window_pools(int(a * GiB * Decimal(frac_text)), {1: per_token}, tokens_per_block=tpb,
+                                   max_tokens=max_tokens)[0].primary_blocks for a in (avail.lo, avail.hi))
+            out.append(Check(item="primary blocks from available memory", logged=f"{have:,}",
+                             predicted=f"{lo:,}" if lo == hi else f"{lo:,}..{hi:,}", difference="-",
+                             matches=lo <= have <= hi,
+                             basis=f"ceil(floor({mem.groups[1]} GiB (as printed, +-0.005) x {frac_text} / "
+                                   f"{per_token:,} B) / {tpb})"
+                                   + (f", max_tokens {max_tokens:,}" if max_tokens else ""),
+                             line=mem.line))
+    return out
