@@ -7,6 +7,7 @@ as cited in ``kvcalc/engines/llama_cpp.py``."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +170,28 @@ def test_check_log_reads_streams_of_a_split_cache(tmp_path: Path) -> None:
     by_item = {c.item: c for c in check_log(f, get_builtin("llama-3-70b")).checks}
     assert by_item["K (MiB)"].matches is True and by_item["V (MiB)"].matches is True
     assert "8,192 cells" in by_item["K (MiB)"].basis
+
+
+def test_plan_cli_prints_each_device_buffer(cli: Any) -> None:
+    # -ngl 79 -ts 3,2 on Llama-3-70B at 8,192 tokens: CPU 64 MiB, CUDA0 1,536 MiB, CUDA1 960 MiB (above).
+    # These flags are not in the fast path's table, so typer runs the command (kvcalc.cli.fast).
+    from kvcalc.cli.fast import parse_plan
+
+    argv = ["plan", "llama-3-70b", "--engine", "llama.cpp", "--kv-budget", "20GiB", "--context", "8192",
+            "-ngl", "79", "-ts", "3,2", "--json"]
+    assert parse_plan(argv) is None
+    res = cli(*argv)
+    assert res.exit_code == 0, res.stderr
+    import json
+
+    lines = json.loads(res.stdout)["log_lines"]
+    assert "llama_kv_cache:      CUDA0 KV buffer size =  1536.00 MiB" in lines
+    assert "llama_kv_cache:      CUDA1 KV buffer size =   960.00 MiB" in lines
+    assert "llama_kv_cache:        CPU KV buffer size =    64.00 MiB" in lines
+
+
+def test_plan_cli_refuses_a_bad_split(cli: Any) -> None:
+    bad = cli("plan", "llama-3-8b", "--engine", "llama.cpp", "--kv-budget", "20GiB", "-ts", "3,x")
+    assert bad.exit_code == 2 and "--tensor-split" in bad.stderr and bad.stdout == ""
+    neg = cli("plan", "llama-3-8b", "--engine", "llama.cpp", "--kv-budget", "20GiB", "-ts", "0,0")
+    assert neg.exit_code != 0 and "--tensor-split" in neg.stderr and "free memory" in neg.stderr

@@ -50,7 +50,8 @@ def register(app: typer.Typer) -> None:
                                                   help="Tensor-parallel degree (default: the GPU count).")] = None,
         pp: Annotated[int, typer.Option("--pp", "--pipeline-parallel-size", min=1, help="Pipeline stages.")] = 1,
         block_size: Annotated[Optional[int], typer.Option(
-            "--block-size", min=1, help="Tokens per KV block (vLLM default 16; 64 for MLA).")] = None,
+            "--block-size", "--tokens-per-block", min=1,
+            help="Tokens per KV block (vLLM default 16; 64 for MLA; TensorRT-LLM 32).")] = None,
         max_num_batched_tokens: Annotated[Optional[int], typer.Option(
             "--max-num-batched-tokens", min=1,
             help="vLLM chunked-prefill budget (sizes sliding-window reservations); default: vllm serve's for the "

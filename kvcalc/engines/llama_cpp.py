@@ -254,8 +254,9 @@ def layer_devices(n_layer: int, n_gpu_layers: int, split: tuple[float, ...]) -> 
     if n_gpu_layers < -1:
         raise InvalidRequestError("--n-gpu-layers", str(n_gpu_layers), "-1 (all) or a count >= 0")
     if any(w < 0 for w in split) or (split and not any(w > 0 for w in split)):
-        raise InvalidRequestError("--tensor-split", ",".join(map(str, split)),
-                                  "non-negative weights, at least one above 0")
+        raise InvalidRequestError("--tensor-split", ",".join(f"{w:g}" for w in split),
+                                  "non-negative weights, at least one above 0 (all 0 makes llama.cpp split by each "
+                                  "device's free memory, which kvcalc does not know: give the weights)")
     ngl = n_layer + 1 if n_gpu_layers == -1 else n_gpu_layers
     return assign_layers(n_layer, max(n_layer + 1 - ngl, 0), min(ngl, n_layer + 1) if split else 0, split)
 
