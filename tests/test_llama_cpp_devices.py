@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvcalc.dtypes import get_dtype
 from kvcalc.engines.llama_cpp import (
@@ -195,3 +197,35 @@ def test_plan_cli_refuses_a_bad_split(cli: Any) -> None:
     assert bad.exit_code == 2 and "--tensor-split" in bad.stderr and bad.stdout == ""
     neg = cli("plan", "llama-3-8b", "--engine", "llama.cpp", "--kv-budget", "20GiB", "-ts", "0,0")
     assert neg.exit_code != 0 and "--tensor-split" in neg.stderr and "free memory" in neg.stderr
+
+
+def test_check_log_full_offload_new_build(tmp_path: Path) -> None:
+    # A newer build with -ngl -1 (81 of 80 + output) prints "offloading 79 repeating layers" (ngl capped
+    # at n_layer = 80, then the output layer taken off) though all 80 are on GPUs: "offloaded 81/81"
+    # decides. -ts 1,1: il / 81 < 0.5 -> il <= 40: 41 layers on CUDA0 (1,312 MiB), 39 on CUDA1 (1,248 MiB).
+    text = (LOGS / "llama_cpp_synthetic_two_gpu_tensor_split.log").read_text()
+    text = text.replace("-ngl 79 -ts 3,2", "-ngl 99 -ts 1,1").replace("offloading 78 repeating", "offloading 79 "
+                                                                       "repeating").replace("79/81", "81/81")
+    text = text.replace("        CPU KV buffer size =    64.00 MiB\n", "")
+    text = text.replace("1536.00 MiB", "1312.00 MiB").replace("  960.00 MiB", " 1248.00 MiB")
+    f = tmp_path / "full.log"
+    f.write_text(text)
+    by_item = {c.item: c for c in check_log(f, get_builtin("llama-3-70b")).checks}
+    assert by_item["GPU KV buffers, sum (MiB)"].matches is True
+    assert by_item["CUDA0 KV buffer (MiB)"].matches is True
+    assert by_item["CUDA1 KV buffer (MiB)"].matches is True
+
+
+@settings(max_examples=200, deadline=None)
+@given(n_layer=st.integers(1, 200), ngl=st.integers(-1, 260),
+       split=st.lists(st.integers(0, 10), min_size=1, max_size=8).filter(lambda s: any(s)))
+def test_layer_devices_invariants(n_layer: int, ngl: int, split: list[int]) -> None:
+    devices = layer_devices(n_layer, ngl, tuple(float(w) for w in split))
+    eff = n_layer + 1 if ngl == -1 else ngl
+    on_gpu = [d for d in devices if d is not None]
+    # the last min(ngl, n_layer + 1) - 1 repeating layers (the output layer counts in -ngl) are on GPUs,
+    assert len(on_gpu) == max(0, min(eff, n_layer + 1) - 1)
+    assert all(d is None for d in devices[: n_layer - len(on_gpu)])
+    # in device order, never on a device whose split weight is 0.
+    assert on_gpu == sorted(on_gpu)
+    assert all(split[d] > 0 for d in on_gpu)

@@ -809,20 +809,28 @@ def _check_llama_devices(r: LogReading, rep: Found, buffers: list[Found], host: 
                          layer_v: list[int]) -> list[Check]:
     """Each ``<device> KV buffer size`` line against the layers ``load_tensors`` put there.
 
-    ``offloading N repeating layers to GPU`` says the last N repeating layers are on GPUs in every
-    build; the active layer count is N + 1 when the build also printed ``offloading output layer
-    to GPU`` (the output layer counted in ``-ngl``; llama.cpp vendored by llama-cpp-python 0.3.36,
-    llama-model.cpp:1589-1597, :1912-1921), else N (mid-2024 builds, ``i_gpu_start = n_layer -
-    ngl``). Which GPU holds which layers follows ``--tensor-split`` from the command line, else
+    ``offloaded X/Y layers to GPU``: X is the active layer count ``min(ngl, n_layer + 1)`` in every
+    build; the last X - 1 repeating layers are on GPUs when the build also printed ``offloading
+    output layer to GPU`` / ``offloading non-repeating layers to GPU``, else the last X (mid-2024
+    builds with ngl <= n_layer, ``i_gpu_start = n_layer - ngl``); llama.cpp vendored by
+    llama-cpp-python 0.3.36, llama-model.cpp:1589-1597, :1912-1924. Without that line, ``offloading
+    N repeating layers`` gives N (and N + 1 active with the output line). Which GPU holds which layers follows ``--tensor-split`` from the command line, else
     each device's free memory as ``using device ... - M MiB free`` printed it (whole MiB, so the
     split is tried at both ends of each MiB and compared only when every end agrees)."""
     from kvcalc.engines.llama_cpp import assign_layers
 
     out: list[Check] = []
     n_layer = len(layer_k)
+    output = r.has("llama_offloading_output")
     n_rep = min(integer(rep.groups[0], rep.line), n_layer)
+    act = n_rep + 1 if output else n_rep
+    if (off := r.first("llama_offloaded")) is not None:
+        # "offloaded X/Y layers": X = min(ngl, n_layer + 1) = act_gpu_layers in every build. Newer
+        # builds print "offloading n_layer - 1 repeating layers" when all are offloaded (ngl is
+        # capped at n_layer before the output layer is taken off), so X decides.
+        act = min(integer(off.groups[0], off.line), n_layer + 1)
+        n_rep = min(act - 1 if output else act, n_layer)
     start = n_layer - n_rep
-    act = n_rep + 1 if r.has("llama_offloading_output") else n_rep
     per_layer = [k + v for k, v in zip(layer_k, layer_v, strict=True)]
     if host:
         size = Decimal(sum(per_layer[:start])) / MiB
