@@ -815,8 +815,9 @@ def _check_llama_devices(r: LogReading, rep: Found, buffers: list[Found], host: 
     builds with ngl <= n_layer, ``i_gpu_start = n_layer - ngl``); llama.cpp vendored by
     llama-cpp-python 0.3.36, llama-model.cpp:1589-1597, :1912-1924. Without that line, ``offloading
     N repeating layers`` gives N (and N + 1 active with the output line). Which GPU holds which
-    layers follows ``--tensor-split`` from the command line, else each device's free memory as ``using device ... - M MiB free`` printed it (whole MiB, so the
-    split is tried at both ends of each MiB and compared only when every end agrees)."""
+    layers follows ``--tensor-split`` from the command line, else each device's free memory as
+    ``using device ... - M MiB free`` printed it (whole MiB, so the split is tried at both ends of
+    each MiB and compared only when every end agrees)."""
     from kvcalc.engines.llama_cpp import assign_layers
 
     out: list[Check] = []
