@@ -174,25 +174,23 @@ class LlamaCppPolicy(Engine):
         base = super().pool(req)
         dev_given = (req.n_gpu_layers != -1 or req.tensor_split or req.parallel != 1 or req.kv_unified
                      or req.no_kv_offload or req.split_mode != "layer")
-        n_ctx = req.max_model_len * req.parallel
-        try:
-            p = kv_placement(req.model, req.dtype, req.dtype, n_ctx=n_ctx, n_parallel=req.parallel,
-                             kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
-                             split=req.tensor_split or (1.0,), no_kv_offload=req.no_kv_offload,
-                             split_mode=req.split_mode)
-        except UnsupportedByEngineError:
-            if dev_given:
-                raise
+        if not dev_given:
+            # One GPU holds every layer: the estimate is the one buffer (and the placement, per
+            # layer, would cost O(layers) on the 10**6-layer benchmark model).
             return base
+        n_ctx = req.max_model_len * req.parallel
+        p = kv_placement(req.model, req.dtype, req.dtype, n_ctx=n_ctx, n_parallel=req.parallel,
+                         kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
+                         split=req.tensor_split or (1.0,), no_kv_offload=req.no_kv_offload,
+                         split_mode=req.split_mode)
         lines = [f"llama_kv_cache: {b.device:>10} KV buffer size = {b.total_bytes / MiB:8.2f} MiB" for b in p.buffers]
         where = ", ".join(f"{b.device} {b.layers} layers {b.total_bytes:,} B" for b in p.buffers)
         notes = [f"llama.cpp per device (llama-server -c {n_ctx} -np {req.parallel}"
                  f"{' --kv-unified' if req.kv_unified else ''} -ngl {req.n_gpu_layers}"
                  f"{' -ts ' + ','.join(f'{w:g}' for w in req.tensor_split) if req.tensor_split else ''}): "
                  f"{p.n_ctx_seq:,} cells x {p.streams} stream(s); {where}", *p.notes]
-        if dev_given:
-            notes.append("the budget and fit check above are per GPU for the whole model; with partial offload "
-                         "or a split, compare each device's KV (this note) with its free memory yourself")
+        notes.append("the budget and fit check above are per GPU for the whole model; with partial offload "
+                     "or a split, compare each device's KV (this note) with its free memory yourself")
         return dataclasses.replace(base, log_lines=[*base.log_lines, *lines], notes=[*base.notes, *notes])
 
 
