@@ -229,3 +229,20 @@ def test_layer_devices_invariants(n_layer: int, ngl: int, split: list[int]) -> N
     # in device order, never on a device whose split weight is 0.
     assert on_gpu == sorted(on_gpu)
     assert all(split[d] > 0 for d in on_gpu)
+
+
+def test_plan_cli_quantized_v_cache_and_flash_attention(cli: Any) -> None:
+    # llama-context.cpp:3840-3849: -fa off with a q8_0 V cache is refused; -fa auto turns it on (a note).
+    off = cli("plan", "llama-3-8b", "--engine", "llama.cpp", "--kv-budget", "20GiB", "--kv-dtype", "q8_0",
+              "-fa", "off")
+    assert off.exit_code != 0 and "requires flash_attn" in off.stderr and off.stdout == ""
+    auto = cli("plan", "llama-3-8b", "--engine", "llama.cpp", "--kv-budget", "20GiB", "--kv-dtype", "q8_0")
+    assert auto.exit_code == 0 and "flash_attn enabled since it is required for quantized V cache" in auto.stderr + \
+        auto.stdout
+
+
+def test_engine_flags_belong_to_their_engine(cli: Any) -> None:
+    res = cli("plan", "llama-3-8b", "--engine", "vllm", "--kv-budget", "20GiB", "-ngl", "10")
+    assert res.exit_code == 2 and "--n-gpu-layers" in res.stderr and "llama.cpp" in res.stderr
+    res = cli("plan", "llama-3-8b", "--engine", "llama.cpp", "--kv-budget", "20GiB", "--max-tokens", "100")
+    assert res.exit_code == 2 and "--max-tokens" in res.stderr and "trtllm" in res.stderr

@@ -104,6 +104,8 @@ def register(app: typer.Typer) -> None:
             "--kv-unified", help="llama.cpp: one KV stream shared by the slots.")] = False,
         no_kv_offload: Annotated[bool, typer.Option(
             "--no-kv-offload", "-nkvo", help="llama.cpp: keep the KV cache in host memory.")] = False,
+        flash_attn: Annotated[str, typer.Option(
+            "--flash-attn", "-fa", help="llama.cpp: auto, on or off (a quantized V cache needs it).")] = "auto",
     ) -> None:
         """Plan a deployment: KV budget, blocks, concurrency, whether --users fit, and what to change.
 
@@ -133,7 +135,7 @@ def register(app: typer.Typer) -> None:
                  shared_prefix_tokens=shared_prefix_tokens, weights_path=weights, max_tokens=max_tokens,
                  host_cache_bytes=_host_bytes(host_cache_size), n_gpu_layers=n_gpu_layers,
                  tensor_split=_split(tensor_split), split_mode=split_mode, parallel=parallel, kv_unified=kv_unified,
-                 no_kv_offload=no_kv_offload)
+                 no_kv_offload=no_kv_offload, flash_attn=flash_attn)
 
 
 def _host_bytes(text: str | None) -> int:

@@ -91,6 +91,8 @@ class PoolRequest:
     kv_unified: bool = False
     no_kv_offload: bool = False
     split_mode: str = "layer"
+    flash_attn: str = "auto"
+    """llama.cpp ``-fa``: a quantized V cache needs it (``off`` is refused, as llama.cpp does)."""
 
 
 @dataclass(frozen=True, kw_only=True)

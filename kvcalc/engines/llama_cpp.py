@@ -171,7 +171,10 @@ class LlamaCppPolicy(Engine):
 
         from kvcalc.units import MiB
 
+        fa_note = check_cache_types(req.dtype, req.dtype, req.flash_attn)
         base = super().pool(req)
+        if fa_note:
+            base = dataclasses.replace(base, notes=[*base.notes, fa_note])
         dev_given = (req.n_gpu_layers != -1 or req.tensor_split or req.parallel != 1 or req.kv_unified
                      or req.no_kv_offload or req.split_mode != "layer")
         if not dev_given:
@@ -182,7 +185,7 @@ class LlamaCppPolicy(Engine):
         p = kv_placement(req.model, req.dtype, req.dtype, n_ctx=n_ctx, n_parallel=req.parallel,
                          kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
                          split=req.tensor_split or (1.0,), no_kv_offload=req.no_kv_offload,
-                         split_mode=req.split_mode)
+                         split_mode=req.split_mode, flash_attn="on")
         lines = [f"llama_kv_cache: {b.device:>10} KV buffer size = {b.total_bytes / MiB:8.2f} MiB" for b in p.buffers]
         where = ", ".join(f"{b.device} {b.layers} layers {b.total_bytes:,} B" for b in p.buffers)
         notes = [f"llama.cpp per device (llama-server -c {n_ctx} -np {req.parallel}"

@@ -82,7 +82,8 @@ class PlanRequest:
     kv_unified: bool = False
     no_kv_offload: bool = False
     split_mode: str = "layer"
-    """llama.cpp's ``-ngl``, ``--tensor-split``, ``-np``, ``--kv-unified``, ``--no-kv-offload``, ``-sm``."""
+    flash_attn: str = "auto"
+    """llama.cpp's ``-ngl``, ``--tensor-split``, ``-np``, ``--kv-unified``, ``--no-kv-offload``, ``-sm``, ``-fa``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -327,7 +328,7 @@ def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
         budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None, max_tokens=req.max_tokens,
         host_cache_bytes=req.host_cache_bytes, n_gpu_layers=req.n_gpu_layers, tensor_split=req.tensor_split,
         parallel=req.parallel, kv_unified=req.kv_unified, no_kv_offload=req.no_kv_offload,
-        split_mode=req.split_mode))
+        split_mode=req.split_mode, flash_attn=req.flash_attn))
 
 
 # -- 5. the answer ---------------------------------------------------------------------------
