@@ -203,12 +203,13 @@ def test_other_engines() -> None:
     ds = kv_plan("deepseek-v3", 50 * GiB, 4096, engine="sglang")
     assert ds.kv_cache_tokens == 763_989
     assert ds.max_sequences == 53_687_091_200 // (4096 * 70_272) == 186
-    # TRT-LLM: (total - weights - overheads) x 0.9, in 32-token blocks.
+    # TRT-LLM: (total - weights - overheads) x 0.9; kvCacheManager.cpp calculateMaxNumBlocks:
+    # ceilDiv(floor(bytes / 524,288 B a token), 32 tokens per block).
     t = plan(PlanRequest(model=get_builtin("llama-2-7b"), engine="trtllm", gpu_memory_bytes=80 * GiB,
                          max_model_len=4096))
     free = 80 * GiB - 13_476_831_232 - parse_size("1.5GiB") - parse_size("0.5GiB")
     assert t.kv_budget_bytes == free * 9 // 10
-    assert t.num_blocks == t.kv_budget_bytes // 524_288 // 32
+    assert t.num_blocks == -(-(t.kv_budget_bytes // 524_288) // 32)
 
 
 def test_planner_output_fits_the_budget() -> None:

@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
         "  kvcalc check-log sglang.log --config ./config.json --json\n",
     )
     def check_log_cmd(
-        file: Annotated[str, typer.Argument(help="A vLLM (V0 or V1, any release), SGLang or llama.cpp start-up log.")],
+        file: Annotated[str, typer.Argument(
+            help="A vLLM (V0 or V1, any release), SGLang, TensorRT-LLM or llama.cpp start-up log.")],
         model: Annotated[Optional[str], typer.Argument(help="Model, when the log's name is not built in.",
                                                        show_default=False)] = None,
         config: Annotated[Optional[str], typer.Option("--config", "-c", help="kvcalc YAML or HF config.json.")]

@@ -71,7 +71,8 @@ def register(app: typer.Typer) -> None:
             "--model-impl", help="auto, or transformers: plan an architecture the engine version has no own code "
                                  "for (its Transformers backend).")] = "auto",
         block_size: Annotated[Optional[int], typer.Option(
-            "--block-size", min=1, help="Tokens per KV block (vLLM default 16; 64 for MLA).")] = None,
+            "--block-size", "--tokens-per-block", min=1,
+            help="Tokens per KV block (vLLM default 16; 64 for MLA; TensorRT-LLM 32).")] = None,
         max_num_batched_tokens: Annotated[Optional[int], typer.Option(
             "--max-num-batched-tokens", min=1,
             help="vLLM chunked-prefill budget (sizes sliding-window reservations); default: vllm serve's for the "
@@ -106,6 +107,26 @@ def register(app: typer.Typer) -> None:
         report: Annotated[Optional[str], typer.Option(
             "--report", help="Write a self-contained HTML report (answer, charts, assumptions) to FILE.html.")]
         = None,
+        max_tokens: Annotated[Optional[int], typer.Option(
+            "--max-tokens", min=1, help="TensorRT-LLM: KvCacheConfig.max_tokens, a cap on the pool's tokens.")] = None,
+        host_cache_size: Annotated[Optional[str], typer.Option(
+            "--host-cache-size", help="TensorRT-LLM: KvCacheConfig.host_cache_size, the host (secondary) pool, "
+            "e.g. 32GiB.")] = None,
+        n_gpu_layers: Annotated[int, typer.Option(
+            "--n-gpu-layers", "-ngl", min=-1, help="llama.cpp: layers on the GPUs, the output layer counted "
+            "(-1: all).")] = -1,
+        tensor_split: Annotated[Optional[str], typer.Option(
+            "--tensor-split", "-ts", help="llama.cpp: share of layers per GPU, e.g. 3,1.")] = None,
+        split_mode: Annotated[str, typer.Option(
+            "--split-mode", "-sm", help="llama.cpp: none, layer or row.")] = "layer",
+        parallel: Annotated[int, typer.Option(
+            "--parallel", "-np", min=1, help="llama.cpp: server slots, each of --context cells.")] = 1,
+        kv_unified: Annotated[bool, typer.Option(
+            "--kv-unified", help="llama.cpp: one KV stream shared by the slots.")] = False,
+        no_kv_offload: Annotated[bool, typer.Option(
+            "--no-kv-offload", "-nkvo", help="llama.cpp: keep the KV cache in host memory.")] = False,
+        flash_attn: Annotated[str, typer.Option(
+            "--flash-attn", "-fa", help="llama.cpp: auto, on or off (a quantized V cache needs it).")] = "auto",
     ) -> None:
         """Plan a deployment: KV budget, blocks, concurrency, whether --users fit, and what to change.
 
@@ -135,7 +156,28 @@ def register(app: typer.Typer) -> None:
                  shared_prefix_tokens=shared_prefix_tokens, weights_path=weights, dp_attention=dp_attention, dcp=dcp,
                  model_impl=model_impl, speculative_config=speculative_config,
                  speculative_algorithm=speculative_algorithm,
-                 speculative_num_draft_tokens=speculative_num_draft_tokens, draft_layers=draft_layers)
+                 speculative_num_draft_tokens=speculative_num_draft_tokens, draft_layers=draft_layers,
+                 max_tokens=max_tokens, host_cache_bytes=_host_bytes(host_cache_size), n_gpu_layers=n_gpu_layers,
+                 tensor_split=_split(tensor_split), split_mode=split_mode, parallel=parallel, kv_unified=kv_unified,
+                 no_kv_offload=no_kv_offload, flash_attn=flash_attn)
+
+
+def _host_bytes(text: str | None) -> int:
+    from kvcalc.units import parse_size
+
+    return parse_size(text, "--host-cache-size") if text else 0
+
+
+def _split(text: str | None) -> tuple[float, ...]:
+    """``--tensor-split 3,1`` (llama.cpp also takes ``3/1``) -> weights; a bad number names the flag."""
+    from kvcalc.errors import InvalidRequestError
+
+    if not text:
+        return ()
+    try:
+        return tuple(float(w) for w in text.replace("/", ",").split(","))
+    except ValueError:
+        raise InvalidRequestError("--tensor-split", text, "comma-separated non-negative numbers, e.g. 3,1") from None
 
 
 def _tokens(flag: str) -> Callable[[str], int]:

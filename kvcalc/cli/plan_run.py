@@ -65,6 +65,7 @@ def _request(model: ModelConfig, engine: str, fractions: dict[str, str | None], 
         if value is not None and flag != chosen.fraction_flag:
             owner = next((e for e in planner_engines() if get_engine(e).fraction_flag == flag), "?")
             raise InvalidRequestError(flag, value, f"used with --engine {owner} (this plan uses {chosen.name})")
+    _engine_flags(chosen.name, fields)
     return PlanRequest(
         model=model, engine=engine, fraction=fractions.get(chosen.fraction_flag or ""),
         gpu_memory_bytes=_size(gpu_memory, "--gpu-memory"),
@@ -72,6 +73,26 @@ def _request(model: ModelConfig, engine: str, fractions: dict[str, str | None], 
         activation_bytes=_size(activation_memory, "--activation-memory"),
         non_torch_bytes=_size(non_torch_memory, "--non-torch-memory"), **fields,
     )
+
+
+_ENGINE_FLAGS: dict[str, tuple[str, str, object]] = {
+    # field: (flag, the engine it belongs to, its default)
+    "max_tokens": ("--max-tokens", "trtllm", None), "host_cache_bytes": ("--host-cache-size", "trtllm", 0),
+    "n_gpu_layers": ("--n-gpu-layers", "llama.cpp", -1), "tensor_split": ("--tensor-split", "llama.cpp", ()),
+    "split_mode": ("--split-mode", "llama.cpp", "layer"), "parallel": ("--parallel", "llama.cpp", 1),
+    "kv_unified": ("--kv-unified", "llama.cpp", False), "no_kv_offload": ("--no-kv-offload", "llama.cpp", False),
+    "flash_attn": ("--flash-attn", "llama.cpp", "auto"),
+}
+
+
+def _engine_flags(engine: str, fields: dict[str, Any]) -> None:
+    """An engine's own flag given with another engine is refused, not ignored (as the fractions)."""
+    from kvcalc.errors import InvalidRequestError
+
+    for key, (flag, owner, default) in _ENGINE_FLAGS.items():
+        value = fields.get(key, default)
+        if value != default and engine != owner:
+            raise InvalidRequestError(flag, str(value), f"used with --engine {owner} (this plan uses {engine})")
 
 
 def _size(text: str | None, flag: str) -> int | None:

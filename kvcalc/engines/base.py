@@ -85,6 +85,21 @@ class PoolRequest:
     draft_layers: int = 0
     """Of the model's layers, how many are a speculative draft's (the last ones; ``kvcalc.engines.speculative``):
     SGLang logs their pool on its own line."""
+    max_tokens: int | None = None
+    """TensorRT-LLM ``KvCacheConfig.max_tokens`` (``--max-tokens``): a cap on the pool's tokens."""
+    host_cache_bytes: int = 0
+    """TensorRT-LLM ``KvCacheConfig.host_cache_size`` (``--host-cache-size``): the secondary (host) pool."""
+    n_gpu_layers: int = -1
+    """llama.cpp ``-ngl`` (-1: all layers and the output layer)."""
+    tensor_split: tuple[float, ...] = ()
+    """llama.cpp ``--tensor-split`` weights per GPU (empty: one GPU per rank)."""
+    parallel: int = 1
+    """llama.cpp ``-np`` slots (each of max_model_len cells: ``-c`` = max_model_len x slots)."""
+    kv_unified: bool = False
+    no_kv_offload: bool = False
+    split_mode: str = "layer"
+    flash_attn: str = "auto"
+    """llama.cpp ``-fa``: a quantized V cache needs it (``off`` is refused, as llama.cpp does)."""
 
 
 @dataclass(frozen=True, kw_only=True)

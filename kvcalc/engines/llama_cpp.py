@@ -43,10 +43,11 @@ splits whole layers across devices, so ``--tp`` is not meaningful here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype, cdiv
-from kvcalc.engines.base import Engine, Workload
+from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
 from kvcalc.errors import UnsupportedByEngineError
 from kvcalc.specs import (
     ChunkedAttention,
@@ -168,7 +169,253 @@ class LlamaCppPolicy(Engine):
     def block_rows_lead(self, work: Workload, tokens: int) -> tuple[int, ...]:
         return (work.batch * tokens,)
 
+    def pool(self, req: PoolRequest) -> Pool:
+        """The byte pool of the base engine, plus llama.cpp's own buffer lines per device for
+        ``-c max_model_len x slots -np slots -ngl -ts`` (``kv_placement``)."""
+        import dataclasses
+
+        from kvcalc.units import MiB
+
+        fa_note = check_cache_types(req.dtype, req.dtype, req.flash_attn)
+        base = super().pool(req)
+        if fa_note:
+            base = dataclasses.replace(base, notes=[*base.notes, fa_note])
+        dev_given = (req.n_gpu_layers != -1 or req.tensor_split or req.parallel != 1 or req.kv_unified
+                     or req.no_kv_offload or req.split_mode != "layer")
+        if not dev_given:
+            # One GPU holds every layer: the estimate is the one buffer (and the placement, per
+            # layer, would cost O(layers) on the 10**6-layer benchmark model).
+            return base
+        n_ctx = req.max_model_len * req.parallel
+        p = kv_placement(req.model, req.dtype, req.dtype, n_ctx=n_ctx, n_parallel=req.parallel,
+                         kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
+                         split=req.tensor_split or (1.0,), no_kv_offload=req.no_kv_offload,
+                         split_mode=req.split_mode, flash_attn="on")
+        lines = [f"llama_kv_cache: {b.device:>10} KV buffer size = {b.total_bytes / MiB:8.2f} MiB" for b in p.buffers]
+        where = ", ".join(f"{b.device} {b.layers} layers {b.total_bytes:,} B" for b in p.buffers)
+        notes = [f"llama.cpp per device (llama-server -c {n_ctx} -np {req.parallel}"
+                 f"{' --kv-unified' if req.kv_unified else ''} -ngl {req.n_gpu_layers}"
+                 f"{' -ts ' + ','.join(f'{w:g}' for w in req.tensor_split) if req.tensor_split else ''}): "
+                 f"{p.n_ctx_seq:,} cells x {p.streams} stream(s); {where}", *p.notes]
+        notes.append("the budget and fit check above are per GPU for the whole model; with partial offload "
+                     "or a split, compare each device's KV (this note) with its free memory yourself")
+        return dataclasses.replace(base, log_lines=[*base.log_lines, *lines], notes=[*base.notes, *notes])
+
 
 LlamaCppEngine = LlamaCppPolicy
 ENGINE = LlamaCppPolicy()
 POLICY = ENGINE
+
+
+# ----------------------------------------------------------------------------- devices and slots
+# How llama.cpp spreads the cache over devices and parallel slots, read in the llama.cpp vendored
+# by llama-cpp-python 0.3.36 (sdist, vendor/llama.cpp):
+#
+# * src/llama-model.cpp ``llama_model_base::load_tensors`` (lines 1556-1614): split points are the
+#   cumulative ``--tensor-split`` weights (or, when none is given or all are 0, each device's free
+#   memory), normalised; ``n_gpu_layers`` counts the output layer (``n_gpu_layers()`` is
+#   ``n_layer + 1`` for -1 / "all"); ``i_gpu_start = max(n_layer + 1 - ngl, 0)``,
+#   ``act_gpu_layers = min(ngl, n_layer + 1)``; repeating layer ``il >= i_gpu_start`` goes to device
+#   ``upper_bound(splits, float(il - i_gpu_start) / act_gpu_layers)``, the others to the CPU. The
+#   arithmetic is float32 (kvcalc rounds each step to float32 the same way).
+# * src/llama-kv-cache.cpp constructor (lines 208-221): a layer's K/V tensors go to the buffer type
+#   of ``model.dev_layer(il)`` when ``offload`` (``offload_kqv``, off with ``--no-kv-offload``),
+#   else to the CPU buffer; one buffer per device, logged as ``%10s KV buffer size = %8.2f MiB``
+#   (line 291). Each tensor is ``[n_embd_gqa, kv_size, n_stream]``: ``n_stream`` = ``n_seq_max``
+#   unless ``kv_unified`` (then 1).
+# * src/llama-context.cpp (lines 289-305): ``n_ctx = PAD(n_ctx, 256)``; unified: ``n_ctx_seq =
+#   n_ctx``; else ``n_ctx_seq = PAD(n_ctx / n_seq_max, 256)`` and ``n_ctx = n_ctx_seq x n_seq_max``.
+#   So ``-np N`` without ``--kv-unified`` splits n_ctx across N streams (each slot gets n_ctx / N
+#   cells), and the whole n_ctx (rounded) is allocated at start-up either way.
+# * tools/server/server.cpp lines 156-160: llama-server's default ``-np`` is auto = 4 slots with
+#   ``kv_unified = true`` (one n_ctx-cell stream shared by the slots); an explicit ``-np N`` keeps
+#   ``kv_unified = false`` unless ``--kv-unified`` (common/arg.cpp: "default: enabled if number of
+#   slots is auto").
+# * src/llama-context.cpp lines 3840-3849: a quantized V cache needs flash attention: ``-fa auto``
+#   turns it on ("enabling flash_attn since it is required for quantized V cache"), ``-fa off``
+#   refuses ("quantized V cache requires flash_attn to be enabled").
+# * Ollama (github ollama/ollama ``llm/server.go``, NewLlamaServer): ``KvSize = opts.NumCtx x
+#   numParallel`` with ``Parallel = numParallel`` (OLLAMA_NUM_PARALLEL), num_ctx first capped at the
+#   model's trained context; OLLAMA_KV_CACHE_TYPE is used only with flash attention ("quantized kv
+#   cache requested but flash attention disabled" is a warning and the cache stays f16). The runner
+#   builds a non-unified llama.cpp context, so each of the N streams holds num_ctx cells.
+
+SERVER_AUTO_SLOTS = 4
+"""llama-server's ``-np`` auto: 4 slots, unified cache (tools/server/server.cpp:156-160)."""
+
+
+def _f32(x: float) -> float:
+    """Round to IEEE float32, as llama.cpp's ``float`` split arithmetic does."""
+    import struct
+
+    return float(struct.unpack("<f", struct.pack("<f", x))[0])
+
+
+def layer_devices(n_layer: int, n_gpu_layers: int, split: tuple[float, ...]) -> list[int | None]:
+    """The device index each repeating layer's weights and KV live on (None: host memory), for
+    ``n_gpu_layers`` (-1: all) and ``split`` (one weight per device: ``--tensor-split`` or each
+    device's free memory); ``load_tensors`` in llama-model.cpp (see above)."""
+    from kvcalc.errors import InvalidRequestError
+
+    if n_gpu_layers < -1:
+        raise InvalidRequestError("--n-gpu-layers", str(n_gpu_layers), "-1 (all) or a count >= 0")
+    if any(w < 0 for w in split) or (split and not any(w > 0 for w in split)):
+        raise InvalidRequestError("--tensor-split", ",".join(f"{w:g}" for w in split),
+                                  "non-negative weights, at least one above 0 (all 0 makes llama.cpp split by each "
+                                  "device's free memory, which kvcalc does not know: give the weights)")
+    ngl = n_layer + 1 if n_gpu_layers == -1 else n_gpu_layers
+    return assign_layers(n_layer, max(n_layer + 1 - ngl, 0), min(ngl, n_layer + 1) if split else 0, split)
+
+
+def assign_layers(n_layer: int, i_gpu_start: int, act: int, split: tuple[float, ...]) -> list[int | None]:
+    """``get_layer_buft_list`` for each repeating layer, from the start layer and the active
+    layer count (``act_gpu_layers``); older builds (mid-2024) had ``i_gpu_start = n_layer - ngl``
+    and ``act = ngl`` when ngl <= n_layer, which ``check-log`` reads from the printed lines."""
+    points: list[float] = []
+    total = 0.0
+    for w in split:
+        total = _f32(total + _f32(w))
+        points.append(total)
+    points = [_f32(p / total) for p in points]
+    import bisect
+
+    out: list[int | None] = []
+    for il in range(n_layer):
+        if il < i_gpu_start or il - i_gpu_start >= act:
+            out.append(None)
+        else:
+            out.append(bisect.bisect_right(points, _f32(_f32(float(il - i_gpu_start)) / act)))
+    return out
+
+
+def slot_cells(n_ctx: int, n_parallel: int, kv_unified: bool) -> tuple[int, int]:
+    """(cells per stream ``n_ctx_seq``, streams) for ``-c n_ctx -np n_parallel`` (llama-context.cpp
+    :289-305; llama-kv-cache.cpp ``n_stream = unified ? 1 : n_seq_max``)."""
+    from kvcalc.errors import InvalidRequestError
+
+    if n_parallel < 1:
+        raise InvalidRequestError("--parallel", str(n_parallel), "a slot count >= 1")
+    padded = pad(n_ctx, N_CTX_PAD)
+    if kv_unified:
+        return padded, 1
+    per = pad(padded // n_parallel, N_CTX_PAD)
+    if per == 0:
+        raise InvalidRequestError("--context", str(n_ctx), f"at least 1 cell per slot (n_ctx / {n_parallel} slots)")
+    return per, n_parallel
+
+
+def check_cache_types(k_dtype: KVDtype, v_dtype: KVDtype, flash_attn: str) -> str | None:
+    """llama.cpp's refusal of a quantized V cache without flash attention (llama-context.cpp
+    :3840-3849): ``-fa off`` is an error, ``-fa auto`` turns flash attention on (returned as a note)."""
+    from kvcalc.errors import InvalidRequestError
+
+    if flash_attn not in ("auto", "on", "off"):
+        raise InvalidRequestError("--flash-attn", flash_attn, "auto, on or off")
+    if v_dtype.is_block_format:
+        if flash_attn == "off":
+            raise UnsupportedByEngineError(
+                f"--engine llama.cpp: quantized V cache ({v_dtype.name}) requires flash_attn to be enabled "
+                "(llama.cpp refuses it with -fa off: 'quantized V cache requires flash_attn to be enabled')")
+        if flash_attn == "auto":
+            return "flash_attn enabled since it is required for quantized V cache (llama.cpp -fa auto)"
+    return None
+
+
+def ollama_context(num_ctx: int, num_parallel: int, kv_cache_type: str, flash_attention: bool,
+                   n_ctx_train: int | None = None) -> tuple[int, int, str, list[str]]:
+    """Ollama's llama.cpp context: (n_ctx, n_seq_max, cache type, notes). ``KvSize = num_ctx x
+    OLLAMA_NUM_PARALLEL`` (num_ctx capped at the trained context); OLLAMA_KV_CACHE_TYPE only with
+    flash attention, else f16 with Ollama's warning (ollama/ollama llm/server.go NewLlamaServer)."""
+    from kvcalc.errors import InvalidRequestError
+
+    if num_ctx < 1:
+        raise InvalidRequestError("num_ctx", str(num_ctx), "a context length >= 1")
+    if num_parallel < 1:
+        raise InvalidRequestError("OLLAMA_NUM_PARALLEL", str(num_parallel), "a count >= 1")
+    notes: list[str] = []
+    if n_ctx_train is not None and num_ctx > n_ctx_train > 0:
+        notes.append(f"num_ctx {num_ctx:,} capped at the model's trained context {n_ctx_train:,} (Ollama warns)")
+        num_ctx = n_ctx_train
+    kvct = kv_cache_type.strip().lower() or "f16"
+    if kvct != "f16" and not flash_attention:
+        notes.append(f"OLLAMA_KV_CACHE_TYPE={kvct} ignored without flash attention: the cache stays f16 "
+                     "(Ollama: 'quantized kv cache requested but flash attention disabled')")
+        kvct = "f16"
+    return num_ctx * num_parallel, num_parallel, kvct, notes
+
+
+@dataclass(frozen=True)
+class DeviceKv:
+    """One llama.cpp KV buffer: the device's name as llama.cpp logs it, its layers and bytes."""
+
+    device: str
+    layers: int
+    k_bytes: int
+    v_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.k_bytes + self.v_bytes
+
+
+@dataclass(frozen=True)
+class KvPlacement:
+    """The KV cache per device for one llama.cpp context."""
+
+    n_ctx_seq: int
+    streams: int
+    buffers: tuple[DeviceKv, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(b.total_bytes for b in self.buffers)
+
+
+def kv_placement(model: ModelConfig, k_dtype: KVDtype, v_dtype: KVDtype, *, n_ctx: int, n_parallel: int = 1,
+                 kv_unified: bool = False, n_gpu_layers: int = -1, split: tuple[float, ...] = (1.0,),
+                 no_kv_offload: bool = False, flash_attn: str = "auto", split_mode: str = "layer",
+                 main_gpu: int = 0, device: str = "CUDA") -> KvPlacement:
+    """Bytes of K and V on each device (``CUDA0``, ``CUDA1``, ..., ``CPU``) as llama.cpp allocates
+    them: each layer's cache on its layer's device (``layer_devices``) unless ``no_kv_offload``;
+    ``n_ctx_seq x streams`` cells (``slot_cells``), sliding layers ``min(n_ctx_seq, PAD(n_swa x
+    (n_seq_max if unified else 1) + n_ubatch, 256))`` (llama-kv-cache-iswa.cpp). ``split_mode``
+    ``none`` keeps only ``main_gpu`` (src/llama.cpp:288-301); ``row`` splits the weight matrices
+    but assigns layers, hence their KV, exactly as ``layer`` (``load_tensors`` has no row branch)."""
+    from kvcalc.errors import InvalidRequestError
+
+    if split_mode not in ("none", "layer", "row"):
+        raise InvalidRequestError("--split-mode", split_mode, "none, layer or row")
+    note = check_cache_types(k_dtype, v_dtype, flash_attn)
+    n_ctx_seq, streams = slot_cells(n_ctx, n_parallel, kv_unified)
+    specs = model.layer_specs
+    devices = layer_devices(len(specs), n_gpu_layers, (1.0,) if split_mode == "none" else split)
+    if split_mode == "none":
+        devices = [None if d is None else main_gpu for d in devices]
+    windows = slides(model)
+    per: dict[str, list[int]] = {}
+    for spec, dev in zip(specs, devices, strict=True):
+        if isinstance(spec, (IndexedLatentAttention, CrossAttention, FixedState)):
+            raise UnsupportedByEngineError(
+                f"--engine llama.cpp: per-device placement of {spec.kind} layers is not modelled for "
+                f"{LLAMA_CPP_VERSION}")
+        if not spec.grows:
+            continue
+        cells = n_ctx_seq
+        if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)) and windows:
+            cells = min(n_ctx_seq, pad(spec.window * (n_parallel if kv_unified else 1) + N_UBATCH, N_CTX_PAD))
+        if isinstance(spec, LatentAttention):
+            k, v = cells * streams * k_dtype.row_bytes(spec.latent_dim), 0
+        elif isinstance(spec, FullAttention):
+            h = spec.num_kv_heads
+            k = cells * streams * k_dtype.row_bytes(h * spec.head_dim)
+            v = cells * streams * v_dtype.row_bytes(h * spec.v_dim)
+        else:  # pragma: no cover - every growing kind is one of the above
+            raise UnsupportedByEngineError(f"--engine llama.cpp: {spec.kind} layers are not placed")
+        name = "CPU" if dev is None or no_kv_offload else f"{device}{dev}"
+        acc = per.setdefault(name, [0, 0, 0])
+        acc[0] += 1
+        acc[1] += k
+        acc[2] += v
+    buffers = tuple(DeviceKv(device=n, layers=a[0], k_bytes=a[1], v_bytes=a[2]) for n, a in per.items())
+    return KvPlacement(n_ctx_seq=n_ctx_seq, streams=streams, buffers=buffers, notes=(note,) if note else ())

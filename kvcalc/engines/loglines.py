@@ -93,7 +93,26 @@ LINE_PATTERNS: dict[str, re.Pattern[str]] = {
     "llama_kv_size": re.compile(r"llama_kv_cache(?:_unified)?: size =\s*" + _N + r"\s*MiB \(\s*" + _N
                                 + r" cells,\s*" + _N + r" layers,.*?\), K \((\w+)\):\s*" + _N
                                 + r"\s*MiB, V \((\w+)\):\s*" + _N + r"\s*MiB"),
+    # llama-kv-cache.cpp:300 "(%6u cells, %3d layers, %2u/%u seqs)": cells are per stream, the
+    # second seqs figure is the stream count (n_seq_max unless kv_unified).
+    "llama_kv_streams": re.compile(r"llama_kv_cache(?:_unified)?: size =.*?cells,\s*" + _N + r" layers,\s*"
+                                   + _N + "/" + _N + r" seqs\)"),
+    # TensorRT-LLM, cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp (KVCacheManager constructor,
+    # calculateMaxNumBlocks) and the LLM API's warning when max_tokens is set with a fraction.
+    "trtllm_alloc": re.compile(r"\[MemUsageChange\] Allocated " + _N + r" GiB for max tokens in paged KV cache \("
+                               + _N + r"\)"),
+    "trtllm_tokens_per_block": re.compile(r"Number of tokens per block: " + _N),
+    "trtllm_primary_blocks": re.compile(r"Number of blocks in KV cache primary pool: " + _N),
+    "trtllm_mem_usage": re.compile(r"Memory usage when calculating max tokens in paged kv cache: total: " + _N
+                                   + r" GiB, available: " + _N + r" GiB"),
+    "trtllm_both_set": re.compile(r"Both free_gpu_memory_fraction and max_tokens are set \(to " + _N + r" and "
+                                  + _N + r", respectively\)"),
     "llama_n_ctx": re.compile(r"\bn_ctx\s*=\s*" + _N),
+    # llama-model.cpp load_tensors (0.3.36 vendored: :1912-1924; mid-2024 builds the same words).
+    "llama_offloading_repeating": re.compile(r"offloading " + _N + r" repeating layers to GPU"),
+    "llama_offloading_output": re.compile(r"offloading (?:output|non-repeating) layers? to GPU()"),
+    # src/llama.cpp:306 "using device %s (%s) (%s) - %zu MiB free" (older builds one parenthesis).
+    "llama_device_free": re.compile(r"using device (\w+) \(.*\) - " + _N + r" MiB free"),
     "llama_offloaded": re.compile(r"offloaded " + _N + "/" + _N + " layers to GPU"),
 }
 
@@ -112,7 +131,8 @@ _CMD_FLAGS = {
 _LLAMA_FLAGS = {
     "-c": "n_ctx", "--ctx-size": "n_ctx", "-m": "model", "--model": "model", "--cache-type-k": "cache_type_k",
     "-ctk": "cache_type_k", "--cache-type-v": "cache_type_v", "-ctv": "cache_type_v", "-ngl": "n_gpu_layers",
-    "--n-gpu-layers": "n_gpu_layers", "-np": "parallel", "--parallel": "parallel",
+    "--n-gpu-layers": "n_gpu_layers", "-np": "parallel", "--parallel": "parallel", "-ts": "tensor_split",
+    "--tensor-split": "tensor_split", "-sm": "split_mode", "--split-mode": "split_mode",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -245,6 +265,8 @@ def _generation(found: dict[str, list[Found]]) -> tuple[str | None, str]:
         dtype_form = any(f.groups[2] for f in found.get("sglang_alloc", []))
         return "sglang", ("SGLang 0.5.x with dtype in the allocation line (0.5.23)" if dtype_form
                           else "SGLang 0.4-0.5.2 (allocation line without dtype)")
+    if has("trtllm_alloc") or has("trtllm_primary_blocks"):
+        return "trtllm", "TensorRT-LLM (KV cache manager's MemUsageChange / primary pool lines)"
     if has("llama_kv_buffer") or has("llama_kv_self") or has("llama_kv_size"):
         return "llama.cpp", "llama.cpp (KV buffer size / KV self size lines)"
     return vllm_generation(found)

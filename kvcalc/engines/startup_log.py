@@ -141,8 +141,8 @@ def check_log(path: str | Path, model: ModelConfig | None = None, *, tp: int | N
         raise InvalidRequestError("FILE", str(path), f"a log of at most {MAX_LOG_BYTES // MiB} MiB")
     reading = read_log(p.read_text(encoding="utf-8", errors="replace"))
     if reading.engine is None:
-        raise InvalidRequestError("FILE", str(path), "a vLLM, SGLang or llama.cpp start-up log (no KV-cache "
-                                                     "line recognised)")
+        raise InvalidRequestError("FILE", str(path), "a vLLM, SGLang, TensorRT-LLM or llama.cpp start-up log "
+                                                     "(no KV-cache line recognised)")
     return check_reading(reading, str(p), model, tp=tp, kv_dtype=kv_dtype, block_size=block_size, gpu=gpu)
 
 
@@ -173,6 +173,10 @@ def check_reading(reading: LogReading, path: str, model: ModelConfig | None = No
     if _has_sglang(reading):
         checks += _check_sglang(ctx)
         rules = "; ".join(x for x in (rules, "SGLang token pool (memory_pool.py; 'GB' there is GiB)") if x)
+    if reading.engine == "trtllm":
+        checks += _check_trtllm(ctx)
+        rules = ("TensorRT-LLM kvCacheManager.cpp calculateMaxNumBlocks: ceil(floor(bytes x fraction / b) / "
+                 "tokens_per_block) blocks; logged tokens = blocks x tokens_per_block")
     if reading.engine == "llama.cpp":
         checks += _check_llama_cpp(ctx)
         rules = "llama.cpp KV cache: n_ctx cells x layers, K and V rows in their cache types"
@@ -770,6 +774,9 @@ def _check_llama_cpp(ctx: _Ctx) -> list[Check]:
     from kvcalc.dtypes import get_dtype
 
     n_ctx = integer(n_ctx_f.groups[0], n_ctx_f.line)
+    if cells_f is not None and (st := r.first("llama_kv_streams")) is not None:
+        # Non-unified -np N: N streams of n_ctx_seq cells each (llama-kv-cache.cpp n_stream).
+        n_ctx *= integer(st.groups[2], st.line)
     k_dtype, v_dtype = get_dtype(total_f.groups[1]), get_dtype(total_f.groups[3])
     layer_k = [n_ctx * k_dtype.row_bytes(s.num_kv_heads * s.head_dim) for s in specs if isinstance(s, FullAttention)]
     layer_v = [n_ctx * v_dtype.row_bytes(s.num_kv_heads * s.v_dim) for s in specs if isinstance(s, FullAttention)]
@@ -777,9 +784,12 @@ def _check_llama_cpp(ctx: _Ctx) -> list[Check]:
                               ("V (MiB)", total_f.groups[4], sum(layer_v))):
         size = Decimal(total) / MiB
         out.append(_compare_rounded(item, text, Interval(size, size),
-                                    f"{n_ctx:,} cells x {len(layer_k)} layers' rows ({total:,} B)", total_f.line))
-    off = r.first("llama_offloaded")
+                                    f"{n_ctx:,} cells (all streams) x {len(layer_k)} layers' rows ({total:,} B)",
+                                    total_f.line))
     host = [b for b in buffers if b.groups[0] in ("CPU", "CUDA_Host", "CPU_Mapped")]
+    if (rep := r.first("llama_offloading_repeating")) is not None:
+        return out + _check_llama_devices(r, rep, buffers, host, layer_k, layer_v)
+    off = r.first("llama_offloaded")
     if off is not None and host:
         n_gpu = min(integer(off.groups[0], off.line), len(layer_k))
         host_layers = len(layer_k) - n_gpu
@@ -792,4 +802,174 @@ def _check_llama_cpp(ctx: _Ctx) -> list[Check]:
                 out.append(_skip(f"{b.groups[0]} KV buffer (MiB)", b.groups[1], "which GPU holds how many layers "
                                  "follows the split of free memory (--tensor-split); the sum is compared above",
                                  b.line))
+    return out
+
+
+def _check_llama_devices(r: LogReading, rep: Found, buffers: list[Found], host: list[Found], layer_k: list[int],
+                         layer_v: list[int]) -> list[Check]:
+    """Each ``<device> KV buffer size`` line against the layers ``load_tensors`` put there.
+
+    ``offloaded X/Y layers to GPU``: X is the active layer count ``min(ngl, n_layer + 1)`` in every
+    build; the last X - 1 repeating layers are on GPUs when the build also printed ``offloading
+    output layer to GPU`` / ``offloading non-repeating layers to GPU``, else the last X (mid-2024
+    builds with ngl <= n_layer, ``i_gpu_start = n_layer - ngl``); llama.cpp vendored by
+    llama-cpp-python 0.3.36, llama-model.cpp:1589-1597, :1912-1924. Without that line, ``offloading
+    N repeating layers`` gives N (and N + 1 active with the output line). Which GPU holds which
+    layers follows ``--tensor-split`` from the command line, else each device's free memory as
+    ``using device ... - M MiB free`` printed it (whole MiB, so the split is tried at both ends of
+    each MiB and compared only when every end agrees)."""
+    from kvcalc.engines.llama_cpp import assign_layers
+
+    out: list[Check] = []
+    n_layer = len(layer_k)
+    output = r.has("llama_offloading_output")
+    n_rep = min(integer(rep.groups[0], rep.line), n_layer)
+    act = n_rep + 1 if output else n_rep
+    if (off := r.first("llama_offloaded")) is not None:
+        # "offloaded X/Y layers": X = min(ngl, n_layer + 1) = act_gpu_layers in every build. Newer
+        # builds print "offloading n_layer - 1 repeating layers" when all are offloaded (ngl is
+        # capped at n_layer before the output layer is taken off), so X decides.
+        act = min(integer(off.groups[0], off.line), n_layer + 1)
+        n_rep = min(act - 1 if output else act, n_layer)
+    start = n_layer - n_rep
+    per_layer = [k + v for k, v in zip(layer_k, layer_v, strict=True)]
+    if host:
+        size = Decimal(sum(per_layer[:start])) / MiB
+        out.append(_compare_rounded(f"{host[0].groups[0]} KV buffer (MiB)", host[0].groups[1], Interval(size, size),
+                                    f"{start} layers not offloaded ({n_layer} - {n_rep} repeating layers on GPUs) "
+                                    "keep their KV in host memory", host[0].line))
+    gpus = [b for b in buffers if b not in host]
+    if not gpus:
+        return out
+    logged = sum((number(b.groups[1], b.line) for b in gpus), Decimal(0))
+    size = Decimal(sum(per_layer[start:])) / MiB
+    out.append(Check(item="GPU KV buffers, sum (MiB)", logged=" + ".join(b.groups[1] for b in gpus),
+                     predicted=f"{size:.2f}", difference=f"{logged - size:+.2f}",
+                     matches=abs(logged - size) <= HALF * len(gpus),
+                     basis=f"{n_rep} offloaded repeating layers' KV", line=gpus[0].line))
+    splits = _llama_splits(r, gpus)
+    if splits is None:
+        for b in gpus:
+            out.append(_skip(f"{b.groups[0]} KV buffer (MiB)", b.groups[1], "the log prints neither --tensor-split "
+                             "nor each device's free memory, which decide the split; the sum is compared above",
+                             b.line))
+        return out
+    names, candidates, source = splits
+    counts = {tuple(_per_device(assign_layers(n_layer, start, act, c), per_layer, len(names))) for c in candidates}
+    for b in gpus:
+        i = names.index(b.groups[0]) if b.groups[0] in names else -1
+        if i < 0 or len(counts) != 1:
+            why = (f"{b.groups[0]} is not among the devices {', '.join(names)}" if i < 0 else
+                   f"a layer sits on the boundary of the split by {source}: which device holds it depends on "
+                   "bytes the log rounds to MiB")
+            out.append(_skip(f"{b.groups[0]} KV buffer (MiB)", b.groups[1], why, b.line))
+            continue
+        layers, nbytes = next(iter(counts))[i]
+        size = Decimal(nbytes) / MiB
+        out.append(_compare_rounded(f"{b.groups[0]} KV buffer (MiB)", b.groups[1], Interval(size, size),
+                                    f"{layers} layers by the split of {source} ({nbytes:,} B)", b.line))
+    return out
+
+
+def _per_device(devices: list[int | None], per_layer: list[int], n: int) -> list[tuple[int, int]]:
+    acc = [(0, 0)] * n
+    for d, b in zip(devices, per_layer, strict=True):
+        if d is not None and d < n:
+            acc[d] = (acc[d][0] + 1, acc[d][1] + b)
+    return acc
+
+
+def _llama_splits(r: LogReading, gpus: list[Found]) -> tuple[list[str], list[tuple[float, ...]], str] | None:
+    """(device names in order, split vectors to try, where the split came from), or None."""
+    free = r.found.get("llama_device_free", [])
+    text = r.config("tensor_split")
+    if text:
+        try:
+            weights = tuple(float(w) for w in text.replace("/", ",").split(",") if w.strip())
+        except ValueError:
+            return None
+        if free:
+            names = [f.groups[0] for f in free]
+        else:
+            prefix = gpus[0].groups[0].rstrip("0123456789")
+            names = [f"{prefix}{i}" for i in range(len(weights))]
+        return names, [weights], f"--tensor-split {text}"
+    if not free:
+        return None
+    names = [f.groups[0] for f in free]
+    mib = [float(integer(f.groups[1], f.line)) for f in free]
+    candidates = [tuple(mib)]
+    for j in range(len(mib)):
+        candidates.append(tuple(m + (1 if i <= j else 0) for i, m in enumerate(mib)))
+        candidates.append(tuple(m + (1 if i > j else 0) for i, m in enumerate(mib)))
+    shown = ", ".join(f"{n} {f.groups[1]} MiB" for n, f in zip(names, free, strict=True))
+    return names, candidates, f"free memory ({shown})"
+
+
+# ----------------------------------------------------------------------------- TensorRT-LLM
+
+
+def _check_trtllm(ctx: _Ctx) -> list[Check]:
+    """The KV cache manager's lines (``kvcacalc.engines.trtllm``): tokens = primary blocks x tokens
+    per block; the pool's GiB = tokens x the model's bytes a token (one attention window); the
+    blocks from ``available x fraction`` when the log gives the fraction (the C++ runtime's
+    "Memory usage when calculating max tokens" line, ``kDefaultGpuMemFraction`` 0.9 otherwise
+    unknown, so without the fraction the blocks are listed with the fraction they imply)."""
+    from kvcalc.engines.trtllm import TOKENS_PER_BLOCK, window_pools
+
+    r = ctx.reading
+    out: list[Check] = []
+    alloc, tpb_f, blocks_f = r.first("trtllm_alloc"), r.first("trtllm_tokens_per_block"), r.first(
+        "trtllm_primary_blocks")
+    tpb = integer(tpb_f.groups[0], tpb_f.line) if tpb_f else (ctx.block_size or TOKENS_PER_BLOCK)
+    tpb_why = "as logged" if tpb_f else ("--block-size" if ctx.block_size else "the default 32 (not logged)")
+    tokens = integer(alloc.groups[1], alloc.line) if alloc else None
+    blocks = integer(blocks_f.groups[0], blocks_f.line) if blocks_f else None
+    if tokens is not None and blocks is not None:
+        out.append(Check(item="tokens in paged KV cache", logged=f"{tokens:,}", predicted=f"{blocks * tpb:,}",
+                         difference=f"{tokens - blocks * tpb:+,}", matches=tokens == blocks * tpb,
+                         basis=f"{blocks:,} primary blocks x {tpb} tokens per block ({tpb_why})", line=alloc.line
+                         if alloc else 0))
+    elif tokens is not None and alloc is not None:
+        out.append(Check(item="tokens in paged KV cache", logged=f"{tokens:,}", predicted=f"{tokens // tpb * tpb:,}",
+                         difference=f"{tokens % tpb:+,}", matches=tokens % tpb == 0,
+                         basis=f"whole blocks of {tpb} tokens ({tpb_why})", line=alloc.line))
+    per_token: int | None = None
+    if ctx.model is not None:
+        specs = [s.shard(ctx.tp) for s in ctx.model.layer_specs if s.grows]
+        if specs and all(isinstance(s, (FullAttention, LatentAttention)) and not isinstance(s, SlidingWindowAttention)
+                         for s in specs):
+            per_token = sum(s.bytes_per_token(ctx.dtype("trtllm")) for s in specs)
+    if alloc is not None and tokens is not None:
+        if per_token is None:
+            out.append(_skip("paged KV cache (GiB)", alloc.groups[0], NEEDS_MODEL if ctx.model is None else
+                             "sliding-window / state layers: several pools, not compared here", alloc.line))
+        else:
+            size = Decimal(tokens * per_token) / GiB
+            out.append(_compare_rounded("paged KV cache (GiB)", alloc.groups[0], Interval(size, size),
+                                        f"{tokens:,} tokens x {per_token:,} B a token", alloc.line))
+    mem = r.first("trtllm_mem_usage")
+    have = blocks if blocks is not None else (tokens // tpb if tokens is not None else None)
+    if mem is not None and have is not None:
+        both = r.first("trtllm_both_set")
+        frac_text = both.groups[0] if both else (r.config("free_gpu_memory_fraction") or None)
+        avail = Interval.printed(number(mem.groups[1], mem.line))
+        if per_token is None:
+            out.append(_skip("primary blocks from available memory", f"{have:,}", NEEDS_MODEL, mem.line))
+        elif frac_text is None:
+            implied = Decimal(have * tpb * per_token) / (number(mem.groups[1], mem.line) * GiB)
+            out.append(_skip("primary blocks from available memory", f"{have:,}", "the log does not print "
+                             f"free_gpu_memory_fraction (0.9 unless set); these blocks imply {implied:.3f} of the "
+                             f"{mem.groups[1]} GiB available", mem.line))
+        else:
+            max_tokens = integer(both.groups[1], both.line) if both else None
+            lo, hi = (window_pools(int(a * GiB * Decimal(frac_text)), {1: per_token}, tokens_per_block=tpb,
+                                   max_tokens=max_tokens)[0].primary_blocks for a in (avail.lo, avail.hi))
+            out.append(Check(item="primary blocks from available memory", logged=f"{have:,}",
+                             predicted=f"{lo:,}" if lo == hi else f"{lo:,}..{hi:,}", difference="-",
+                             matches=lo <= have <= hi,
+                             basis=f"ceil(floor({mem.groups[1]} GiB (as printed, +-0.005) x {frac_text} / "
+                                   f"{per_token:,} B) / {tpb})"
+                                   + (f", max_tokens {max_tokens:,}" if max_tokens else ""),
+                             line=mem.line))
     return out

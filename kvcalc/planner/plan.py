@@ -88,6 +88,18 @@ class PlanRequest:
     speculative_num_draft_tokens: int | None = None
     draft_layers: int | None = None
     """Draft decoder layers sharing the pool (default 1: an EAGLE head, ``num_nextn_predict_layers: 1``)."""
+    max_tokens: int | None = None
+    """TensorRT-LLM ``--max-tokens`` (``KvCacheConfig.max_tokens``)."""
+    host_cache_bytes: int = 0
+    """TensorRT-LLM ``--host-cache-size`` (``KvCacheConfig.host_cache_size``)."""
+    n_gpu_layers: int = -1
+    tensor_split: tuple[float, ...] = ()
+    parallel: int = 1
+    kv_unified: bool = False
+    no_kv_offload: bool = False
+    split_mode: str = "layer"
+    flash_attn: str = "auto"
+    """llama.cpp's ``-ngl``, ``--tensor-split``, ``-np``, ``--kv-unified``, ``--no-kv-offload``, ``-sm``, ``-fa``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -478,7 +490,10 @@ def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
         model=s.model, layout=s.layout, dtype=s.dtype, kv_budget_bytes=bud.kv_budget_bytes, max_model_len=s.max_len,
         block_size=req.block_size, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running,
         budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None, dcp=s.dcp,
-        draft_layers=s.draft.layers if s.draft else 0))
+        draft_layers=s.draft.layers if s.draft else 0, max_tokens=req.max_tokens,
+        host_cache_bytes=req.host_cache_bytes, n_gpu_layers=req.n_gpu_layers, tensor_split=req.tensor_split,
+        parallel=req.parallel, kv_unified=req.kv_unified, no_kv_offload=req.no_kv_offload,
+        split_mode=req.split_mode, flash_attn=req.flash_attn))
 
 
 # -- 5. the answer ---------------------------------------------------------------------------
