@@ -8,8 +8,8 @@ Computed count, per decoder layer (biases ignored: they are < 0.01 % of any cata
   (nope + rope)`` (or ``q h x n_h x (nope + rope)`` without q_lora), ``kv_a h x (kv_lora + rope)``
   + norm + ``kv_b kv_lora x n_h x (nope + v)``, ``o n_h x v x h``;
 * MLP: gated (SwiGLU/GeGLU, 3 matrices ``h x I``) except the architectures in
-  ``NON_GATED_ARCHITECTURES`` (2 matrices); MoE: ``E x 3 x h x I_moe`` + router ``h x E`` + shared experts, with the first
-  ``first_dense_layers`` dense;
+  ``NON_GATED_ARCHITECTURES`` (2 matrices); MoE: ``E x 3 x h x I_moe`` + router ``h x E`` + shared
+  experts, with the first ``first_dense_layers`` dense;
 * two norms of ``h``.
 
 Plus embeddings ``V x h``, an untied LM head ``V x h``, a final norm, and learned positions
@@ -550,6 +550,7 @@ def _gguf_format(name: str, tensors: list[WeightTensor], model: ModelConfig) -> 
     # llama.cpp's LLM_TYPE_70B: LLM_ARCH_LLAMA (what convert_hf_to_gguf.py writes for these
     # architectures) with 80 layers; its falcon rules: LLM_ARCH_FALCON. By structure, not by name.
     llama_70b = model.num_layers == 80 and model.architecture in LLAMA_CPP_LLAMA_ARCHITECTURES
+    falcon = model.architecture in ("FalconForCausalLM", "RWForCausalLM")
     out: dict[str, int] = {}
     for t in tensors:
         if t.role in ("norm", "router"):
@@ -558,7 +559,7 @@ def _gguf_format(name: str, tensors: list[WeightTensor], model: ModelConfig) -> 
             cat = "attn_v" if t.category == "attn_kv_b" else t.category
             kind = preset_tensor_type(name, cat, t.layer or 0, model.num_layers, n_gqa=n_gqa,
                                       n_expert=model.moe.num_experts if model.moe else 0,
-                                      tied_embeddings=model.tie_word_embeddings, falcon=model.architecture in ("FalconForCausalLM", "RWForCausalLM"))
+                                      tied_embeddings=model.tie_word_embeddings, falcon=falcon)
             if llama_70b and cat == "attn_v" and kind in ("q3_k", "q4_k"):
                 kind = "q5_k"
         else:
