@@ -33,15 +33,10 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from kvcalc.engines.capacity import Capacity
-    from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
     from kvcalc.layout import RankLayout
     from kvcalc.measure.layout import TensorLayout
     from kvcalc.models import ModelConfig
-
-
-LOG_NUMBER = r"([0-9][0-9,]*(?:\.[0-9]+)?)"
-"""A number in an engine's log: digits with thousands commas, optionally a fraction."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,8 +128,6 @@ class Engine:
     engine runs the model) rather than the KV dtype; kvcalc's neutral definition applies the KV dtype."""
     dtype_spellings: ClassVar[dict[str, str]] = {}
     """This engine's own ``--kv-cache-dtype`` spellings -> kvcalc names (vLLM ``fp8_inc``)."""
-    log_engine: str | None = None
-    """The name a start-up log is recognised by (``check-log``), None when kvcalc reads none."""
 
     # -- dtypes -----------------------------------------------------------------------------
     def auto_dtype(self, model: ModelConfig) -> tuple[str, str]:
@@ -410,28 +403,11 @@ class Engine:
                         f"{current:,} B ({dtype.name})")
         return None
 
-    # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, str]] = {}
-    """Pattern name -> regex (source text, compiled by ``check-log`` only) of each line this
-    engine's start-up log prints."""
-    log_markers: tuple[str, ...] = ()
-    """Substrings of a command line that launches this engine (``vllm serve``)."""
-    log_keys: tuple[str, ...] = ()
-    """Patterns only this engine prints: they name the engine when no command line does."""
-
+    # -- logs (``check-log`` reads them in ``kvcalc.engines.startup_log``) ---------------------
     def log_unit_note(self, line: str) -> str | None:
         """A note for one of this engine's log lines whose unit word differs from kvcalc's (the
         line itself is quoted verbatim), or None."""
         return None
-
-    def reads_log(self, facts: LogFacts) -> bool:
-        """Whether ``facts`` hold lines of this engine's log that ``check_log`` compares."""
-        return False
-
-    def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
-                  block_size: int | None) -> list[Check]:
-        """kvcalc's prediction beside each figure this engine's start-up log printed."""
-        return []
 
 
 StoragePolicy = Engine

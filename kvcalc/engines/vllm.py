@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
 from kvcalc.dtypes import KVDtype, cdiv
-from kvcalc.engines.base import LOG_NUMBER as NUM
 from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
 from kvcalc.engines.vllm_kv import (
     DEFAULT_BLOCK_SIZE,
@@ -54,7 +53,6 @@ from kvcalc.specs import (
 from kvcalc.units import GiB
 
 if TYPE_CHECKING:
-    from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
     from kvcalc.layout import RankLayout
     from kvcalc.measure.layout import TensorLayout
@@ -284,37 +282,6 @@ class VllmEngine(Engine):
                     reason=vk.error, block_size=vk.block_size, unit_bytes=vk.block_bytes, engine_version=vk.version,
                     log_lines=list(vk.log_lines), details=vk.to_dict(), max_running=req.max_num_seqs,
                     max_running_flag="--max-num-seqs")
-
-    # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, str]] = {
-        "available_gib": (r"Available KV cache memory:\s*" + NUM + r"\s*GiB"),
-        "kv_tokens": (r"GPU KV cache size:\s*" + NUM + r"\s*tokens"),
-        "concurrency": (r"Maximum concurrency for\s*" + NUM + r"\s*tokens per request:\s*" + NUM + "x"),
-        "blocks": (r"#\s*(?:GPU|CUDA|cuda|gpu)\s+blocks:\s*" + NUM),
-        "total_gib": (r"total_gpu_memory \(\s*" + NUM + r"\s*GiB\) x gpu_memory_utilization \(\s*" + NUM),
-        "weights_gib": (r"model weights take\s*" + NUM + r"\s*GiB"),
-        "non_torch_gib": (r"non_torch_memory takes\s*" + NUM + r"\s*GiB"),
-        "activation_gib": (r"activation peak memory takes\s*" + NUM + r"\s*GiB"),
-        "rest_gib": (r"reserved for KV Cache is\s*" + NUM + r"\s*GiB"),
-        "fit_error": (r"max seq len \(" + NUM + r"\), \(" + NUM + r" GiB KV cache is needed.*?memory \("
-                                + NUM + r" GiB\)(?:.*?estimated maximum model length is " + NUM + ")?"),
-        "model_cfg": (r"model='([^']+)'"),
-        "max_seq_len": (r"max_seq_len=([0-9]+)"),
-        "tp_cfg": (r"tensor_parallel_size=([0-9]+)"),
-        "kv_dtype_cfg": (r"kv_cache_dtype=([A-Za-z0-9_]+)"),
-    }
-    log_markers = ("vllm serve", "vllm.entrypoints")
-    log_keys = ("available_gib", "kv_tokens", "blocks", "rest_gib")
-
-    def reads_log(self, facts: LogFacts) -> bool:
-        return facts.engine == "vllm" or any(k in facts.values for k in ("available_gib", "blocks", "kv_tokens"))
-
-    def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
-                  block_size: int | None) -> list[Check]:
-        from kvcalc.engines.vllm_log import check_vllm_log
-
-        return check_vllm_log(self, facts, model, dtype, tp, block_size)
-
 
 VllmPolicy = VllmEngine
 """The former name."""
