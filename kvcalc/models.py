@@ -15,18 +15,10 @@ from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from kvcalc.specs import FixedState, FullAttention, LatentAttention, NoCache, Spec, spec_from_dict
+from kvcalc.specs import _require_positive as _positive
 
 ModelDtype = Literal["fp32", "fp16", "bf16"]
 _STRICT: dict[str, Any] = {"extra": "forbid"}
-
-
-def _positive(obj: object, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
