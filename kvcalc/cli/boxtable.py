@@ -1,4 +1,4 @@
-"""Box-drawing tables without rich, for the start-up path of ``kvcalc estimate``.
+"""Box-drawing tables without rich, for the start-up path of ``kvcalc estimate`` and ``kvcalc plan``.
 
 rich costs about 30 ms to import here, a quarter of the whole ``estimate`` run; its default table
 (the HEAVY_HEAD box) is simple enough to draw directly. The look is rich's: bold header, italic
@@ -14,9 +14,11 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 
-# rich.box.HEAVY_HEAD, row by row: top, header, header rule, body, section rule, bottom.
+# rich.box.HEAVY_HEAD, row by row: top, header, header rule, body, section rule, bottom. A table
+# without headers is drawn in rich.box.SQUARE (``HEAVY_HEAD.get_plain_headed_box()``): its top is light.
 _TOP, _HEAD, _HEAD_RULE = "┏━┳┓", "┃ ┃┃", "┡━╇┩"
 _BODY, _RULE, _BOTTOM = "│ ││", "├─┼┤", "└─┴┘"
+_PLAIN_TOP = "┌─┬┐"
 BOLD, ITALIC, RESET = "\x1b[1m", "\x1b[3m", "\x1b[0m"
 
 
@@ -100,12 +102,16 @@ def _rule(box: str, widths: list[int]) -> str:
     return box[0] + box[2].join(box[1] * (w + 2) for w in widths) + box[3]
 
 
-def render(title: str, headers: Sequence[str], justify: Sequence[str], sections: Sequence[Sequence[Sequence[str]]],
-           *, bold_sections: Sequence[int] = (), max_width: int | None = None, style: bool = False) -> list[str]:
+def render(title: str, headers: Sequence[str] | None, justify: Sequence[str],
+           sections: Sequence[Sequence[Sequence[str]]], *, bold_sections: Sequence[int] = (),
+           bold_rows: Sequence[tuple[int, int]] = (), max_width: int | None = None,
+           style: bool = False) -> list[str]:
     """The table as lines: ``sections`` are lists of rows separated by a rule; rows of the
-    sections whose index is in ``bold_sections`` are bold when ``style``. To fit ``max_width``,
-    headers and left-justified (text) cells wrap; right-justified (numeric) cells never do."""
-    heads = [clean(h) for h in headers]
+    sections whose index is in ``bold_sections`` (and the ``(section, row)`` pairs in
+    ``bold_rows``) are bold when ``style``. ``headers`` None: no header row (rich's
+    ``show_header=False``). To fit ``max_width``, headers and left-justified (text) cells wrap;
+    right-justified (numeric) cells never do."""
+    heads = [clean(h) for h in headers] if headers is not None else ["" for _ in justify]
     body = [[[clean(c) for c in row] for row in sec] for sec in sections]
     widths = [max([cells(h), *(cells(row[i]) for sec in body for row in sec)]) for i, h in enumerate(heads)]
     if max_width is not None:
@@ -131,13 +137,32 @@ def render(title: str, headers: Sequence[str], justify: Sequence[str], sections:
             out.append(box[0] + box[2].join(parts) + box[3])
         return out
 
-    lines = [f"{ITALIC}{clean(title)}{RESET}" if style else clean(title), _rule(_TOP, widths)]
-    lines += row_lines(heads, _HEAD, bottom_align=True, bold=style)
-    lines.append(_rule(_HEAD_RULE, widths))
+    lines = [f"{ITALIC}{clean(title)}{RESET}" if style else clean(title)]
+    if headers is not None:
+        lines.append(_rule(_TOP, widths))
+        lines += row_lines(heads, _HEAD, bottom_align=True, bold=style)
+        lines.append(_rule(_HEAD_RULE, widths))
+    else:
+        lines.append(_rule(_PLAIN_TOP, widths))
+    bold_pairs = set(bold_rows)
     for s, sec in enumerate(body):
         if s:
             lines.append(_rule(_RULE, widths))
-        for row in sec:
-            lines += row_lines(row, _BODY, bottom_align=False, bold=style and s in bold_sections)
+        for r, row in enumerate(sec):
+            bold = style and (s in bold_sections or (s, r) in bold_pairs)
+            lines += row_lines(row, _BODY, bottom_align=False, bold=bold)
     lines.append(_rule(_BOTTOM, widths))
     return lines
+
+
+def text_lines(text: str, *, max_width: int | None = None, bold: bool = False) -> list[str]:
+    """A line of prose (a title, a hint) as printed: control characters shown as '?', wrapped at
+    word boundaries to ``max_width`` on a terminal (as rich's ``Console.print`` does), bold when asked."""
+    shown = clean(text)
+    body = shown.lstrip(" ")
+    indent = " " * (len(shown) - len(body))
+    if max_width is not None and cells(shown) > max_width:
+        lines = [indent + line for line in wrap(body, max(max_width - len(indent), 1))]
+    else:
+        lines = [shown]
+    return [f"{BOLD}{line}{RESET}" for line in lines] if bold else lines
