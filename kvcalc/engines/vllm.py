@@ -54,6 +54,7 @@ from kvcalc.units import GiB
 
 if TYPE_CHECKING:
     from kvcalc.engines.memory import Budget
+    from kvcalc.engines.vllm_kv import VllmKV
     from kvcalc.layout import RankLayout
     from kvcalc.measure.layout import TensorLayout
     from kvcalc.models import ModelConfig
@@ -260,28 +261,38 @@ class VllmEngine(Engine):
         return build_layout(layout, dtype, block_size=block_size, state_dtype=self.state_dtype(dtype, layout.model))
 
     def pool(self, req: PoolRequest) -> Pool:
-        from kvcalc.engines.capacity import Capacity
-
         vl = self.vllm_layout(req.layout, req.dtype, req.block_size)
         mnbt = req.max_num_batched_tokens
         vk = vllm_kv(req.model.layer_specs, req.dtype, req.kv_budget_bytes, req.max_model_len,
                      block_size=req.block_size, max_num_batched_tokens=mnbt, layout=vl)
-        workers = vl.active
+        return block_pool(req, vl, vk, mnbt, engine_version=vk.version)
 
-        def cost(length: int) -> int:
-            return max(w.blocks_per_request(length, mnbt) for w in workers)
 
-        def shared(p: int) -> int:
-            # Prefix caching hashes whole blocks of full-attention / MLA groups only.
-            return max(sum(p // v.block_size for v, _ in w.groups if v.kind in ("full", "mla")) for w in workers)
+def block_pool(req: PoolRequest, vl: Layout, vk: VllmKV, in_flight_tokens: int, *, engine_version: str,
+               notes: tuple[str, ...] = ()) -> Pool:
+    """The pool of a vLLM block count ``vk`` over the layout ``vl`` (every vLLM release's): a
+    request of L tokens costs the blocks its largest worker needs (``in_flight_tokens`` of a
+    chunked prefill held at once); a shared prefix saves the whole blocks of its full-attention /
+    MLA groups; block 0 is vLLM's null block."""
+    from kvcalc.engines.capacity import Capacity
 
-        cap = Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
-                       max_len=max(req.model.max_position_embeddings, vk.max_model_len))
-        return Pool(capacity=cap, fits=vk.fits, num_blocks=vk.num_blocks, kv_cache_tokens=vk.kv_cache_tokens,
-                    max_concurrency=vk.max_concurrency, estimated_max_model_len=vk.estimated_max_model_len,
-                    reason=vk.error, block_size=vk.block_size, unit_bytes=vk.block_bytes, engine_version=vk.version,
-                    log_lines=list(vk.log_lines), details=vk.to_dict(), max_running=req.max_num_seqs,
-                    max_running_flag="--max-num-seqs")
+    workers = vl.active
+
+    def cost(length: int) -> int:
+        return max(w.blocks_per_request(length, in_flight_tokens) for w in workers)
+
+    def shared(p: int) -> int:
+        # Prefix caching hashes whole blocks of full-attention / MLA groups only.
+        return max(sum(p // v.block_size for v, _ in w.groups if v.kind in ("full", "mla")) for w in workers)
+
+    cap = Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
+                   max_len=max(req.model.max_position_embeddings, vk.max_model_len))
+    return Pool(capacity=cap, fits=vk.fits, num_blocks=vk.num_blocks, kv_cache_tokens=vk.kv_cache_tokens,
+                max_concurrency=vk.max_concurrency, estimated_max_model_len=vk.estimated_max_model_len,
+                reason=vk.error, block_size=vk.block_size, unit_bytes=vk.block_bytes, engine_version=engine_version,
+                log_lines=list(vk.log_lines), notes=list(notes), details=vk.to_dict(), max_running=req.max_num_seqs,
+                max_running_flag="--max-num-seqs")
+
 
 VllmPolicy = VllmEngine
 """The former name."""
