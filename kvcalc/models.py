@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
-from kvcalc.specs import FixedState, FullAttention, LatentAttention, NoCache, Spec, spec_from_dict
+from kvcalc.dtypes import MODEL_DTYPES
+from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec, spec_from_dict
 from kvcalc.specs import _require_positive as _positive
 
 ModelDtype = Literal["fp32", "fp16", "bf16"]
@@ -99,7 +100,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("name must not be empty")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
+        if self.dtype not in MODEL_DTYPES:
             raise ValueError(f"dtype must be one of fp32, fp16, bf16, got {self.dtype!r}")
         _positive(self, "max_position_embeddings", "num_attention_heads", "hidden_size",
                   "intermediate_size", "vocab_size", "num_parameters")
@@ -152,17 +153,8 @@ class ModelConfig:
         return len(self.layer_specs)
 
     @property
-    def num_cache_layers(self) -> int:
-        """Layers whose cache grows with tokens."""
-        return sum(1 for s in self.layer_specs if s.grows)
-
-    @property
     def is_mla(self) -> bool:
         return any(isinstance(s, LatentAttention) for s in self.layer_specs)
-
-    @property
-    def is_hybrid(self) -> bool:
-        return len({type(s) for s in self.layer_specs if not isinstance(s, NoCache)}) > 1
 
     @property
     def has_state(self) -> bool:
