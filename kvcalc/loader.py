@@ -343,24 +343,27 @@ def model_from_data(data: Any, source: str) -> ModelConfig:
 
 
 def hf_model_name(data: Any, source: str) -> str:
-    """The name a Hugging Face config goes by when none is given (``--name``): its
-    ``_name_or_path`` (a hub id as written; a local path by its last part), else the file's
-    folder for a ``config.json`` (a hub cache snapshot by its ``org/name``), else the file's stem.
-    Never ``config``, the name every such file shares."""
+    """The name a Hugging Face config goes by when none is given (``--name``), never ``config``
+    (the name every such file shares): a ``config.json`` is named by its folder (a hub cache
+    snapshot by its ``org/name``: the folder is a commit hash), as the user knows the model; any
+    other file by the config's ``_name_or_path`` (a hub id as written; a local path by its last
+    part), else by its own name. A ``config.json`` with no folder name falls back to
+    ``_name_or_path``."""
+    import os.path
+
+    p = Path(source)
+    if p.stem == "config":
+        parent = Path(os.path.abspath(source)).parent  # not resolve(): a hub snapshot's file links into blobs/
+        if parent.parent.name == "snapshots" and parent.parent.parent.name.startswith("models--"):
+            return parent.parent.parent.name[len("models--"):].replace("--", "/")
+        if parent.name:
+            return parent.name
     given = data.get("_name_or_path") if isinstance(data, dict) else None
     if isinstance(given, str) and given.strip().strip("/\\"):
         text = given.strip().rstrip("/\\")
         is_path = text.startswith((".", "/", "~", "\\")) or "\\" in text or text.count("/") > 1 or ":" in text
         return Path(text.replace("\\", "/")).name if is_path else text
-    p = Path(source)
-    if p.stem != "config":
-        return p.stem
-    import os.path
-
-    parent = Path(os.path.abspath(source)).parent  # not resolve(): a hub snapshot's file links into blobs/
-    if parent.parent.name == "snapshots" and parent.parent.parent.name.startswith("models--"):
-        return parent.parent.parent.name[len("models--"):].replace("--", "/")
-    return parent.name or p.stem
+    return p.stem
 
 
 def looks_like_kvcalc(data: Any) -> bool:

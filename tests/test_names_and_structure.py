@@ -67,12 +67,17 @@ def test_gpt2_positions_follow_the_architecture_not_the_name(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("data", "source", "expected"), [
-    ({"_name_or_path": "meta-llama/Llama-3.1-8B"}, "/x/y/config.json", "meta-llama/Llama-3.1-8B"),
-    ({"_name_or_path": "/home/me/models/my-llama/"}, "/x/y/config.json", "my-llama"),
-    ({"_name_or_path": "./ckpt/step-100"}, "/x/y/config.json", "step-100"),
-    ({"_name_or_path": ""}, "/x/tuned-llama/config.json", "tuned-llama"),
+    # A config.json: its folder (a fine-tune's _name_or_path often names the base model it came from).
+    ({"_name_or_path": "meta-llama/Llama-3.1-8B"}, "/x/my-finetune/config.json", "my-finetune"),
     ({}, "/x/tuned-llama/config.json", "tuned-llama"),
-    ({}, "/cache/models--org--Some-Model/snapshots/0123abc/config.json", "org/Some-Model"),
+    ({"_name_or_path": "/home/me/models/a"}, "/cache/models--org--Some-Model/snapshots/0123abc/config.json",
+     "org/Some-Model"),
+    ({"_name_or_path": "meta-llama/Llama-3.1-8B"}, "/config.json", "meta-llama/Llama-3.1-8B"),
+    # Any other file: the config's _name_or_path, else the file's own name.
+    ({"_name_or_path": "meta-llama/Llama-3.1-8B"}, "/x/y/llama.json", "meta-llama/Llama-3.1-8B"),
+    ({"_name_or_path": "/home/me/models/my-llama/"}, "/x/y/llama.json", "my-llama"),
+    ({"_name_or_path": "./ckpt/step-100"}, "/x/y/llama.json", "step-100"),
+    ({"_name_or_path": ""}, "/x/y/llama-3.json", "llama-3"),
     ({}, "/x/y/llama-3.json", "llama-3"),
 ])
 def test_hf_model_name(data: dict[str, str], source: str, expected: str) -> None:
