@@ -18,7 +18,8 @@ The questions, grouped:
 * memory: ``fraction_flag``, ``budget``, ``default_fraction_for``, ``batch_defaults``;
 * pool and capacity: ``pool`` (blocks, tokens, concurrency, the fit check, the longest context);
 * advice: ``hints``;
-* logs: ``check_log`` (what its start-up log prints and how to read it).
+* logs: ``log_unit_note`` (a note on a unit word); ``check-log`` reads the logs in
+  ``kvcalc.engines.startup_log``, by the version or the line forms a log prints.
 """
 
 from __future__ import annotations
