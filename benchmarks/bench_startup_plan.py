@@ -14,7 +14,10 @@ from pathlib import Path
 
 from benchmarks.bench_startup import _kvcalc_cmd, _median_ms
 
-CONFIG = str(Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "meta-llama--Llama-3.1-8B.json")
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = str(ROOT / "tests" / "fixtures" / "meta-llama--Llama-3.1-8B.json")
+YAML_CONFIG = str(ROOT / "model_configs" / "llama-3.1-8b.yaml")
+"""A kvcalc YAML (the schema validated on the lean path), beside the Hugging Face config above."""
 
 
 def million_layer_plan_ms() -> dict[str, float]:
@@ -42,12 +45,15 @@ def run() -> dict[str, float]:
     kv = _kvcalc_cmd()
     plan = ["plan", "llama-3-8b", "--gpu", "h100", "--context", "8192"]
     est_cfg = ["estimate", "--config", CONFIG, "--seq-len", "4096"]
+    est_yaml = ["estimate", "--config", YAML_CONFIG, "--seq-len", "4096"]
     out = {
         "python_c_pass_ms": _median_ms([sys.executable, "-c", "pass"]),
         "estimate_builtin_cold_ms": _median_ms([*kv, "estimate", "llama-2-7b", "--seq-len", "4096"]),
         "plan_table_cold_ms": _median_ms([*kv, *plan]),
         "plan_json_cold_ms": _median_ms([*kv, *plan, "--json"]),
         "estimate_config_cold_ms": _median_ms([*kv, *est_cfg]),
+        "estimate_config_yaml_cold_ms": _median_ms([*kv, *est_yaml]),
+        "plan_config_yaml_table_cold_ms": _median_ms([*kv, "plan", "--config", YAML_CONFIG, *plan[2:]]),
         # The same calls through typer (a flag only the typer command takes), for comparison.
         "plan_typer_path_ms": _median_ms([*kv, *plan, "--shared-prefix-tokens", "0"]),
         "estimate_config_typer_path_ms": _median_ms([*kv, *est_cfg, "--tp", "1"]),

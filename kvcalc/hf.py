@@ -1043,7 +1043,9 @@ def model_from_hf(data: Any, source: str, name: str | None = None, assume_standa
     if inter is None and family in ("gpt2", "gpt_bigcode"):
         inter = 4 * hidden
     tie_default = family in ("gpt2", "gpt_bigcode", "gemma", "gemma2", "gemma3", "gemma3_text", "falcon")
-    hf_name = name or str(data.get("_name_or_path") or "") or Path(source).stem
+    from kvcalc.loader import hf_model_name
+
+    hf_name = name or hf_model_name(data, source)
     for spec in specs:
         window = getattr(spec, "window", None)
         if window is not None and window > max_pos:

@@ -162,6 +162,3 @@ class RankLayout:
     def rank_specs(self) -> tuple[Spec, ...]:
         """Every layer's rank spec, in order (per layer: only for engines that group layers)."""
         return tuple(self.rank_spec(s) for s in self.model.layer_specs)
-
-    def distinct_specs(self) -> list[Spec]:
-        return list(self.counts)

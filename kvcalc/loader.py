@@ -370,14 +370,81 @@ def _shown(value: Any) -> str:
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
-def _validate(cls: type, data: Any, source: str, prefix: str) -> Any:
-    from pydantic import TypeAdapter, ValidationError
+def _exactly(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is exactly of type ``hint`` as the schema writes it (no coercion: an int
+    is an int, not a bool, a float or a numeric string). Unknown hint forms answer False."""
+    import types
+    import typing
 
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint in (int, str, bool):
+        return type(value) is hint
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_exactly(value, a) for a in args)
+    if origin is typing.Literal:
+        return any(type(value) is type(a) and value == a for a in args)
+    if origin is list:
+        return type(value) is list and all(_exactly(v, args[0]) for v in value)
+    if origin is dict:
+        return type(value) is dict and all(_exactly(k, args[0]) and _exactly(v, args[1]) for k, v in value.items())
+    import dataclasses
+
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, hint)
+
+
+def _is_count(hint: Any) -> bool:
+    import typing
+
+    return hint is int or int in typing.get_args(hint)
+
+
+def _fast(cls: type, data: dict[Any, Any], source: str, prefix: str) -> Any:
+    """The schema's own checks without pydantic (its import and schema build cost ~200 ms on a
+    cold start): when every key is a field, every required field is given and every value is
+    exactly of its field's type, the frozen dataclass is built directly and its ``__post_init__``
+    runs the cross-field checks, as pydantic would run them. A bool or a float where a count goes
+    is refused here (pydantic would coerce ``true`` to 1); anything else unusual (a numeric
+    string, an unknown or missing key) returns None, and pydantic validates and words the error."""
+    import dataclasses
+
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in fields:
+            return None
+        hint = hints[key]
+        if type(value) in (bool, float) and _is_count(hint) and not _exactly(value, hint):
+            loc = ".".join(p for p in (prefix, str(key)) if p)
+            raise InvalidConfigError(source, f"field {loc!r} = {value!r}: expected an integer (a bool or a float "
+                                             "is never a count)")
+        if not _exactly(value, hint):
+            return None
+    for name, f in fields.items():
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            return None
+    try:
+        return cls(**data)
+    except ValueError as exc:  # a __post_init__ check: worded as pydantic words it (see below)
+        reason = exc.reason if isinstance(exc, InvalidConfigError) else str(exc)
+        raise InvalidConfigError(source, f"field {prefix!r} = dict: {reason}") from None
+
+
+def _validate(cls: type, data: Any, source: str, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise InvalidConfigError(
             source, f"{prefix or 'the file'} must be a mapping, got {type(data).__name__}"
         )
-    check_strict_types(cls, data, source, prefix)
+    built = _fast(cls, data, source, prefix)  # exact types: the dataclass's own checks, no pydantic
+    if built is not None:
+        return built
+    check_strict_types(cls, data, source, prefix)  # never let pydantic coerce a bool/float/str count
+    from pydantic import TypeAdapter, ValidationError
+
     try:
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as exc:
@@ -450,6 +517,30 @@ def model_from_data(data: Any, source: str) -> ModelConfig:
         d["moe"] = _validate(MoE, d["moe"], source, "moe")
     model: ModelConfig = _validate(ModelConfig, d, source, "")
     return model
+
+
+def hf_model_name(data: Any, source: str) -> str:
+    """The name a Hugging Face config goes by when none is given (``--name``), never ``config``
+    (the name every such file shares): a ``config.json`` is named by its folder (a hub cache
+    snapshot by its ``org/name``: the folder is a commit hash), as the user knows the model; any
+    other file by the config's ``_name_or_path`` (a hub id as written; a local path by its last
+    part), else by its own name. A ``config.json`` with no folder name falls back to
+    ``_name_or_path``."""
+    import os.path
+
+    p = Path(source)
+    if p.stem == "config":
+        parent = Path(os.path.abspath(source)).parent  # not resolve(): a hub snapshot's file links into blobs/
+        if parent.parent.name == "snapshots" and parent.parent.parent.name.startswith("models--"):
+            return parent.parent.parent.name[len("models--"):].replace("--", "/")
+        if parent.name:
+            return parent.name
+    given = data.get("_name_or_path") if isinstance(data, dict) else None
+    if isinstance(given, str) and given.strip().strip("/\\"):
+        text = given.strip().rstrip("/\\")
+        is_path = text.startswith((".", "/", "~", "\\")) or "\\" in text or text.count("/") > 1 or ":" in text
+        return Path(text.replace("\\", "/")).name if is_path else text
+    return p.stem
 
 
 def looks_like_kvcalc(data: Any) -> bool:

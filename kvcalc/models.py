@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
+from kvcalc.dtypes import MODEL_DTYPES
 from kvcalc.errors import InvalidConfigError
-from kvcalc.specs import FixedState, FullAttention, LatentAttention, NoCache, Spec, spec_from_dict
+from kvcalc.specs import FixedState, FullAttention, LatentAttention, Spec, spec_from_dict
 
 ModelDtype = Literal["fp32", "fp16", "bf16"]
 _STRICT: dict[str, Any] = {"extra": "forbid"}
@@ -122,7 +123,7 @@ class ModelConfig:
         self._check_structure()
         if not self.name:
             raise _invalid(self, "name must not be empty")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
+        if self.dtype not in MODEL_DTYPES:
             raise _invalid(self, f"dtype must be one of fp32, fp16, bf16, got {self.dtype!r}")
         _positive(self, "max_position_embeddings", "num_attention_heads", "hidden_size",
                   "intermediate_size", "vocab_size", "num_parameters")
@@ -230,17 +231,8 @@ class ModelConfig:
         return sum(len(pattern) * repeat for pattern, repeat in self.layer_blocks)
 
     @property
-    def num_cache_layers(self) -> int:
-        """Layers whose cache grows with tokens."""
-        return sum(n for s, n in self.spec_counts() if s.grows)
-
-    @property
     def is_mla(self) -> bool:
         return any(isinstance(s, LatentAttention) for s, _n in self.spec_counts())
-
-    @property
-    def is_hybrid(self) -> bool:
-        return len({type(s) for s, _n in self.spec_counts() if not isinstance(s, NoCache)}) > 1
 
     @property
     def has_state(self) -> bool:

@@ -55,10 +55,6 @@ def resolve_name(name: str) -> str | None:
     return _index()["aliases"].get(_key(name))  # type: ignore[no-any-return]
 
 
-def all_known_names() -> list[str]:
-    return sorted(_index()["aliases"])
-
-
 @cache
 def get_builtin(name: str) -> ModelConfig:
     """A built-in model by canonical name or alias; ``UnknownModelError`` with a suggestion."""

@@ -296,10 +296,6 @@ class FixedState(Spec):
         return hash((self.kind, tuple(sorted(self.state_elements.items())), self.conv_kernel))
 
     @property
-    def total_elements(self) -> int:
-        return sum(self.state_elements.values())
-
-    @property
     def grows(self) -> bool:
         return False
 

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kvcalc.errors import InvalidRequestError
 from kvcalc.registry import get_builtin
 from kvcalc.show.sweep import parse_int_list, sweep
-from kvcalc.units import GiB, MiB
+from kvcalc.units import GiB, MiB, parse_tokens
 
 
 def test_list_syntax() -> None:
@@ -24,6 +26,18 @@ def test_list_syntax() -> None:
     for bad in ("", "1,,2", "0", "x", "4k..1k", "1.5k", "1..10:0"):
         with pytest.raises(InvalidRequestError):
             parse_int_list(bad, "--seq-len", maximum=10**9)
+
+
+@given(st.integers(min_value=1, max_value=4096), st.sampled_from(["", "k", "K", "m"]))
+def test_list_values_parse_as_parse_tokens(n: int, suffix: str) -> None:
+    # One parser everywhere: a sweep value means what --seq-len / --context mean.
+    text = f"{n}{suffix}"
+    assert parse_int_list(text, "--seq-len", maximum=10**12) == [parse_tokens(text, "--seq-len")]
+    assert parse_int_list(f"{text}..{text}", "--seq-len", maximum=10**12) == [parse_tokens(text)]
+
+
+def test_m_suffix_and_underscores_as_everywhere() -> None:
+    assert parse_int_list("1m,32_768", "--seq-len", maximum=10**9) == [32_768, 1_048_576]
 
 
 def test_sweep_csv_contents(cli: Any) -> None:

@@ -1,4 +1,4 @@
-"""Box-drawing tables without rich, for the start-up path of ``kvcalc estimate``.
+"""Box-drawing tables without rich, for the start-up path of ``kvcalc estimate`` and ``kvcalc plan``.
 
 rich costs about 30 ms to import here, a quarter of the whole ``estimate`` run; its default table
 (the HEAVY_HEAD box) is simple enough to draw directly. The look is rich's: bold header, italic
@@ -16,13 +16,16 @@ from collections.abc import Sequence
 
 from kvcalc.cli.term import stream_is_unicode, terminal_width
 
-__all__ = ["BOLD", "ITALIC", "RESET", "clean", "render", "styled_stdout", "terminal_width"]
+__all__ = ["BOLD", "ITALIC", "RESET", "clean", "render", "styled_stdout", "terminal_width", "text_lines"]
 
-# rich.box.HEAVY_HEAD, row by row: top, header, header rule, body, section rule, bottom.
+# rich.box.HEAVY_HEAD, row by row: top, header, header rule, body, section rule, bottom. A table
+# without headers takes rich.box.SQUARE's top (``HEAVY_HEAD.get_plain_headed_box()``): light.
 _HEAVY_HEAD = ("┏━┳┓", "┃ ┃┃", "┡━╇┩", "│ ││", "├─┼┤", "└─┴┘")
+_PLAIN_TOP = "┌─┬┐"
 # rich.box.ASCII2, for a stream that cannot encode box drawing (PYTHONIOENCODING=ascii), as rich
 # itself substitutes when its console's encoding is not UTF.
 _ASCII = ("+-++", "| ||", "+-++", "| ||", "+-++", "+-++")
+_ASCII_PLAIN_TOP = "+-++"
 BOLD, ITALIC, RESET = "\x1b[1m", "\x1b[3m", "\x1b[0m"
 
 
@@ -96,16 +99,19 @@ def _rule(box: str, widths: list[int]) -> str:
     return box[0] + box[2].join(box[1] * (w + 2) for w in widths) + box[3]
 
 
-def render(title: str, headers: Sequence[str], justify: Sequence[str], sections: Sequence[Sequence[Sequence[str]]],
-           *, bold_sections: Sequence[int] = (), max_width: int | None = None, style: bool = False,
-           unicode: bool | None = None) -> list[str]:
+def render(title: str, headers: Sequence[str] | None, justify: Sequence[str],
+           sections: Sequence[Sequence[Sequence[str]]], *, bold_sections: Sequence[int] = (),
+           bold_rows: Sequence[tuple[int, int]] = (), max_width: int | None = None,
+           style: bool = False, unicode: bool | None = None) -> list[str]:
     """The table as lines: ``sections`` are lists of rows separated by a rule; rows of the
-    sections whose index is in ``bold_sections`` are bold when ``style``. ``unicode`` (default:
-    whether stdout can encode it) picks rich's box drawing or its ASCII fallback. To fit ``max_width``,
-    headers and left-justified (text) cells wrap; right-justified (numeric) cells never do."""
+    sections whose index is in ``bold_sections`` (and the ``(section, row)`` pairs in
+    ``bold_rows``) are bold when ``style``. ``headers`` None: no header row (rich's
+    ``show_header=False``). ``unicode`` (default: whether stdout can encode it) picks rich's box
+    drawing or its ASCII fallback. To fit ``max_width``, headers and left-justified (text) cells
+    wrap; right-justified (numeric) cells never do."""
     if unicode is None:
         unicode = stream_is_unicode(sys.stdout)
-    heads = [clean(h) for h in headers]
+    heads = [clean(h) for h in headers] if headers is not None else ["" for _ in justify]
     body = [[[clean(c) for c in row] for row in sec] for sec in sections]
     widths = [max([cells(h), *(cells(row[i]) for sec in body for row in sec)]) for i, h in enumerate(heads)]
     if max_width is not None:
@@ -132,13 +138,32 @@ def render(title: str, headers: Sequence[str], justify: Sequence[str], sections:
         return out
 
     top, head, head_rule, body_box, section_rule, bottom = _HEAVY_HEAD if unicode else _ASCII
-    lines = [f"{ITALIC}{clean(title)}{RESET}" if style else clean(title), _rule(top, widths)]
-    lines += row_lines(heads, head, bottom_align=True, bold=style)
-    lines.append(_rule(head_rule, widths))
+    lines = [f"{ITALIC}{clean(title)}{RESET}" if style else clean(title)]
+    if headers is not None:
+        lines.append(_rule(top, widths))
+        lines += row_lines(heads, head, bottom_align=True, bold=style)
+        lines.append(_rule(head_rule, widths))
+    else:
+        lines.append(_rule(_PLAIN_TOP if unicode else _ASCII_PLAIN_TOP, widths))
+    bold_pairs = set(bold_rows)
     for s, sec in enumerate(body):
         if s:
             lines.append(_rule(section_rule, widths))
-        for row in sec:
-            lines += row_lines(row, body_box, bottom_align=False, bold=style and s in bold_sections)
+        for r, row in enumerate(sec):
+            bold = style and (s in bold_sections or (s, r) in bold_pairs)
+            lines += row_lines(row, body_box, bottom_align=False, bold=bold)
     lines.append(_rule(bottom, widths))
     return lines
+
+
+def text_lines(text: str, *, max_width: int | None = None, bold: bool = False) -> list[str]:
+    """A line of prose (a title, a hint) as printed: control characters shown as '?', wrapped at
+    word boundaries to ``max_width`` on a terminal (as rich's ``Console.print`` does), bold when asked."""
+    shown = clean(text)
+    body = shown.lstrip(" ")
+    indent = " " * (len(shown) - len(body))
+    if max_width is not None and cells(shown) > max_width:
+        lines = [indent + line for line in wrap(body, max(max_width - len(indent), 1))]
+    else:
+        lines = [shown]
+    return [f"{BOLD}{line}{RESET}" for line in lines] if bold else lines

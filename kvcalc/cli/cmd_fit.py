@@ -16,13 +16,15 @@ EPILOG = (
     "Examples:\n\n"
     "  kvcalc fit llama-3.1-8b --gpu h100\n\n"
     "  kvcalc fit --config Qwen2.5-7B-Instruct-Q4_K_M.gguf --gpu rtx-4090 --engine llama.cpp --kv-dtype q8_0\n\n"
-    "  kvcalc fit deepseek-v3 llama-3.1-405b qwen3-32b --gpu h200:8 --context 32768 --markdown\n"
+    "  kvcalc fit deepseek-v3 llama-3.1-405b qwen3-32b --gpu h200:8 --context 32768 --markdown\n\n"
+    "  kvcalc fit llama-3.1-70b --gpu h100:4 --report fit.html\n"
 )
 
 
 def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
     @app.command("fit", epilog=EPILOG)
     def fit_cmd(
+        ctx: typer.Context,
         models: Annotated[Optional[list[str]], typer.Argument(
             help="One or more built-in models, config paths (HF config.json, kvcalc YAML, .gguf) or hub ids.",
             show_default=False)] = None,
@@ -54,6 +56,9 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
         csv: Annotated[bool, typer.Option("--csv", help="Print CSV (exact integers).")] = False,
         markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for a design doc).")]
         = False,
+        report: Annotated[Optional[str], typer.Option(
+            "--report", help="Also write a self-contained HTML page (FILE.html) with the table and a chart.")]
+        = None,
         offline: Annotated[bool, typer.Option(
             "--offline", help="Never contact the Hub (HF_HUB_OFFLINE=1): hub ids from the local HF cache only.")]
         = False,
@@ -83,12 +88,18 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
             for assumption in base.model.source.assumptions:
                 warn(assumption)
         if len(bases) > 1:
+            if report:
+                raise InvalidRequestError("--report", report, "one model (several: --markdown, --csv or --json)")
             print_comparison(bases, kv_dtype=kv_dtype, context=context, json=json, csv=csv, markdown=markdown)
             return
         dtypes = tuple(parse_name_list(kv_dtype, "--kv-dtype")) if kv_dtype else None
         answer = fit(bases[0], kv_dtypes=dtypes,
                      batches=tuple(parse_int_list(users, "--users", maximum=MAX_BATCH)),
                      contexts=tuple(parse_int_list(contexts, "--contexts", maximum=MAX_TOKENS)))
+        if report:
+            from kvcalc.show.report import command_line, fit_report, write_report
+
+            sys.stderr.write(f"wrote {write_report(report, fit_report(answer, command_line(ctx)))}\n")
         if json:
             print_json(answer.to_dict())
         elif csv:

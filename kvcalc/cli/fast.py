@@ -17,6 +17,23 @@ _STR_FLAGS = {"--kv-dtype": "kv_dtype", "--units": "units", "--config": "config"
 _BOOL_FLAGS = {"--json": "json", "--explain": "explain"}
 
 
+def _flag_value(argv: list[str], i: int, eq: str, value: str) -> tuple[str, int] | None:
+    """The value of the flag at ``argv[i]`` (``--flag=V`` or ``--flag V``) and the index after it;
+    None when the value is missing (typer then words the error)."""
+    if eq:
+        return value, i + 1
+    if i + 1 >= len(argv):
+        return None
+    return argv[i + 1], i + 2
+
+
+def _count_text(value: str, suffixes: tuple[str, ...] = ()) -> bool:
+    """Plain decimal digits (optionally one of ``suffixes``, as ``parse_tokens`` takes them), no
+    leading zero, at most 12 digits: anything else is typer's to refuse."""
+    digits = value[:-1] if suffixes and value[-1:] in suffixes else value
+    return digits.isascii() and digits.isdigit() and digits[0] != "0" and len(digits) <= 12
+
+
 def parse(argv: list[str]) -> dict[str, object] | None:
     if len(argv) < 2 or argv[0] != "estimate":
         return None
@@ -31,16 +48,13 @@ def parse(argv: list[str]) -> dict[str, object] | None:
             continue
         name, eq, value = arg.partition("=")
         if name in _INT_FLAGS or name in _STR_FLAGS:
-            if not eq:
-                if i + 1 >= len(argv):
-                    return None
-                value = argv[i + 1]
-                i += 1
-            i += 1
+            taken = _flag_value(argv, i, eq, value)
+            if taken is None:
+                return None
+            value, i = taken
             if name in _INT_FLAGS:
                 # Plain decimal digits (a "k" suffix on --seq-len, as everywhere): else typer decides.
-                digits = value[:-1] if name == "--seq-len" and value[-1:] in ("k", "K") else value
-                if not (digits.isascii() and digits.isdigit() and digits[0] != "0" and len(digits) <= 12):
+                if not _count_text(value, ("k", "K") if name == "--seq-len" else ()):
                     return None
                 from kvcalc.units import parse_tokens
 
@@ -97,12 +111,9 @@ _FRACTIONS = ("--gpu-memory-utilization", "--mem-fraction-static", "--free-gpu-m
 def _plan_value(name: str, value: str) -> object | None:
     """A flag's value as the typer command would take it, or None to let typer decide."""
     if name in _PLAN_INTS:
-        if not (value.isascii() and value.isdigit() and value[0] != "0" and len(value) <= 12):
-            return None
-        return int(value)
+        return int(value) if _count_text(value) else None
     if name in _PLAN_TOKENS:
-        digits = value[:-1] if value[-1:] in ("k", "K", "m", "M") else value
-        if not (digits.isascii() and digits.isdigit() and digits[0] != "0" and len(digits) <= 12):
+        if not _count_text(value, ("k", "K", "m", "M")):
             return None
         from kvcalc.units import parse_tokens
 
@@ -127,12 +138,10 @@ def parse_plan(argv: list[str]) -> dict[str, object] | None:
         name, eq, value = arg.partition("=")
         known = name in _PLAN_INTS or name in _PLAN_TOKENS or name in _PLAN_STRS or name in _FRACTIONS
         if known:
-            if not eq:
-                if i + 1 >= len(argv):
-                    return None
-                value = argv[i + 1]
-                i += 1
-            i += 1
+            taken = _flag_value(argv, i, eq, value)
+            if taken is None:
+                return None
+            value, i = taken
             parsed = _plan_value(name, value)
             if parsed is None:
                 return None

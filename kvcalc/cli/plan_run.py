@@ -1,15 +1,13 @@
 """`kvcalc plan` without typer: flags -> ``PlanRequest``, the run, and the rendering. Shared by
 the typer command (``cmd_plan``) and the fast start-up path (``kvcalc.cli.fast``), so both print
-the same bytes; rich is imported only to draw the tables."""
+the same bytes. The tables are drawn by ``kvcalc.cli.boxtable`` in rich's look (rich's import
+costs ~50 ms of a ~150 ms cold start)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
-
     from kvcalc.models import ModelConfig
     from kvcalc.planner.plan import Plan, PlanRequest
 
@@ -45,9 +43,7 @@ def run_plan(model: str | None, config: str | None, engine: str, fractions: dict
     if json:
         print_json(result.to_dict())
         return 0
-    from kvcalc.cli.output import stdout_console
-
-    render_plan(result, stdout_console())
+    render_plan(result)
     return 0
 
 
@@ -111,22 +107,48 @@ def _signed_size(text: str) -> int:
     return parse_size(stripped, "--kv-budget")
 
 
-def render_plan(p: Plan, console: Console) -> None:
-    """The plan as tables and lines; every figure is a field of ``p``."""
+def render_plan(p: Plan) -> None:
+    """Print the plan's lines (see ``plan_lines``) on stdout, styled and wrapped on a terminal."""
+    import sys
+
+    from kvcalc.cli.boxtable import styled_stdout, terminal_width
+
+    lines = plan_lines(p, max_width=terminal_width(), style=styled_stdout())
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+
+
+def plan_lines(p: Plan, *, max_width: int | None = None, style: bool = False) -> list[str]:
+    """The plan as tables and lines; every figure is a field of ``p``. ``max_width``: wrap to a
+    terminal's width (None: piped, one line per row); ``style``: bold and italic as rich draws them."""
+    from kvcalc.cli.boxtable import text_lines
+
     where = f"{p.gpu_count} x {p.gpu}" if p.gpu else "a given KV budget"
     title = (f"{p.model} on {where}, TP {p.tp}" + (f" x PP {p.pp}" if p.pp > 1 else "")
              + (f", {p.replicas} replicas" if p.replicas > 1 else "") + f", {p.engine} ({p.engine_version})")
-    console.print(f"[bold]{title}[/bold]")
+    out = text_lines(title, max_width=max_width, bold=style)
     # The verdict is ``fits``, the same answer as the JSON's, to the question it names.
     verdict = "YES" if p.fits else "NO"
     if p.users is not None:
-        console.print(f"[bold]Serve {p.users:,} users x {p.max_model_len:,} tokens per request? {verdict}[/bold] "
-                      f"({p.binding_constraint})")
+        out += text_lines(f"Serve {p.users:,} users x {p.max_model_len:,} tokens per request? {verdict} "
+                          f"({p.binding_constraint})", max_width=max_width, bold=style)
     else:
-        console.print(f"[bold]Does one request of {p.max_model_len:,} tokens per request fit? {verdict}[/bold]")
-    console.print(_memory_table(p))
-    console.print(_kv_table(p))
-    _print_lines(p, console)
+        out += text_lines(f"Does one request of {p.max_model_len:,} tokens per request fit? {verdict}",
+                          max_width=max_width, bold=style)
+    out += _table("Memory per GPU", _memory_rows(p), max_width, style)
+    out += _table(f"KV cache ({p.kv_dtype})", _kv_rows(p), max_width, style)
+    for line in _text(p):
+        out += text_lines(line, max_width=max_width)
+    return out
+
+
+def _table(title: str, rows: list[tuple[str, str, bool]], max_width: int | None, style: bool) -> list[str]:
+    """A two-column table without headers (label, right-justified value): rich's
+    ``Table(show_header=False)`` look; rows marked bold are the answer rows."""
+    from kvcalc.cli.boxtable import render
+
+    return render(title, None, ["left", "right"], [[[label, value] for label, value, _ in rows]],
+                  bold_rows=[(0, i) for i, (_, _, bold) in enumerate(rows) if bold], max_width=max_width,
+                  style=style)
 
 
 def _size_text(n: int | None) -> str:
@@ -135,19 +157,15 @@ def _size_text(n: int | None) -> str:
     return "unknown" if n is None else f"{format_bytes(n)} ({n:,} B)"
 
 
-def _memory_table(p: Plan) -> Table:
-    from rich.table import Table
-
+def _memory_rows(p: Plan) -> list[tuple[str, str, bool]]:
     b = p.budget
-    mem = Table(title="Memory per GPU", title_justify="left", show_header=False)
-    mem.add_column("item")
-    mem.add_column("value", justify="right")
+    rows: list[tuple[str, str, bool]] = []
     if b["total_bytes"] is None:
-        mem.add_row("weights (all GPUs)", _size_text(p.weights_bytes))
+        rows.append(("weights (all GPUs)", _size_text(p.weights_bytes), False))
     else:
         # Rows in the order the engine applies them (Budget.order), so the column adds up.
         frac_label = f"x {b['fraction_flag']} {b['fraction']}"
-        rows: dict[str, tuple[str, int | None]] = {
+        items: dict[str, tuple[str, int | None]] = {
             "fraction": (frac_label + (" of what is left" if b["requested_bytes"] is None else ""),
                          b["requested_bytes"]),
             "weights": (f"- weights ({p.weight_dtype}, {p.parameters_source}; 1/{p.tp * p.pp} per GPU)",
@@ -158,90 +176,90 @@ def _memory_table(p: Plan) -> Table:
         modelled = {("non_torch" if t["name"] == "non_torch" else "activation") for t in p.budget_terms
                     if t["status"] == "modelled"}
         if any(t["name"] == "cudagraph" and t["status"] == "modelled" for t in p.budget_terms):
-            rows["activation"] = ("- activation peak + CUDA graphs (--activation-memory)", rows["activation"][1])
+            items["activation"] = ("- activation peak + CUDA graphs (--activation-memory)", items["activation"][1])
         for key in modelled:  # say which terms are modelled (best value shown) and which given
-            label, value = rows[key]
-            rows[key] = (label.replace(" (--", ", modelled best (--"), value)
-        mem.add_row("GPU memory the engine sees", _size_text(b["total_bytes"]))
+            label, value = items[key]
+            items[key] = (label.replace(" (--", ", modelled best (--"), value)
+        rows.append(("GPU memory the engine sees", _size_text(b["total_bytes"]), False))
         for key in b["order"]:
-            label, value = rows[key]
+            label, value = items[key]
             if value is not None or (key == "fraction" and b["fraction"] is not None):
-                mem.add_row(label, _size_text(value) if value is not None else "")
+                rows.append((label, _size_text(value) if value is not None else "", False))
         if b.get("reserve_bytes"):
-            mem.add_row(f"- {b['reserve_label']}", _size_text(b["reserve_bytes"]))
-    mem.add_row("= KV cache budget", _size_text(p.kv_budget_bytes), style="bold")
+            rows.append((f"- {b['reserve_label']}", _size_text(b["reserve_bytes"]), False))
+    rows.append(("= KV cache budget", _size_text(p.kv_budget_bytes), True))
     if p.kv_budget_bytes_low is not None and p.kv_budget_bytes_high is not None:
-        mem.add_row("  KV budget if the modelled terms sit at their bounds",
-                    f"{_size_text(p.kv_budget_bytes_low)} .. {_size_text(p.kv_budget_bytes_high)}")
-    return mem
+        rows.append(("  KV budget if the modelled terms sit at their bounds",
+                     f"{_size_text(p.kv_budget_bytes_low)} .. {_size_text(p.kv_budget_bytes_high)}", False))
+    return rows
 
 
-def _kv_table(p: Plan) -> Table:
-    from rich.table import Table
-
+def _kv_rows(p: Plan) -> list[tuple[str, str, bool]]:
     from kvcalc.units import format_bytes
 
-    kv = Table(title=f"KV cache ({p.kv_dtype})", title_justify="left", show_header=False)
-    kv.add_column("item")
-    kv.add_column("value", justify="right")
+    kv: list[tuple[str, str, bool]] = []
     if p.vllm is not None:
         v = p.vllm
-        kv.add_row("block size / page per layer", f"{v['block_size']} tokens / {v['page_size_bytes']:,} B")
-        kv.add_row("layer groups", f"{v['num_groups']} x {v['group_size']} layers ({v['layout']})")
-        kv.add_row("blocks (vLLM's count, incl. 1 null block)", f"{p.num_blocks:,}")
-        kv.add_row("blocks per request at max_model_len", f"{v['blocks_per_request']:,}")
-        kv.add_row("--max-num-batched-tokens", f"{p.max_num_batched_tokens:,}")
+        kv.append(("block size / page per layer", f"{v['block_size']} tokens / {v['page_size_bytes']:,} B",
+                   False))
+        kv.append(("layer groups", f"{v['num_groups']} x {v['group_size']} layers ({v['layout']})", False))
+        kv.append(("blocks (vLLM's count, incl. 1 null block)", f"{p.num_blocks:,}", False))
+        kv.append(("blocks per request at max_model_len", f"{v['blocks_per_request']:,}", False))
+        kv.append(("--max-num-batched-tokens", f"{p.max_num_batched_tokens:,}", False))
     if p.kv_cache_tokens is not None:
-        kv.add_row("tokens the cache holds", f"{p.kv_cache_tokens:,}")
-    kv.add_row("max concurrency at max_model_len", f"{p.max_concurrency:.2f}x")
+        kv.append(("tokens the cache holds", f"{p.kv_cache_tokens:,}", False))
+    kv.append(("max concurrency at max_model_len", f"{p.max_concurrency:.2f}x", False))
     if p.max_concurrency_low is not None and p.max_concurrency_high is not None \
             and f"{p.max_concurrency_low:.2f}" != f"{p.max_concurrency_high:.2f}":
-        kv.add_row("  with the modelled terms at their bounds",
-                   f"{p.max_concurrency_low:.2f}x .. {p.max_concurrency_high:.2f}x")
+        kv.append(("  with the modelled terms at their bounds",
+                   f"{p.max_concurrency_low:.2f}x .. {p.max_concurrency_high:.2f}x", False))
     if p.estimated_max_model_len_low is not None and p.estimated_max_model_len_high is not None \
             and p.estimated_max_model_len_low != p.estimated_max_model_len_high:
-        kv.add_row("estimated max model len, terms at their bounds",
-                   f"{p.estimated_max_model_len_low:,} .. {p.estimated_max_model_len_high:,} tokens")
+        kv.append(("estimated max model len, terms at their bounds",
+                   f"{p.estimated_max_model_len_low:,} .. {p.estimated_max_model_len_high:,} tokens", False))
     resident = f"{p.max_sequences:,}"
     if p.max_running_requests is not None and p.max_sequences < p.max_sequences_by_memory:
         resident += f" (--max-num-seqs; the KV cache holds {p.max_sequences_by_memory:,})"
-    kv.add_row("requests resident at once (per replica)" + (" (null block excluded)" if p.vllm else ""), resident)
-    kv.add_row(f"longest context for {p.batch:,} requests at once", f"{p.longest_context_at_batch:,} tokens")
-    kv.add_row("KV for this workload, per GPU", _size_text(p.per_gpu_bytes))
+    kv.append(("requests resident at once (per replica)" + (" (null block excluded)" if p.vllm else ""), resident,
+               False))
+    kv.append((f"longest context for {p.batch:,} requests at once", f"{p.longest_context_at_batch:,} tokens",
+               False))
+    kv.append(("KV for this workload, per GPU", _size_text(p.per_gpu_bytes), False))
     if p.headroom_bytes is not None:
-        kv.add_row("headroom (KV left over after this workload)",
-                   f"{format_bytes(p.headroom_bytes)} ({p.headroom_units:,} {p.capacity_unit})")
+        kv.append(("headroom (KV left over after this workload)",
+                   f"{format_bytes(p.headroom_bytes)} ({p.headroom_units:,} {p.capacity_unit})", False))
     if p.shared_prefix_tokens:
-        kv.add_row(f"shared prefix {p.shared_prefix_tokens:,} tokens: saving", _size_text(p.shared_prefix_saving_bytes))
-        kv.add_row("requests resident without sharing", f"{p.max_sequences_without_prefix_sharing:,}")
+        kv.append((f"shared prefix {p.shared_prefix_tokens:,} tokens: saving",
+                   _size_text(p.shared_prefix_saving_bytes), False))
+        kv.append(("requests resident without sharing", f"{p.max_sequences_without_prefix_sharing:,}", False))
     return kv
 
 
-def _print_lines(p: Plan, console: Console) -> None:
+def _text(p: Plan) -> list[str]:
+    out: list[str] = []
     if p.tp_options:
-        console.print("TP options for --users " + ", ".join(
+        out.append("TP options for --users " + ", ".join(
             f"TP {o['tp']}: {o['max_sequences']:,} per replica" for o in p.tp_options)
             + (f"; smallest TP {p.min_tp_for_users}" if p.min_tp_for_users else "")
-            + (f"; fewest GPUs {p.min_gpus_for_users}" if p.min_gpus_for_users else ""), markup=False)
+            + (f"; fewest GPUs {p.min_gpus_for_users}" if p.min_gpus_for_users else ""))
     if p.roofline is not None:
         r = p.roofline
         comp = r["compute_bound_tokens_per_s"]
-        console.print(
+        out.append(
             f"Decode roofline at batch {r['batch']} ({r['label']}): {r['tokens_per_s_per_sequence']:.1f} tok/s per "
             f"sequence, {r['aggregate_tokens_per_s']:.0f} tok/s total; {r['bound']}-bound (memory "
             f"{r['memory_bound_tokens_per_s']:.1f}" + (f", compute {comp:.1f}" if comp is not None else "")
-            + " tok/s per sequence)", markup=False)
+            + " tok/s per sequence)")
     if p.log_lines:
-        console.print(f"{p.engine} would log:", markup=False)
+        out.append(f"{p.engine} would log:")
         from kvcalc.show.loglines import unit_note
 
         for line in p.log_lines:
-            console.print(f"  {line}", markup=False)  # verbatim: the engine's own words
+            out.append(f"  {line}")  # verbatim: the engine's own words
             if note := unit_note(p.engine, line):
-                console.print(f"  note: {note}", markup=False)
+                out.append(f"  note: {note}")
     if p.reason and not any(p.reason in line for line in p.log_lines):
-        console.print(f"Why not: {p.reason}", markup=False)
-    for hint in p.hints:
-        console.print(f"Try: {hint}", markup=False)
-    for note in p.notes:
-        console.print(f"note: {note}", markup=False)
+        out.append(f"Why not: {p.reason}")
+    out += [f"Try: {hint}" for hint in p.hints]
+    out += [f"note: {note}" for note in p.notes]
+    return out

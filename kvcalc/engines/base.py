@@ -18,7 +18,8 @@ The questions, grouped:
 * memory: ``fraction_flag``, ``budget``, ``default_fraction_for``, ``batch_defaults``;
 * pool and capacity: ``pool`` (blocks, tokens, concurrency, the fit check, the longest context);
 * advice: ``hints``;
-* logs: ``check_log`` (what its start-up log prints and how to read it).
+* logs: ``log_unit_note`` (a note on a unit word); ``check-log`` reads the logs in
+  ``kvcalc.engines.startup_log``, by the version or the line forms a log prints.
 """
 
 from __future__ import annotations
@@ -34,15 +35,10 @@ if TYPE_CHECKING:
 
     from kvcalc.engines.activation import Term
     from kvcalc.engines.capacity import Capacity
-    from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
     from kvcalc.layout import RankLayout
     from kvcalc.measure.layout import TensorLayout
     from kvcalc.models import ModelConfig
-
-
-LOG_NUMBER = r"([0-9][0-9,]*(?:\.[0-9]+)?)"
-"""A number in an engine's log: digits with thousands commas, optionally a fraction."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,8 +159,6 @@ class Engine:
     engine runs the model) rather than the KV dtype; kvcalc's neutral definition applies the KV dtype."""
     dtype_spellings: ClassVar[dict[str, str]] = {}
     """This engine's own ``--kv-cache-dtype`` spellings -> kvcalc names (vLLM ``fp8_inc``)."""
-    log_engine: str | None = None
-    """The name a start-up log is recognised by (``check-log``), None when kvcalc reads none."""
     stateful_attention_refusal: ClassVar[str | None] = None
     """Why this engine refuses a layer holding a Mamba state and a KV cache at once
     (``StatefulAttention``: Falcon-H1, Zamba2); None where it is modelled."""
@@ -463,28 +457,11 @@ class Engine:
                         f"{current:,} B ({dtype.name})")
         return None
 
-    # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, str]] = {}
-    """Pattern name -> regex (source text, compiled by ``check-log`` only) of each line this
-    engine's start-up log prints."""
-    log_markers: tuple[str, ...] = ()
-    """Substrings of a command line that launches this engine (``vllm serve``)."""
-    log_keys: tuple[str, ...] = ()
-    """Patterns only this engine prints: they name the engine when no command line does."""
-
+    # -- logs (``check-log`` reads them in ``kvcalc.engines.startup_log``) ---------------------
     def log_unit_note(self, line: str) -> str | None:
         """A note for one of this engine's log lines whose unit word differs from kvcalc's (the
         line itself is quoted verbatim), or None."""
         return None
-
-    def reads_log(self, facts: LogFacts) -> bool:
-        """Whether ``facts`` hold lines of this engine's log that ``check_log`` compares."""
-        return False
-
-    def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
-                  block_size: int | None) -> list[Check]:
-        """kvcalc's prediction beside each figure this engine's start-up log printed."""
-        return []
 
 
 StoragePolicy = Engine

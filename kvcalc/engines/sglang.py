@@ -13,10 +13,9 @@ planner concern); recurrent layers hold their state.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype, cdiv
-from kvcalc.engines.base import LOG_NUMBER as NUM
 from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
 from kvcalc.errors import UnsupportedByEngineError
 from kvcalc.specs import CrossAttention, FixedState, FullAttention, IndexedLatentAttention, LatentAttention, Spec
@@ -25,7 +24,6 @@ from kvcalc.units import GiB, MiB
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
     from kvcalc.layout import RankLayout
     from kvcalc.measure.layout import TensorLayout
@@ -239,17 +237,7 @@ class SglangEngine(Engine):
         return self.pool_answer(req, cap, unit_bytes=1, num_blocks=None, kv_tokens=tokens,
                                 log_lines=[*pool.log_lines, *lines])
 
-    # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, str]] = {
-        "sglang_alloc": (r"KV Cache is allocated\. #tokens:\s*" + NUM + r", K size:\s*" + NUM
-                                   + r"\s*GB, V size:\s*" + NUM + r"\s*GB"),
-        "sglang_alloc_mla": (r"KV Cache is allocated\. #tokens:\s*" + NUM + r", KV size:\s*" + NUM
-                                       + r"\s*GB"),
-        "sglang_tokens": (r"max_total_num_tokens=\s*" + NUM),
-    }
-    log_markers = ("sglang.launch_server",)
-    log_keys = ("sglang_alloc", "sglang_alloc_mla", "sglang_tokens")
-
+    # -- logs ----------------------------------------------------------------------------------
     def log_unit_note(self, line: str) -> str | None:
         # sglang/srt/mem_cache/memory_pool.py (0.5.23, the wheel's line 116): GB = 2^30 and the pool
         # logs ``K size: {k_size / GB:.2f} GB``; kvcalc's GB is 10^9 bytes, so give both.
@@ -263,31 +251,6 @@ class SglangEngine(Engine):
         # Display only: the logged figure is already rounded to 0.01 GiB, so the GB value is approximate.
         shown = ", ".join(f"{f} GiB = {float(f) * GiB / GB:,.2f} GB" for f in dict.fromkeys(figures))
         return f'SGLang\'s "GB" is GiB, 2^30 bytes (sglang/srt/mem_cache/memory_pool.py): {shown}'
-
-    def reads_log(self, facts: LogFacts) -> bool:
-        return "sglang_alloc" in facts.values or "sglang_alloc_mla" in facts.values
-
-    def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
-                  block_size: int | None) -> list[Check]:
-        from kvcalc.engines.logcheck import Check, num
-        from kvcalc.layout import RankLayout
-
-        k, v = kv_row_bytes(RankLayout(model, tp, 1), dtype)
-        rows: list[tuple[str, int, str]] = []
-        if "sglang_alloc" in facts.values:
-            tokens, k_text, v_text = facts.values["sglang_alloc"]
-            rows = [("K size (GiB)", k, k_text), ("V size (GiB)", v, v_text)]
-        else:
-            tokens, kv_text = facts.values["sglang_alloc_mla"]
-            rows = [("KV size (GiB)", k + v, kv_text)]
-        slots = int(num(tokens)) + 1  # one dummy page of size 1
-        out: list[Check] = []
-        for label, per, text in rows:
-            pred = f"{slots * per / GiB:.2f}"
-            out.append(Check(item=label, logged=text, predicted=pred, difference=f"{num(text) - num(pred):+.2f}",
-                             matches=pred == f"{num(text):.2f}",
-                             basis=f"(#tokens {tokens} + 1 dummy slot) x {per:,} B per token per rank"))
-        return out
 
 
 SglangPolicy = SglangEngine

@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, ClassVar
 
 from kvcalc.dtypes import KVDtype, cdiv
-from kvcalc.engines.base import LOG_NUMBER as NUM
 from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
 from kvcalc.engines.vllm_kv import (
     DEFAULT_BLOCK_SIZE,
@@ -56,8 +55,8 @@ from kvcalc.units import GiB
 
 if TYPE_CHECKING:
     from kvcalc.engines.activation import Term
-    from kvcalc.engines.logcheck import Check, LogFacts
     from kvcalc.engines.memory import Budget
+    from kvcalc.engines.vllm_kv import VllmKV
     from kvcalc.layout import RankLayout
     from kvcalc.measure.layout import TensorLayout
     from kvcalc.models import ModelConfig
@@ -280,58 +279,40 @@ class VllmEngine(Engine):
         return build_layout(layout, dtype, block_size=block_size, state_dtype=self.state_dtype(dtype, layout.model))
 
     def pool(self, req: PoolRequest) -> Pool:
-        from kvcalc.engines.capacity import Capacity
-
         vl = self.vllm_layout(req.layout, req.dtype, req.block_size)
         mnbt = req.max_num_batched_tokens
         vk = vllm_kv(req.model.layer_specs, req.dtype, req.kv_budget_bytes, req.max_model_len,
                      block_size=req.block_size, max_num_batched_tokens=mnbt, layout=vl)
-        workers = vl.active
+        return block_pool(req, vl, vk, mnbt, engine_version=vk.version)
 
-        def cost(length: int) -> int:
-            return max(w.blocks_per_request(length, mnbt) for w in workers)
 
-        def shared(p: int) -> int:
-            # Prefix caching hashes whole blocks of full-attention / MLA groups only.
-            return max(sum(p // v.block_size for v, _ in w.groups if v.kind in ("full", "mla")) for w in workers)
+def block_pool(req: PoolRequest, vl: Layout, vk: VllmKV, in_flight_tokens: int, *, engine_version: str,
+               notes: tuple[str, ...] = ()) -> Pool:
+    """The pool of a vLLM block count ``vk`` over the layout ``vl`` (every vLLM release's): a
+    request of L tokens costs the blocks its largest worker needs (``in_flight_tokens`` of a
+    chunked prefill held at once); a shared prefix saves the whole blocks of its full-attention /
+    MLA groups; block 0 is vLLM's null block. Under decode context parallelism a rank holds
+    ``cdiv(L, dcp)`` tokens of each request (kv_cache_interface.py:654-659 @ 0.34.0)."""
+    from kvcalc.engines.capacity import Capacity
 
-        cap = Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
-                       max_len=max(req.model.max_position_embeddings, vk.max_model_len))
-        return Pool(capacity=cap, fits=vk.fits, num_blocks=vk.num_blocks, kv_cache_tokens=vk.kv_cache_tokens,
-                    max_concurrency=vk.max_concurrency, estimated_max_model_len=vk.estimated_max_model_len,
-                    reason=vk.error, block_size=vk.block_size, unit_bytes=vk.block_bytes, engine_version=vk.version,
-                    log_lines=list(vk.log_lines), details=vk.to_dict(), max_running=req.max_num_seqs,
-                    max_running_flag="--max-num-seqs")
+    workers = vl.active
+    dcp = req.dcp
 
-    # -- logs -------------------------------------------------------------------------------
-    log_patterns: ClassVar[dict[str, str]] = {
-        "available_gib": (r"Available KV cache memory:\s*" + NUM + r"\s*GiB"),
-        "kv_tokens": (r"GPU KV cache size:\s*" + NUM + r"\s*tokens"),
-        "concurrency": (r"Maximum concurrency for\s*" + NUM + r"\s*tokens per request:\s*" + NUM + "x"),
-        "blocks": (r"#\s*(?:GPU|CUDA|cuda|gpu)\s+blocks:\s*" + NUM),
-        "total_gib": (r"total_gpu_memory \(\s*" + NUM + r"\s*GiB\) x gpu_memory_utilization \(\s*" + NUM),
-        "weights_gib": (r"model weights take\s*" + NUM + r"\s*GiB"),
-        "non_torch_gib": (r"non_torch_memory takes\s*" + NUM + r"\s*GiB"),
-        "activation_gib": (r"activation peak memory takes\s*" + NUM + r"\s*GiB"),
-        "rest_gib": (r"reserved for KV Cache is\s*" + NUM + r"\s*GiB"),
-        "fit_error": (r"max seq len \(" + NUM + r"\), \(" + NUM + r" GiB KV cache is needed.*?memory \("
-                                + NUM + r" GiB\)(?:.*?estimated maximum model length is " + NUM + ")?"),
-        "model_cfg": (r"model='([^']+)'"),
-        "max_seq_len": (r"max_seq_len=([0-9]+)"),
-        "tp_cfg": (r"tensor_parallel_size=([0-9]+)"),
-        "kv_dtype_cfg": (r"kv_cache_dtype=([A-Za-z0-9_]+)"),
-    }
-    log_markers = ("vllm serve", "vllm.entrypoints")
-    log_keys = ("available_gib", "kv_tokens", "blocks", "rest_gib")
+    def cost(length: int) -> int:
+        return max(w.blocks_per_request(cdiv(length, dcp), in_flight_tokens) for w in workers)
 
-    def reads_log(self, facts: LogFacts) -> bool:
-        return facts.engine == "vllm" or any(k in facts.values for k in ("available_gib", "blocks", "kv_tokens"))
+    def shared(p: int) -> int:
+        # Prefix caching hashes whole blocks of full-attention / MLA groups only.
+        return max(sum(p // (v.block_size * dcp) for v, _ in w.groups if v.kind in ("full", "mla"))
+                   for w in workers)
 
-    def check_log(self, facts: LogFacts, model: ModelConfig, dtype: KVDtype, tp: int,
-                  block_size: int | None) -> list[Check]:
-        from kvcalc.engines.vllm_log import check_vllm_log
-
-        return check_vllm_log(self, facts, model, dtype, tp, block_size)
+    cap = Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
+                   max_len=max(req.model.max_position_embeddings, vk.max_model_len))
+    return Pool(capacity=cap, fits=vk.fits, num_blocks=vk.num_blocks, kv_cache_tokens=vk.kv_cache_tokens,
+                max_concurrency=vk.max_concurrency, estimated_max_model_len=vk.estimated_max_model_len,
+                reason=vk.error, block_size=vk.block_size, unit_bytes=vk.block_bytes, engine_version=engine_version,
+                log_lines=list(vk.log_lines), notes=list(notes), details=vk.to_dict(), max_running=req.max_num_seqs,
+                max_running_flag="--max-num-seqs")
 
 
 VllmPolicy = VllmEngine

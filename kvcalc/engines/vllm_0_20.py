@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, ClassVar
 
-from kvcalc.dtypes import KVDtype, cdiv
+from kvcalc.dtypes import KVDtype
 from kvcalc.engines.vllm import VllmEngine
 from kvcalc.engines.vllm_kv import Layout
 from kvcalc.engines.vllm_releases import Vllm020
@@ -82,8 +82,7 @@ class Vllm020Engine(VllmEngine):
                                  block_size=choice.block_size, state_dtype=self.state_dtype(dtype, layout.model))
 
     def pool(self, req: PoolRequest) -> Pool:
-        from kvcalc.engines.base import Pool
-        from kvcalc.engines.capacity import Capacity
+        from kvcalc.engines.vllm import block_pool
 
         rules, model = self.rules, req.model
         choice = rules.block_size(model.layer_specs, req.dtype, gpu=req.gpu, block_size=req.block_size)
@@ -93,25 +92,8 @@ class Vllm020Engine(VllmEngine):
                       pp=req.layout.pp, block_size=choice.block_size,
                       max_num_batched_tokens=req.max_num_batched_tokens, state_dtype=self.state_dtype(req.dtype, model),
                       dcp=req.dcp)
-        workers = vl.active
-        dcp = req.dcp
-
-        def cost(length: int) -> int:
-            # A DCP rank holds cdiv(L, dcp) tokens of each request (kv_cache_interface.py:654-659 @ 0.34.0).
-            return max(w.blocks_per_request(cdiv(length, dcp), flight) for w in workers)
-
-        def shared(p: int) -> int:
-            # Prefix caching hashes whole blocks of full-attention / MLA groups only.
-            return max(sum(p // (v.block_size * dcp) for v, _ in w.groups if v.kind in ("full", "mla"))
-                       for w in workers)
-
-        cap = Capacity(unit="blocks", available=max(vk.num_blocks - 1, 0), cost=cost, shared=shared,
-                       max_len=max(model.max_position_embeddings, vk.max_model_len))
-        return Pool(capacity=cap, fits=vk.fits, num_blocks=vk.num_blocks, kv_cache_tokens=vk.kv_cache_tokens,
-                    max_concurrency=vk.max_concurrency, estimated_max_model_len=vk.estimated_max_model_len,
-                    reason=vk.error, block_size=vk.block_size, unit_bytes=vk.block_bytes, engine_version=self.version,
-                    log_lines=list(vk.log_lines), notes=[f"block size {vk.block_size}: {choice.reason}"],
-                    details=vk.to_dict(), max_running=req.max_num_seqs, max_running_flag="--max-num-seqs")
+        return block_pool(req, vl, vk, flight, engine_version=self.version,
+                          notes=(f"block size {vk.block_size}: {choice.reason}",))
 
 
 ENGINE = Vllm020Engine()

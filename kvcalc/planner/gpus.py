@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from kvcalc.planner.plan import Plan, PlanRequest
 
 CATALOG_PATH = Path(__file__).resolve().parent.parent / "data" / "gpus.yaml"
+"""The source of truth, edited by hand (each figure with its source)."""
+COMPILED_PATH = CATALOG_PATH.with_name("gpus.json")
+"""``gpus.yaml`` compiled to JSON (``python -m kvcalc.planner.gpus``; a test fails when it is stale):
+``plan`` starts without importing PyYAML (~25 ms), as built-in models load from ``builtin_models.json``."""
 TFLOPS = 10**12
 """Decimal tera (spec sheets quote FLOPS in SI units)."""
 MAX_GPU_COUNT = 4096
@@ -87,13 +91,31 @@ def _gpu_from_entry(entry: dict[str, Any]) -> Gpu:
     )
 
 
-@lru_cache(maxsize=1)
-def _catalog() -> tuple[tuple[Gpu, ...], dict[str, Gpu]]:
+def compile_catalog() -> dict[str, Any]:
+    """``gpus.yaml`` as plain data, every entry checked by building its ``Gpu``."""
     import yaml
 
     loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with CATALOG_PATH.open(encoding="utf-8") as fh:
-        data = yaml.load(fh, Loader=loader)  # noqa: S506 - a SafeLoader
+        data: dict[str, Any] = yaml.load(fh, Loader=loader)  # noqa: S506 - a SafeLoader
+    for entry in data["gpus"]:
+        _gpu_from_entry(entry)
+    return data
+
+
+def write_compiled() -> Path:
+    import json
+
+    COMPILED_PATH.write_text(json.dumps(compile_catalog(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return COMPILED_PATH
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> tuple[tuple[Gpu, ...], dict[str, Gpu]]:
+    import json
+
+    with COMPILED_PATH.open(encoding="utf-8") as fh:
+        data = json.load(fh)
     gpus = tuple(_gpu_from_entry(e) for e in data["gpus"])
     index: dict[str, Gpu] = {}
     for gpu in gpus:
@@ -235,3 +257,7 @@ def plan_on_local_gpus(req: PlanRequest, plan_fn: Callable[[PlanRequest], Plan])
                        binding_constraint="free GPU memory: vLLM refuses to start",
                        hints=[f"lower {engine.fraction_flag}, or stop what else holds GPU memory"])
     return dataclasses.replace(result, **changes)
+
+
+if __name__ == "__main__":  # pragma: no cover - developer tool
+    print(f"wrote {write_compiled()}")

@@ -7,13 +7,15 @@ Computed count, per decoder layer (biases ignored: they are < 0.01 % of any cata
   (DeepSeek-V2/V3 ``modeling_deepseek.py``): ``q_a h x q_lora`` + norm + ``q_b q_lora x n_h x
   (nope + rope)`` (or ``q h x n_h x (nope + rope)`` without q_lora), ``kv_a h x (kv_lora + rope)``
   + norm + ``kv_b kv_lora x n_h x (nope + v)``, ``o n_h x v x h``;
-* MLP: gated (SwiGLU/GeGLU, 3 matrices ``h x I``) except the GPT-2/GPT-NeoX/Falcon families
-  (2 matrices; ``NON_GATED_FAMILIES``); MoE: ``E x 3 x h x I_moe`` + router ``h x E`` + shared experts, with the first
-  ``first_dense_layers`` dense;
+* MLP: gated (SwiGLU/GeGLU, 3 matrices ``h x I``) except the architectures in
+  ``NON_GATED_ARCHITECTURES`` (2 matrices); MoE: ``E x 3 x h x I_moe`` + router ``h x E`` + shared
+  experts, with the first ``first_dense_layers`` dense;
 * two norms of ``h``.
 
-Plus embeddings ``V x h``, an untied LM head ``V x h``, a final norm, and GPT-2's learned
-positions (``n_ctx x h``). Recurrent (Mamba/linear-attention) layers are not modelled: the count
+Plus embeddings ``V x h``, an untied LM head ``V x h``, a final norm, and learned positions
+(``n_ctx x h``) for ``LEARNED_POSITION_ARCHITECTURES``. The count is read from the structure (the
+config's ``architectures[0]``, the layers), never from the model's name: a renamed copy of a
+config counts the same. Recurrent (Mamba/linear-attention) layers are not modelled: the count
 is then unknown (None), as is any count missing ``vocab_size`` or ``intermediate_size``.
 """
 
@@ -82,14 +84,27 @@ def get_weight_dtype(name: str, model_dtype: str) -> WeightDtype:
     return dtype
 
 
-NON_GATED_FAMILIES = ("gpt2", "gpt-neox", "pythia", "falcon", "gpt-j", "opt-", "bloom", "starcoder", "santacoder")
-"""Families whose MLP is two matrices (fc_in/fc_out with GELU); every other family is gated (SwiGLU/GeGLU:
-gate, up, down). ModelConfig has no activation field, so the family is read from the name or HF repo."""
+NON_GATED_ARCHITECTURES = frozenset({
+    # Two-matrix MLPs (fc_in/fc_out or c_fc/c_proj with GELU/ReLU), per transformers' modeling files.
+    "GPT2LMHeadModel", "GPTNeoXForCausalLM", "GPTJForCausalLM", "GPTNeoForCausalLM", "GPTBigCodeForCausalLM",
+    "FalconForCausalLM", "RWForCausalLM", "OPTForCausalLM", "BloomForCausalLM", "Starcoder2ForCausalLM",
+    "PhiForCausalLM", "MPTForCausalLM", "NemotronForCausalLM",
+})
+"""Architectures (HF ``architectures[0]``) whose MLP is two matrices; every other one is gated
+(gate, up, down). The architecture is the config's structure, not its name: renaming a model (or
+its folder, or its repo) never changes its count."""
+
+LEARNED_POSITION_ARCHITECTURES = frozenset({"GPT2LMHeadModel", "GPTBigCodeForCausalLM", "GPTNeoForCausalLM"})
+"""Architectures with a learned position table ``wpe = nn.Embedding(max_position_embeddings, h)``
+(transformers ``modeling_gpt2.py``, ``modeling_gpt_bigcode.py``, ``modeling_gpt_neo.py``)."""
 
 
 def is_gated_mlp(model: ModelConfig) -> bool:
-    ref = f"{model.name} {model.source.hf_repo or ''}".lower()
-    return not any(f in ref for f in NON_GATED_FAMILIES)
+    return model.architecture not in NON_GATED_ARCHITECTURES
+
+
+def _learned_positions(model: ModelConfig) -> bool:
+    return model.architecture in LEARNED_POSITION_ARCHITECTURES
 
 
 def _mlp_params(model: ModelConfig, h: int, inter: int) -> int:
@@ -121,8 +136,8 @@ def computed_parameters(model: ModelConfig) -> int | None:
     if vocab is None or inter is None:
         return None
     total = vocab * h * (1 if model.tie_word_embeddings else 2) + h
-    if model.name.startswith("gpt2"):
-        total += model.max_position_embeddings * h  # GPT-2's learned position embeddings (wpe)
+    if _learned_positions(model):
+        total += model.max_position_embeddings * h  # the learned position table (wpe)
     moe = model.moe
     for i, spec in enumerate(model.layer_specs):
         if isinstance(spec, FixedState | StatefulAttention | CrossAttention):
@@ -198,7 +213,7 @@ def weight_tensors(model: ModelConfig) -> list[WeightTensor] | None:  # noqa: C9
     if vocab is None or inter is None:
         return None
     out = [WeightTensor(module="model.embed_tokens", category="token_embd", role="embed", rows=vocab, cols=h)]
-    if model.name.startswith("gpt2"):
+    if _learned_positions(model):
         out.append(WeightTensor(module="transformer.wpe", category="pos_embd", role="pos",
                                 rows=model.max_position_embeddings, cols=h))
     moe = model.moe
@@ -522,6 +537,10 @@ def checkpoint_format(qc: Any, model_dtype_bytes: int = 2) -> CheckpointFormat: 
                              f"{', '.join(QUANT_METHODS)}; pass --weight-dtype to size the weights yourself")
 
 
+LLAMA_CPP_LLAMA_ARCHITECTURES = frozenset({"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM"})
+"""HF architectures convert_hf_to_gguf.py writes as ``general.architecture = llama``."""
+
+
 def _gguf_format(name: str, tensors: list[WeightTensor], model: ModelConfig) -> dict[str, int]:
     """Bytes per ggml type of the tensors under a preset (``q4_k_m``, ``q4_0``, ``q8_0``: what
     ``llama-quantize`` writes, by llama.cpp's per-tensor rules, ``kvcalc.gguf.preset_tensor_type``)
@@ -532,7 +551,10 @@ def _gguf_format(name: str, tensors: list[WeightTensor], model: ModelConfig) -> 
 
     first = next((s for s in model.layer_specs if isinstance(s, FullAttention)), None)
     n_gqa = model.num_attention_heads // first.num_kv_heads if first is not None else 1
-    llama_70b = model.num_layers == 80 and "llama" in model.name.lower()  # llama.cpp LLM_TYPE_70B
+    # llama.cpp's LLM_TYPE_70B: LLM_ARCH_LLAMA (what convert_hf_to_gguf.py writes for these
+    # architectures) with 80 layers; its falcon rules: LLM_ARCH_FALCON. By structure, not by name.
+    llama_70b = model.num_layers == 80 and model.architecture in LLAMA_CPP_LLAMA_ARCHITECTURES
+    falcon = model.architecture in ("FalconForCausalLM", "RWForCausalLM")
     out: dict[str, int] = {}
     for t in tensors:
         if t.role in ("norm", "router"):
@@ -541,7 +563,7 @@ def _gguf_format(name: str, tensors: list[WeightTensor], model: ModelConfig) -> 
             cat = "attn_v" if t.category == "attn_kv_b" else t.category
             kind = preset_tensor_type(name, cat, t.layer or 0, model.num_layers, n_gqa=n_gqa,
                                       n_expert=model.moe.num_experts if model.moe else 0,
-                                      tied_embeddings=model.tie_word_embeddings, falcon="falcon" in model.name.lower())
+                                      tied_embeddings=model.tie_word_embeddings, falcon=falcon)
             if llama_70b and cat == "attn_v" and kind in ("q3_k", "q4_k"):
                 kind = "q5_k"
         else:

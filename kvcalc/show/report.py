@@ -3,7 +3,8 @@
 The page loads nothing: CSS inline, charts as inline SVG (``kvcalc.show.svg``), no script, and a
 Content-Security-Policy of ``default-src 'none'`` so a browser refuses any request it might try.
 It is built only from core results: a ``Plan`` (with curves that are themselves ``plan()``
-results at other contexts and KV dtypes, ``kvcalc.planner.plotting``) or a ``SweepResult``. The
+results at other contexts and KV dtypes, ``kvcalc.planner.plotting``), a ``SweepResult`` or a
+``Fit`` (``kvcalc fit``: each figure a ``plan()`` field). The
 answer comes first, in the JSON's own keys (``data-key`` on each figure, the exact integer
 beside any rounded one); the full JSON is embedded as a ``application/json`` block.
 
@@ -27,6 +28,7 @@ from kvcalc.show.svg import Mark, Segment, Series, line_chart, stacked_bar
 from kvcalc.units import format_bytes
 
 if TYPE_CHECKING:
+    from kvcalc.planner.fit import Fit
     from kvcalc.planner.plan import Plan, PlanRequest
     from kvcalc.show.sweep import SweepResult
 
@@ -295,6 +297,38 @@ def sweep_report(result: SweepResult, command: str) -> SweepReport:
                        notes=notes)
 
 
+@dataclass(frozen=True, kw_only=True)
+class FitReport:
+    command: str
+    version: str
+    question: str
+    fit: dict[str, Any]
+    """``Fit.to_dict()``: the JSON ``kvcalc fit --json`` prints."""
+    users_curves: dict[str, list[tuple[int, int]]]
+    """KV dtype -> (context, the most users at once) for each asked context within the model's maximum."""
+    weights: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _ctx_text(n: int) -> str:
+    return f"{n >> 10}k" if n % 1024 == 0 else f"{n:,}"
+
+
+def fit_report(result: Fit, command: str) -> FitReport:
+    f = result.to_dict()
+    where = f"{f['gpu_count']} x {f['gpu']}" if f["gpu"] else "a given KV budget"
+    question = (f"{f['model']} on {where}, TP {f['tp']}, {f['engine']}: the longest context for "
+                f"{', '.join(map(str, f['batches']))} users at once, and the most users at "
+                f"{', '.join(_ctx_text(c) for c in f['contexts'])} tokens each, per KV dtype")
+    curves = {r.kv_dtype: [(c, users) for c in result.contexts if (users := r.max_users[c]) is not None]
+              for r in result.rows}
+    return FitReport(command=command, version=kvcalc_version(), question=question, fit=f,
+                     users_curves={k: v for k, v in curves.items() if v},
+                     weights=f"{_bytes(result.weights_bytes)} from {result.weights_source}")
+
+
 _CSS = """
 :root{--fg:#1b1b1b;--muted:#5f5f5f;--line:#d0d0d0;--ok:#1a7f37;--no:#b42318;--bg:#fff}
 *{box-sizing:border-box}
@@ -479,11 +513,56 @@ def render_sweep_html(r: SweepReport) -> str:
     return _page("kvcalc: KV-cache sweep", body, {"report": "sweep", "sweep": s})
 
 
-def render_html(report: PlanReport | SweepReport) -> str:
+def render_fit_html(r: FitReport) -> str:
+    f = r.fit
+    body = [f"<h1>kvcalc fit: {escape(f['model'])}</h1>", f'<p class="question">{escape(r.question)}</p>',
+            '<dl class="headline">',
+            f'<div><dt>Weights</dt><dd data-key="weights_bytes">{escape(r.weights)}</dd></div>',
+            f'<div><dt>Model maximum context</dt><dd data-key="max_context">{f["max_context"]:,} tokens</dd></div>',
+            f'<div><dt>GPUs</dt><dd data-key="gpu_count">{f["gpu_count"]:,}</dd></div>',
+            f'<div><dt>Replicas</dt><dd data-key="replicas">{f["replicas"]:,}</dd></div>',
+            "</dl>", "<h2>What fits</h2>", '<div class="scroll"><table id="fit">',
+            "<tr><th>KV dtype</th>"
+            + "".join(f'<th class="num">longest context @{b} user{"s" if b > 1 else ""}</th>' for b in f["batches"])
+            + "".join(f'<th class="num">users @{escape(_ctx_text(c))}</th>' for c in f["contexts"])
+            + '<th class="num">KV budget per GPU</th></tr>']
+    for row in f["rows"]:
+        cells = [f"<td>{escape(row['kv_dtype'])}</td>"]
+        for b in f["batches"]:
+            n = row["longest_context"][str(b)]
+            star = "*" if row["context_limited_by_model"][str(b)] else ""
+            cells.append(f'<td class="num" data-key="longest_context" data-users="{b}">{n:,}{star}</td>')
+        for c in f["contexts"]:
+            u = row["max_users"][str(c)]
+            cells.append(f'<td class="num" data-key="max_users" data-context="{c}">'
+                         f'{"-" if u is None else f"{u:,}"}</td>')
+        cells.append(f'<td class="num" data-key="kv_budget_bytes">{escape(_bytes(row["kv_budget_bytes"]))}</td>')
+        body.append(f'<tr data-kv-dtype="{escape(row["kv_dtype"], quote=True)}">' + "".join(cells) + "</tr>")
+    body.append("</table></div>")
+    body.append('<p class="note">longest context @N users: the longest context each of N users can have at once; '
+                "users @L: the most users at L tokens each (all replicas); * = the model's maximum context "
+                "(memory allows more); - = beyond the model's maximum context.</p>")
+    if r.users_curves:
+        body.append("<h2>Users vs context</h2>")
+        body.append(line_chart(
+            "users-vs-context", title="The most users at once vs context, by KV dtype",
+            x_label="context per request (tokens, log2)", y_label="users at once (log2)",
+            series=[Series(label=f"{d} KV", points=tuple(pts)) for d, pts in r.users_curves.items()],
+            vlines=(Mark(label=f"{f['model']} max {f['max_context']:,}", value=f["max_context"], kind="max-context"),),
+            y_kind="count"))
+    if f["notes"]:
+        body += ["<h2>Notes</h2>", '<ul class="plain">', *[f"<li>{escape(n)}</li>" for n in f["notes"]], "</ul>"]
+    body += _footer(r.command, r.version)
+    return _page(f"kvcalc: {f['model']} fit", body, {"report": "fit", "fit": f})
+
+
+def render_html(report: PlanReport | SweepReport | FitReport) -> str:
+    if isinstance(report, FitReport):
+        return render_fit_html(report)
     return render_plan_html(report) if isinstance(report, PlanReport) else render_sweep_html(report)
 
 
-def write_report(path: str | Path, report: PlanReport | SweepReport) -> Path:
+def write_report(path: str | Path, report: PlanReport | SweepReport | FitReport) -> Path:
     """Write the page (UTF-8) to ``path``, which must end in .html or .htm."""
     out = Path(path)
     if out.suffix.lower() not in SUFFIXES:

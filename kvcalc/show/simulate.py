@@ -34,7 +34,6 @@ MAX_REQUESTS = 100_000
 """Enough for any waste estimate; keeps a run to about a second."""
 DIST_HELP = ("fixed:N, uniform:LO,HI (inclusive), normal:MEAN,STD, lognormal:MU,SIGMA (of ln length), "
              "or csv:PATH (first column, one length per row; cycled if shorter than --requests)")
-POLICIES = ("padded", "contiguous", "paged", "ideal")
 
 
 def _uniform_ints(rng: random.Random, lo: int, hi: int, n: int) -> list[int]:

@@ -13,25 +13,22 @@ from typing import Any
 from kvcalc.errors import InvalidRequestError
 from kvcalc.estimate import MAX_BATCH, MAX_TOKENS, estimate
 from kvcalc.models import ModelConfig
-from kvcalc.units import parse_count
+from kvcalc.units import parse_tokens
 
 MAX_GRID_CELLS = 4_096
 """A sweep larger than this is a typo (e.g. a range with step 1 over 128k), not a question; at about
 1 ms per estimate it keeps a sweep to a few seconds."""
-_LIST_HELP = "comma-separated integers with optional k suffix (x1024), e.g. 1k,2k,128k, or a range " \
-    "A..B (doubling from A to B) or A..B:STEP (arithmetic)"
+_LIST_HELP = "comma-separated integers with optional k (x1024) or m (x1024^2) suffix, e.g. 1k,2k,128k, or a " \
+    "range A..B (doubling from A to B) or A..B:STEP (arithmetic)"
 
 
 def _parse_int(token: str, field_name: str) -> int:
-    text = token.strip().lower().replace("_", "")
-    factor = 1
-    if text.endswith("k"):
-        # k = x1024 here, as context lengths are quoted ("4k" = 4,096 tokens, "128k" = 131,072).
-        text, factor = text[:-1], 1 << 10
-    value = parse_count(text)
-    if value is None:
-        raise InvalidRequestError(field_name, token, _LIST_HELP)
-    return value * factor
+    """One value of a list or range, by the one token parser (``kvcalc.units.parse_tokens``: k = 1024,
+    as context lengths are quoted); refused with the list syntax named."""
+    try:
+        return parse_tokens(token, field_name)
+    except InvalidRequestError:
+        raise InvalidRequestError(field_name, token, _LIST_HELP) from None
 
 
 def parse_int_list(text: str, field_name: str, *, maximum: int) -> list[int]:
