@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from kvcalc.errors import InvalidConfigError, InvalidRequestError
 
 if TYPE_CHECKING:
-    from kvcalc.models import ModelConfig
+    from kvcalc.models import LayerGroup, ModelConfig
 
 GGML_BLOCKS: dict[str, tuple[int, int]] = {
     "f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "f64": (1, 8),
@@ -84,70 +85,97 @@ def _use_more_bits(i_layer: int, n_layers: int) -> bool:
     return i_layer < n_layers // 8 or i_layer >= 7 * n_layers // 8 or (i_layer - n_layers // 8) % 3 == 2
 
 
-def preset_tensor_type(preset: str, category: str, i_layer: int, n_layers: int, *, n_gqa: int = 1,  # noqa: C901
+def _attn_v_type(p: str, new: str, i_layer: int, n_layers: int, n_gqa: int, n_expert: int, falcon: bool) -> str:
+    """attn_v and attn_kv_b (attn_qkv is ``_attn_qkv_type``)."""
+    if p == "q2_k":
+        new = "q4_k" if n_gqa >= 4 else "q3_k"
+    elif p == "q2_k_s" and n_gqa >= 4:
+        new = "q4_k"
+    elif p in ("iq4_nl", "iq4_xs") and n_gqa >= 4:
+        new = "q5_k"
+    elif p == "q3_k_m":
+        new = "q5_k" if i_layer < 2 else "q4_k"
+    elif p == "q3_k_l":
+        new = "q5_k"
+    elif p in ("q4_k_m", "q5_k_m") and _use_more_bits(i_layer, n_layers):
+        new = "q6_k"
+    elif p == "q4_k_s" and i_layer < 4:
+        new = "q5_k"
+    if n_expert == 8:
+        new = "q8_0"
+    return new
+
+
+def _attn_qkv_type(p: str, new: str, i_layer: int, n_layers: int, n_gqa: int, n_expert: int, falcon: bool) -> str:
+    return {"q3_k_m": "q4_k", "q3_k_l": "q4_k", "q4_k_m": "q5_k", "q5_k_m": "q6_k"}.get(p, new)
+
+
+def _attn_k_type(p: str, new: str, i_layer: int, n_layers: int, n_gqa: int, n_expert: int, falcon: bool) -> str:
+    return "q8_0" if n_expert == 8 else new
+
+
+def _ffn_down_q3_q4_type(p: str, new: str, i_layer: int, n_layers: int, falcon: bool) -> str:
+    """ffn_down under q3_k_m, q3_k_l and q4_k_m, where the falcon rules differ."""
+    if p == "q3_k_m":
+        if i_layer < n_layers // 16:
+            return "q5_k"
+        return "q4_k" if not falcon or _use_more_bits(i_layer, n_layers) else "q3_k"
+    if p == "q3_k_l":
+        return "q4_k" if falcon else "q5_k"
+    if falcon:
+        return "q6_k" if i_layer < n_layers // 16 else ("q5_k" if _use_more_bits(i_layer, n_layers) else "q4_k")
+    return "q6_k" if _use_more_bits(i_layer, n_layers) else new
+
+
+def _ffn_down_type(p: str, new: str, i_layer: int, n_layers: int, n_gqa: int, n_expert: int, falcon: bool) -> str:
+    if p == "q2_k":
+        return "q3_k"
+    if p == "q2_k_s":
+        return "q4_k" if i_layer < n_layers // 8 else new
+    if p in ("q3_k_m", "q3_k_l", "q4_k_m"):
+        return _ffn_down_q3_q4_type(p, new, i_layer, n_layers, falcon)
+    if p in ("iq4_nl", "iq4_xs") and i_layer < n_layers // 8:
+        return "q5_k"
+    if p == "q5_k_m" and _use_more_bits(i_layer, n_layers):
+        return "q6_k"
+    if p == "q4_k_s" and not falcon and i_layer < n_layers // 8:
+        return "q5_k"
+    return new
+
+
+def _attn_output_type(p: str, new: str, i_layer: int, n_layers: int, n_gqa: int, n_expert: int,
+                      falcon: bool) -> str:
+    if falcon:
+        return "q4_k" if p == "q3_k_l" else new
+    if n_expert == 8:
+        return "q5_k" if p in ("q2_k", "q3_k_s", "q3_k_m", "iq4_nl", "q4_k_s", "q4_k_m", "iq4_xs") else new
+    return {"q2_k": "q3_k", "q3_k_m": "q4_k", "q3_k_l": "q5_k"}.get(p, new)
+
+
+_PresetRule = Callable[[str, str, int, int, int, int, bool], str]
+
+_TYPE_BY_CATEGORY: dict[str, _PresetRule] = {
+    "attn_v": _attn_v_type, "attn_kv_b": _attn_v_type, "attn_qkv": _attn_qkv_type, "attn_k": _attn_k_type,
+    "ffn_down": _ffn_down_type, "attn_output": _attn_output_type,
+}
+"""One rule per tensor category, each ``(preset, preset's type, i_layer, n_layers, n_gqa, n_expert, falcon)``;
+a category not here (attn_q, ffn_gate, ffn_up, ...) takes the preset's type."""
+
+
+def preset_tensor_type(preset: str, category: str, i_layer: int, n_layers: int, *, n_gqa: int = 1,
                        n_expert: int = 0, tied_embeddings: bool = False, falcon: bool = False) -> str:
     """The block type ``llama_tensor_get_type_impl`` gives a tensor of ``category`` (token_embd,
     output, attn_q, attn_k, attn_v, attn_qkv, attn_kv_b, attn_output, ffn_gate, ffn_up,
     ffn_down) in layer ``i_layer`` under the K-quant and legacy presets. ``i_layer`` counts attn_v
     tensors for attn_v (one per layer in a decoder, so the layer index). The 70B-only attn_v bump
     (``LLM_TYPE_70B``) is applied by the caller, who knows the model."""
-    p = preset
-    new = PRESETS[p]
+    new = PRESETS[preset]
     if category == "output" or (tied_embeddings and category == "token_embd"):
         return "q8_0" if falcon or new == "q8_0" else "q6_k"
-    if category == "token_embd":
+    rule = _TYPE_BY_CATEGORY.get(category)
+    if rule is None:
         return new
-    if category in ("attn_v", "attn_qkv", "attn_kv_b"):
-        if category == "attn_qkv":
-            return {"q3_k_m": "q4_k", "q3_k_l": "q4_k", "q4_k_m": "q5_k", "q5_k_m": "q6_k"}.get(p, new)
-        if p == "q2_k":
-            new = "q4_k" if n_gqa >= 4 else "q3_k"
-        elif p == "q2_k_s" and n_gqa >= 4:
-            new = "q4_k"
-        elif p in ("iq4_nl", "iq4_xs") and n_gqa >= 4:
-            new = "q5_k"
-        elif p == "q3_k_m":
-            new = "q5_k" if i_layer < 2 else "q4_k"
-        elif p == "q3_k_l":
-            new = "q5_k"
-        elif p in ("q4_k_m", "q5_k_m") and _use_more_bits(i_layer, n_layers):
-            new = "q6_k"
-        elif p == "q4_k_s" and i_layer < 4:
-            new = "q5_k"
-        if n_expert == 8:
-            new = "q8_0"
-        return new
-    if category == "attn_k":
-        return "q8_0" if n_expert == 8 else new
-    if category == "ffn_down":
-        if p == "q2_k":
-            return "q3_k"
-        if p == "q2_k_s":
-            return "q4_k" if i_layer < n_layers // 8 else new
-        if p == "q3_k_m":
-            if i_layer < n_layers // 16:
-                return "q5_k"
-            return "q4_k" if not falcon or _use_more_bits(i_layer, n_layers) else "q3_k"
-        if p == "q3_k_l":
-            return "q4_k" if falcon else "q5_k"
-        if p == "q4_k_m":
-            if falcon:
-                return "q6_k" if i_layer < n_layers // 16 else ("q5_k" if _use_more_bits(i_layer, n_layers) else "q4_k")
-            return "q6_k" if _use_more_bits(i_layer, n_layers) else new
-        if p in ("iq4_nl", "iq4_xs") and i_layer < n_layers // 8:
-            return "q5_k"
-        if p == "q5_k_m" and _use_more_bits(i_layer, n_layers):
-            return "q6_k"
-        if p == "q4_k_s" and not falcon and i_layer < n_layers // 8:
-            return "q5_k"
-        return new
-    if category == "attn_output":
-        if falcon:
-            return "q4_k" if p == "q3_k_l" else new
-        if n_expert == 8:
-            return "q5_k" if p in ("q2_k", "q3_k_s", "q3_k_m", "iq4_nl", "q4_k_s", "q4_k_m", "iq4_xs") else new
-        return {"q2_k": "q3_k", "q3_k_m": "q4_k", "q3_k_l": "q5_k"}.get(p, new)
-    return new
+    return rule(preset, new, i_layer, n_layers, n_gqa, n_expert, falcon)
 
 
 def fit_row_type(type_name: str, cols: int) -> str:
@@ -296,11 +324,56 @@ def _meta_int(g: GgufFile, key: str, *, required: bool = True) -> int | None:
     return value
 
 
-def model_from_gguf(g: GgufFile) -> ModelConfig:  # noqa: C901 - one linear read of the header
+def _gguf_vocab(g: GgufFile) -> Any:
+    """The vocabulary: the token_embd rows (what the weights hold), else the tokenizer's token count
+    (as the header holds it: ``ModelConfig`` validates it)."""
+    embd = next((t for t in g.tensors if t.name == "token_embd.weight" and len(t.shape) == 2), None)
+    tokens = g.metadata.get("tokenizer.ggml.tokens")
+    return embd.shape[1] if embd is not None else (
+        tokens.get("array_length") if isinstance(tokens, dict) else _meta_int(g, "vocab_size", required=False))
+
+
+def _gguf_window_specs(g: GgufFile, full: Any, swa: Any, window: int, layers: int, ctx: int,
+                       notes: list[str]) -> list[Any]:
+    """Each layer's spec under ``{arch}.attention.sliding_window``: the layers
+    ``sliding_window_pattern`` (or the architecture's period) marks slide; none when the window
+    exceeds the context."""
+    pattern = g.metadata.get(f"{g.architecture}.attention.sliding_window_pattern")
+    if pattern is None:
+        pattern = SWA_PERIODS.get(g.architecture)
+    if isinstance(pattern, list) and len(pattern) == layers:
+        specs = [swa if bool(v) else full for v in pattern]
+    elif isinstance(pattern, int) and not isinstance(pattern, bool) and pattern >= 0:
+        # llama.cpp set_swa_pattern(n): layer il is SWA when n == 0 or il % n < n - 1.
+        specs = [swa if pattern == 0 or (i % pattern) < pattern - 1 else full for i in range(layers)]
+    else:
+        raise InvalidConfigError(g.path, f"{g.architecture}.attention.sliding_window is set but kvcalc does not "
+                                 f"know which layers llama.cpp slides for architecture {g.architecture!r} "
+                                 f"(sliding_window_pattern = {str(pattern)[:40]})")
+    if window > ctx:
+        specs = [full] * layers
+        notes.append(f"sliding window {window} exceeds the context length {ctx}: every layer keeps every token")
+    return specs
+
+
+def _layer_groups(specs: list[Any]) -> list[LayerGroup]:
+    """Consecutive equal specs as one repeated group."""
+    from kvcalc.models import LayerGroup
+
+    groups: list[LayerGroup] = []
+    for s in specs:
+        if groups and groups[-1].pattern[0] == s:
+            groups[-1] = LayerGroup(repeat=groups[-1].repeat + 1, pattern=groups[-1].pattern)
+        else:
+            groups.append(LayerGroup(pattern=[s]))
+    return groups
+
+
+def model_from_gguf(g: GgufFile) -> ModelConfig:
     """A ``ModelConfig`` from the GGUF header: layers, heads, KV heads, head dims, context length,
     sliding window (``{arch}.attention.sliding_window``; with ``sliding_window_pattern`` the
     layers it marks true are sliding, as llama.cpp's ``swa_layers``), vocab (token count)."""
-    from kvcalc.models import LayerGroup, ModelConfig, Source
+    from kvcalc.models import ModelConfig, Source
     from kvcalc.specs import FullAttention, SlidingWindowAttention
 
     recurrent = sorted(k for k in g.metadata if k.startswith((f"{g.architecture}.ssm.", f"{g.architecture}.wkv.")))
@@ -324,11 +397,7 @@ def model_from_gguf(g: GgufFile) -> ModelConfig:  # noqa: C901 - one linear read
     if window is None and g.architecture == "gemma2":
         window = 4096  # llama.cpp src/models/gemma2.cpp: n_swa = 4096, "default value of gemma 2"
     ffn = _meta_int(g, "feed_forward_length", required=False)
-    # The vocabulary: the token_embd rows (what the weights hold), else the tokenizer's token count.
-    embd = next((t for t in g.tensors if t.name == "token_embd.weight" and len(t.shape) == 2), None)
-    tokens = g.metadata.get("tokenizer.ggml.tokens")
-    vocab = embd.shape[1] if embd is not None else (
-        tokens.get("array_length") if isinstance(tokens, dict) else _meta_int(g, "vocab_size", required=False))
+    vocab = _gguf_vocab(g)
     v_dim = value_len if value_len != key_len else None
     full: Any = FullAttention(num_kv_heads=kv_heads, head_dim=key_len, v_head_dim=v_dim)
     kv_lora = _meta_int(g, "attention.kv_lora_rank", required=False)
@@ -345,29 +414,9 @@ def model_from_gguf(g: GgufFile) -> ModelConfig:  # noqa: C901 - one linear read
     if window and kv_lora:
         raise InvalidConfigError(g.path, "a sliding window on latent (MLA) attention is not supported")
     if window:
-        pattern = g.metadata.get(f"{g.architecture}.attention.sliding_window_pattern")
         swa = SlidingWindowAttention(num_kv_heads=kv_heads, head_dim=key_len, window=window,
                                      v_head_dim=value_len if value_len != key_len else None)
-        if pattern is None:
-            pattern = SWA_PERIODS.get(g.architecture)
-        if isinstance(pattern, list) and len(pattern) == layers:
-            specs = [swa if bool(v) else full for v in pattern]
-        elif isinstance(pattern, int) and not isinstance(pattern, bool) and pattern >= 0:
-            # llama.cpp set_swa_pattern(n): layer il is SWA when n == 0 or il % n < n - 1.
-            specs = [swa if pattern == 0 or (i % pattern) < pattern - 1 else full for i in range(layers)]
-        else:
-            raise InvalidConfigError(g.path, f"{g.architecture}.attention.sliding_window is set but kvcalc does not "
-                                     f"know which layers llama.cpp slides for architecture {g.architecture!r} "
-                                     f"(sliding_window_pattern = {str(pattern)[:40]})")
-        if window > ctx:
-            specs = [full] * layers
-            notes.append(f"sliding window {window} exceeds the context length {ctx}: every layer keeps every token")
-    groups: list[LayerGroup] = []
-    for s in specs:
-        if groups and groups[-1].pattern[0] == s:
-            groups[-1] = LayerGroup(repeat=groups[-1].repeat + 1, pattern=groups[-1].pattern)
-        else:
-            groups.append(LayerGroup(pattern=[s]))
+        specs = _gguf_window_specs(g, full, swa, window, layers, ctx, notes)
     name = g.metadata.get("general.name")
     label = Path(g.path).name
     try:
@@ -376,7 +425,7 @@ def model_from_gguf(g: GgufFile) -> ModelConfig:  # noqa: C901 - one linear read
             dtype="fp16", max_position_embeddings=ctx, num_attention_heads=heads, hidden_size=hidden,
             intermediate_size=ffn or None, vocab_size=vocab or None,
             tie_word_embeddings=not any(t.name == "output.weight" for t in g.tensors),
-            layers=groups, architecture=g.architecture,
+            layers=_layer_groups(specs), architecture=g.architecture,
             source=Source(config=g.path, notes=notes),
         )
     except (ValueError, TypeError) as exc:

@@ -32,7 +32,7 @@ from typing import Any
 
 from kvcalc.errors import InvalidConfigError, InvalidRequestError
 from kvcalc.models import ModelConfig
-from kvcalc.specs import CrossAttention, FixedState, FullAttention, LatentAttention, NoCache, StatefulAttention
+from kvcalc.specs import CrossAttention, FixedState, FullAttention, LatentAttention, NoCache, Spec, StatefulAttention
 
 MAX_HEADER_BYTES = 100 * (1 << 20)
 """A safetensors header larger than this is rejected (the format stores it as a u64 length)."""
@@ -206,7 +206,77 @@ class WeightTensor:
         return self.role in ("attn", "mlp", "expert", "shared_expert")
 
 
-def weight_tensors(model: ModelConfig) -> list[WeightTensor] | None:  # noqa: C901 - one tensor list per layer kind
+LayerTensor = Callable[..., WeightTensor]
+"""Makes one of layer ``i``'s tensors: ``t(module, category, role, rows, cols, count=1)``."""
+
+
+def _layer_tensor(i: int) -> LayerTensor:
+    pre = f"model.layers.{i}"
+
+    def t(module: str, category: str, role: str, rows: int, cols: int, count: int = 1) -> WeightTensor:
+        return WeightTensor(module=f"{pre}.{module}", category=category, role=role, rows=rows, cols=cols,
+                            count=count, layer=i)
+    return t
+
+
+def _latent_attention_tensors(spec: LatentAttention, n_h: int, h: int, t: LayerTensor) -> list[WeightTensor] | None:
+    if spec.qk_nope_head_dim is None or spec.v_head_dim is None:
+        return None
+    qk = spec.qk_nope_head_dim + spec.qk_rope_head_dim
+    out: list[WeightTensor] = []
+    if spec.q_lora_rank:
+        out += [t("self_attn.q_a_proj", "attn_q_a", "attn", spec.q_lora_rank, h),
+                t("self_attn.q_a_layernorm", "norm", "norm", 1, spec.q_lora_rank),
+                t("self_attn.q_b_proj", "attn_q_b", "attn", n_h * qk, spec.q_lora_rank)]
+    else:
+        out.append(t("self_attn.q_proj", "attn_q", "attn", n_h * qk, h))
+    kv_a = spec.kv_lora_rank + spec.qk_rope_head_dim
+    out += [t("self_attn.kv_a_proj_with_mqa", "attn_kv_a_mqa", "attn", kv_a, h),
+            t("self_attn.kv_a_layernorm", "norm", "norm", 1, spec.kv_lora_rank),
+            t("self_attn.kv_b_proj", "attn_kv_b", "attn", n_h * (spec.qk_nope_head_dim + spec.v_head_dim),
+              spec.kv_lora_rank),
+            t("self_attn.o_proj", "attn_output", "attn", h, n_h * spec.v_head_dim)]
+    return out
+
+
+def _attention_tensors(spec: Spec, n_h: int, h: int, t: LayerTensor) -> list[WeightTensor] | None:
+    """One layer's attention matrices by its kind, or None for a kind this count does not model."""
+    if isinstance(spec, LatentAttention):
+        return _latent_attention_tensors(spec, n_h, h, t)
+    if isinstance(spec, FullAttention):
+        d, dv, kvh = spec.head_dim, spec.v_dim, spec.num_kv_heads
+        return [t("self_attn.q_proj", "attn_q", "attn", n_h * d, h),
+                t("self_attn.k_proj", "attn_k", "attn", kvh * d, h),
+                t("self_attn.v_proj", "attn_v", "attn", kvh * dv, h),
+                t("self_attn.o_proj", "attn_output", "attn", h, n_h * dv)]
+    if isinstance(spec, NoCache):
+        return []
+    return None
+
+
+def _mlp_tensors(model: ModelConfig, i: int, inter: int, t: LayerTensor) -> list[WeightTensor]:
+    """Layer ``i``'s feed-forward matrices: routed experts (and shared ones), or a dense MLP."""
+    h, moe = model.hidden_size, model.moe
+    if moe is not None and i >= moe.first_dense_layers:
+        e_inter, e = moe.moe_intermediate_size or inter, moe.num_experts
+        router = "mlp.router" if (model.architecture or "").startswith("GptOss") else "mlp.gate"
+        out = [t(router, "ffn_gate_inp", "router", e, h),
+               t("mlp.experts.gate_proj", "ffn_gate", "expert", e_inter, h, e),
+               t("mlp.experts.up_proj", "ffn_up", "expert", e_inter, h, e),
+               t("mlp.experts.down_proj", "ffn_down", "expert", h, e_inter, e)]
+        if moe.num_shared_experts:
+            s_inter = (moe.shared_expert_intermediate_size or e_inter) * moe.num_shared_experts
+            out += [t("mlp.shared_experts.gate_proj", "ffn_gate", "shared_expert", s_inter, h),
+                    t("mlp.shared_experts.up_proj", "ffn_up", "shared_expert", s_inter, h),
+                    t("mlp.shared_experts.down_proj", "ffn_down", "shared_expert", h, s_inter)]
+        return out
+    if is_gated_mlp(model):
+        return [t("mlp.gate_proj", "ffn_gate", "mlp", inter, h), t("mlp.up_proj", "ffn_up", "mlp", inter, h),
+                t("mlp.down_proj", "ffn_down", "mlp", h, inter)]
+    return [t("mlp.up_proj", "ffn_up", "mlp", inter, h), t("mlp.down_proj", "ffn_down", "mlp", h, inter)]
+
+
+def weight_tensors(model: ModelConfig) -> list[WeightTensor] | None:
     """The weight matrices the architecture implies (the same count as ``computed_parameters``),
     or None when that count is unknown."""
     h, vocab, inter = model.hidden_size, model.vocab_size, model.intermediate_size
@@ -216,64 +286,18 @@ def weight_tensors(model: ModelConfig) -> list[WeightTensor] | None:  # noqa: C9
     if _learned_positions(model):
         out.append(WeightTensor(module="transformer.wpe", category="pos_embd", role="pos",
                                 rows=model.max_position_embeddings, cols=h))
-    moe = model.moe
-    gated = is_gated_mlp(model)
-    n_h = model.num_attention_heads
     for i, spec in enumerate(model.layer_specs):
         if isinstance(spec, FixedState | StatefulAttention | CrossAttention):
             # Mamba mixers and cross-attention blocks (with the vision tower behind them) have weights
             # this count does not model: unknown, never a silent undercount.
             return None
-        pre = f"model.layers.{i}"
-
-        def t(module: str, category: str, role: str, rows: int, cols: int, count: int = 1,
-              pre: str = pre, i: int = i) -> WeightTensor:
-            return WeightTensor(module=f"{pre}.{module}", category=category, role=role, rows=rows, cols=cols,
-                                count=count, layer=i)
-
-        out.append(t("input_layernorm", "norm", "norm", 1, h))
-        out.append(t("post_attention_layernorm", "norm", "norm", 1, h))
-        if isinstance(spec, LatentAttention):
-            if spec.qk_nope_head_dim is None or spec.v_head_dim is None:
-                return None
-            qk = spec.qk_nope_head_dim + spec.qk_rope_head_dim
-            if spec.q_lora_rank:
-                out += [t("self_attn.q_a_proj", "attn_q_a", "attn", spec.q_lora_rank, h),
-                        t("self_attn.q_a_layernorm", "norm", "norm", 1, spec.q_lora_rank),
-                        t("self_attn.q_b_proj", "attn_q_b", "attn", n_h * qk, spec.q_lora_rank)]
-            else:
-                out.append(t("self_attn.q_proj", "attn_q", "attn", n_h * qk, h))
-            kv_a = spec.kv_lora_rank + spec.qk_rope_head_dim
-            out += [t("self_attn.kv_a_proj_with_mqa", "attn_kv_a_mqa", "attn", kv_a, h),
-                    t("self_attn.kv_a_layernorm", "norm", "norm", 1, spec.kv_lora_rank),
-                    t("self_attn.kv_b_proj", "attn_kv_b", "attn", n_h * (spec.qk_nope_head_dim + spec.v_head_dim),
-                      spec.kv_lora_rank),
-                    t("self_attn.o_proj", "attn_output", "attn", h, n_h * spec.v_head_dim)]
-        elif isinstance(spec, FullAttention):
-            d, dv, kvh = spec.head_dim, spec.v_dim, spec.num_kv_heads
-            out += [t("self_attn.q_proj", "attn_q", "attn", n_h * d, h),
-                    t("self_attn.k_proj", "attn_k", "attn", kvh * d, h),
-                    t("self_attn.v_proj", "attn_v", "attn", kvh * dv, h),
-                    t("self_attn.o_proj", "attn_output", "attn", h, n_h * dv)]
-        elif not isinstance(spec, NoCache):
+        t = _layer_tensor(i)
+        attn = _attention_tensors(spec, model.num_attention_heads, h, t)
+        if attn is None:
             return None
-        if moe is not None and i >= moe.first_dense_layers:
-            e_inter, e = moe.moe_intermediate_size or inter, moe.num_experts
-            router = "mlp.router" if (model.architecture or "").startswith("GptOss") else "mlp.gate"
-            out += [t(router, "ffn_gate_inp", "router", e, h),
-                    t("mlp.experts.gate_proj", "ffn_gate", "expert", e_inter, h, e),
-                    t("mlp.experts.up_proj", "ffn_up", "expert", e_inter, h, e),
-                    t("mlp.experts.down_proj", "ffn_down", "expert", h, e_inter, e)]
-            if moe.num_shared_experts:
-                s_inter = (moe.shared_expert_intermediate_size or e_inter) * moe.num_shared_experts
-                out += [t("mlp.shared_experts.gate_proj", "ffn_gate", "shared_expert", s_inter, h),
-                        t("mlp.shared_experts.up_proj", "ffn_up", "shared_expert", s_inter, h),
-                        t("mlp.shared_experts.down_proj", "ffn_down", "shared_expert", h, s_inter)]
-        elif gated:
-            out += [t("mlp.gate_proj", "ffn_gate", "mlp", inter, h), t("mlp.up_proj", "ffn_up", "mlp", inter, h),
-                    t("mlp.down_proj", "ffn_down", "mlp", h, inter)]
-        else:
-            out += [t("mlp.up_proj", "ffn_up", "mlp", inter, h), t("mlp.down_proj", "ffn_down", "mlp", h, inter)]
+        out += [t("input_layernorm", "norm", "norm", 1, h), t("post_attention_layernorm", "norm", "norm", 1, h)]
+        out += attn
+        out += _mlp_tensors(model, i, inter, t)
     out.append(WeightTensor(module="model.norm", category="norm", role="norm", rows=1, cols=h))
     if not model.tie_word_embeddings:
         out.append(WeightTensor(module="lm_head", category="output", role="lm_head", rows=vocab, cols=h))
@@ -481,60 +505,84 @@ def _compressed_tensors(qc: dict[str, Any], model_dtype_bytes: int) -> Checkpoin
                              "int4/int8 channel/group, nvfp4)")
 
 
-QUANT_METHODS = ("fp8", "compressed-tensors", "awq", "gptq", "bitsandbytes", "mxfp4", "modelopt")
+def _fp8_format(qc: dict[str, Any], model_dtype_bytes: int) -> CheckpointFormat:
+    block = qc.get("weight_block_size")
+    if block is not None:
+        if not (isinstance(block, list) and len(block) == 2
+                and all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block)):
+            raise InvalidConfigError("quantization_config", f"weight_block_size = {block!r}: expected [n, k]")
+        return CheckpointFormat(label=f"fp8 block {block[0]}x{block[1]}", matrix=_fp8_block(block[0], block[1]),
+                                skip=_patterns(qc, "modules_to_not_convert", "ignored_layers"))
+    return CheckpointFormat(label="fp8 per tensor", matrix=_fp8_tensor(qc.get("activation_scheme") == "static"),
+                            skip=_patterns(qc, "modules_to_not_convert", "ignored_layers"))
 
 
-def checkpoint_format(qc: Any, model_dtype_bytes: int = 2) -> CheckpointFormat:  # noqa: C901 - one branch per method
+def _awq_format(qc: dict[str, Any], model_dtype_bytes: int) -> CheckpointFormat:
+    bits = _qc_int(qc, "bits", 4, allowed=(4,))
+    group = _qc_int(qc, "group_size", 128)
+    return CheckpointFormat(label=f"awq int{bits} g{group}", matrix=_awq(bits, group), unquantized_label="fp16",
+                            skip=_patterns(qc, "modules_to_not_convert") or ("lm_head",))
+
+
+def _gptq_format(qc: dict[str, Any], model_dtype_bytes: int) -> CheckpointFormat:
+    bits = _qc_int(qc, "bits", 4, allowed=(2, 4, 8))
+    group = _qc_int(qc, "group_size", 128)
+    return CheckpointFormat(label=f"gptq int{bits} g{group}", matrix=_gptq(bits, group, bool(qc.get("desc_act"))),
+                            unquantized_label="fp16", skip=_patterns(qc, "modules_to_not_convert") or ("lm_head",))
+
+
+def _bitsandbytes_format(qc: dict[str, Any], model_dtype_bytes: int) -> CheckpointFormat:
+    skip = _patterns(qc, "llm_int8_skip_modules") or ("lm_head",)
+    if qc.get("load_in_4bit"):
+        qtype = qc.get("bnb_4bit_quant_type", "fp4")
+        dq = bool(qc.get("bnb_4bit_use_double_quant"))
+        return CheckpointFormat(label=f"bitsandbytes {qtype}" + (" double-quant" if dq else ""),
+                                matrix=_bnb4(dq), skip=skip)
+    if qc.get("load_in_8bit"):
+        return CheckpointFormat(label="bitsandbytes int8", matrix=_bnb8, skip=skip)
+    raise InvalidConfigError("quantization_config", "bitsandbytes: neither load_in_4bit nor load_in_8bit is true")
+
+
+def _mxfp4_format(qc: dict[str, Any], model_dtype_bytes: int) -> CheckpointFormat:
+    # gpt-oss: only the MoE experts are MXFP4 (modules_to_not_convert lists the rest).
+    return CheckpointFormat(label="mxfp4 experts", matrix=_mxfp4, quantize_roles=("expert",),
+                            skip=_patterns(qc, "modules_to_not_convert"))
+
+
+def _modelopt_format(qc: dict[str, Any], model_dtype_bytes: int) -> CheckpointFormat:
+    algo = qc.get("quant_algo")
+    skip = _patterns(qc, "exclude_modules", "ignore")
+    if algo == "NVFP4":
+        return CheckpointFormat(label="nvfp4 (modelopt)", matrix=_nvfp4(_qc_int(qc, "group_size", 16)), skip=skip)
+    if algo == "FP8":
+        return CheckpointFormat(label="fp8 per tensor (modelopt)", matrix=_fp8_tensor(True), skip=skip)
+    raise InvalidConfigError("quantization_config", f"modelopt quant_algo = {algo!r}: kvcalc sizes NVFP4 and FP8")
+
+
+_FORMAT_BY_METHOD: dict[str, Callable[[dict[str, Any], int], CheckpointFormat]] = {
+    "fp8": _fp8_format,
+    "compressed-tensors": _compressed_tensors,
+    "awq": _awq_format,
+    "gptq": _gptq_format,
+    "bitsandbytes": _bitsandbytes_format,
+    "mxfp4": _mxfp4_format,
+    "modelopt": _modelopt_format,
+}
+"""One reader per ``quant_method``; ``QUANT_METHODS`` (the names the refusal lists) is its key order."""
+
+QUANT_METHODS = tuple(_FORMAT_BY_METHOD)
+
+
+def checkpoint_format(qc: Any, model_dtype_bytes: int = 2) -> CheckpointFormat:
     """The storage a ``quantization_config`` describes; anything else is refused, naming it."""
     if not isinstance(qc, dict):
         raise InvalidConfigError("quantization_config", f"expected a mapping, got {type(qc).__name__}")
     method = qc.get("quant_method")
-    if method == "fp8":
-        block = qc.get("weight_block_size")
-        if block is not None:
-            if not (isinstance(block, list) and len(block) == 2
-                    and all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in block)):
-                raise InvalidConfigError("quantization_config", f"weight_block_size = {block!r}: expected [n, k]")
-            return CheckpointFormat(label=f"fp8 block {block[0]}x{block[1]}", matrix=_fp8_block(block[0], block[1]),
-                                    skip=_patterns(qc, "modules_to_not_convert", "ignored_layers"))
-        return CheckpointFormat(label="fp8 per tensor", matrix=_fp8_tensor(qc.get("activation_scheme") == "static"),
-                                skip=_patterns(qc, "modules_to_not_convert", "ignored_layers"))
-    if method == "compressed-tensors":
-        return _compressed_tensors(qc, model_dtype_bytes)
-    if method == "awq":
-        bits = _qc_int(qc, "bits", 4, allowed=(4,))
-        group = _qc_int(qc, "group_size", 128)
-        return CheckpointFormat(label=f"awq int{bits} g{group}", matrix=_awq(bits, group), unquantized_label="fp16",
-                                skip=_patterns(qc, "modules_to_not_convert") or ("lm_head",))
-    if method == "gptq":
-        bits = _qc_int(qc, "bits", 4, allowed=(2, 4, 8))
-        group = _qc_int(qc, "group_size", 128)
-        return CheckpointFormat(label=f"gptq int{bits} g{group}", matrix=_gptq(bits, group, bool(qc.get("desc_act"))),
-                                unquantized_label="fp16", skip=_patterns(qc, "modules_to_not_convert") or ("lm_head",))
-    if method == "bitsandbytes":
-        skip = _patterns(qc, "llm_int8_skip_modules") or ("lm_head",)
-        if qc.get("load_in_4bit"):
-            qtype = qc.get("bnb_4bit_quant_type", "fp4")
-            dq = bool(qc.get("bnb_4bit_use_double_quant"))
-            return CheckpointFormat(label=f"bitsandbytes {qtype}" + (" double-quant" if dq else ""),
-                                    matrix=_bnb4(dq), skip=skip)
-        if qc.get("load_in_8bit"):
-            return CheckpointFormat(label="bitsandbytes int8", matrix=_bnb8, skip=skip)
-        raise InvalidConfigError("quantization_config", "bitsandbytes: neither load_in_4bit nor load_in_8bit is true")
-    if method == "mxfp4":
-        # gpt-oss: only the MoE experts are MXFP4 (modules_to_not_convert lists the rest).
-        return CheckpointFormat(label="mxfp4 experts", matrix=_mxfp4, quantize_roles=("expert",),
-                                skip=_patterns(qc, "modules_to_not_convert"))
-    if method == "modelopt":
-        algo = qc.get("quant_algo")
-        skip = _patterns(qc, "exclude_modules", "ignore")
-        if algo == "NVFP4":
-            return CheckpointFormat(label="nvfp4 (modelopt)", matrix=_nvfp4(_qc_int(qc, "group_size", 16)), skip=skip)
-        if algo == "FP8":
-            return CheckpointFormat(label="fp8 per tensor (modelopt)", matrix=_fp8_tensor(True), skip=skip)
-        raise InvalidConfigError("quantization_config", f"modelopt quant_algo = {algo!r}: kvcalc sizes NVFP4 and FP8")
-    raise InvalidConfigError("quantization_config", f"quant_method = {str(method)[:40]!r}: kvcalc sizes "
-                             f"{', '.join(QUANT_METHODS)}; pass --weight-dtype to size the weights yourself")
+    reader = _FORMAT_BY_METHOD.get(method) if isinstance(method, str) else None
+    if reader is None:
+        raise InvalidConfigError("quantization_config", f"quant_method = {str(method)[:40]!r}: kvcalc sizes "
+                                 f"{', '.join(QUANT_METHODS)}; pass --weight-dtype to size the weights yourself")
+    return reader(qc, model_dtype_bytes)
 
 
 LLAMA_CPP_LLAMA_ARCHITECTURES = frozenset({"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM"})
