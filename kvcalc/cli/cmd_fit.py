@@ -21,7 +21,7 @@ EPILOG = (
 )
 
 
-def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
+def register(app: typer.Typer) -> None:
     @app.command("fit", epilog=EPILOG)
     def fit_cmd(
         ctx: typer.Context,
@@ -65,49 +65,69 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one flag per knob
     ) -> None:
         """What fits: the longest context for N users and the most users at each context, per KV dtype;
         with several models, one comparison table."""
-        import sys
+        run_fit(ctx, list(models or []) + ([config] if config else []), gpu=gpu, gpu_memory=gpu_memory,
+                kv_budget=kv_budget, engine=engine, kv_dtype=kv_dtype, weight_dtype=weight_dtype, weights=weights,
+                tp=tp, pp=pp, users=users, contexts=contexts, context=context, json=json, csv=csv,
+                markdown=markdown, report=report, offline=offline)
 
-        from kvcalc.cli.output import print_json, warn
-        from kvcalc.errors import InvalidRequestError
-        from kvcalc.estimate import MAX_BATCH, MAX_TOKENS
-        from kvcalc.planner.fit import fit
-        from kvcalc.show.sweep import parse_int_list, parse_name_list
 
-        if offline:
-            import os
+def run_fit(ctx: typer.Context, refs: list[str], *, gpu: str | None, gpu_memory: str | None, kv_budget: str | None,
+            engine: str, kv_dtype: str | None, weight_dtype: str, weights: str | None, tp: int | None, pp: int,
+            users: str, contexts: str, context: int, json: bool, csv: bool, markdown: bool, report: str | None,
+            offline: bool) -> None:
+    """``kvcalc fit`` without typer's flag declarations: the models (``refs``: positional models,
+    then ``--config``), the fit or the comparison, and its output."""
+    import sys
 
-            os.environ["HF_HUB_OFFLINE"] = "1"  # huggingface_hub reads it when first imported (lazily, below)
-        if sum((json, csv, markdown)) > 1:
-            raise InvalidRequestError("--json/--csv/--markdown", "several", "one output format")
-        refs = list(models or []) + ([config] if config else [])
-        if not refs:
-            raise InvalidRequestError("MODEL", "", "one or more models (built-in names, config paths or --config)")
-        bases = requests_for(refs, engine=engine, gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget,
-                             weight_dtype=weight_dtype, weights=weights, tp=tp, pp=pp)
-        for base in bases:
-            for assumption in base.model.source.assumptions:
-                warn(assumption)
-        if len(bases) > 1:
-            if report:
-                raise InvalidRequestError("--report", report, "one model (several: --markdown, --csv or --json)")
-            print_comparison(bases, kv_dtype=kv_dtype, context=context, json=json, csv=csv, markdown=markdown)
-            return
-        dtypes = tuple(parse_name_list(kv_dtype, "--kv-dtype")) if kv_dtype else None
-        answer = fit(bases[0], kv_dtypes=dtypes,
-                     batches=tuple(parse_int_list(users, "--users", maximum=MAX_BATCH)),
-                     contexts=tuple(parse_int_list(contexts, "--contexts", maximum=MAX_TOKENS)))
+    from kvcalc.cli.output import warn
+    from kvcalc.errors import InvalidRequestError
+    from kvcalc.estimate import MAX_BATCH, MAX_TOKENS
+    from kvcalc.planner.fit import fit
+    from kvcalc.show.sweep import parse_int_list, parse_name_list
+
+    if offline:
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "1"  # huggingface_hub reads it when first imported (lazily, below)
+    if sum((json, csv, markdown)) > 1:
+        raise InvalidRequestError("--json/--csv/--markdown", "several", "one output format")
+    if not refs:
+        raise InvalidRequestError("MODEL", "", "one or more models (built-in names, config paths or --config)")
+    bases = requests_for(refs, engine=engine, gpu=gpu, gpu_memory=gpu_memory, kv_budget=kv_budget,
+                         weight_dtype=weight_dtype, weights=weights, tp=tp, pp=pp)
+    for base in bases:
+        for assumption in base.model.source.assumptions:
+            warn(assumption)
+    if len(bases) > 1:
         if report:
-            from kvcalc.show.report import command_line, fit_report, write_report
+            raise InvalidRequestError("--report", report, "one model (several: --markdown, --csv or --json)")
+        print_comparison(bases, kv_dtype=kv_dtype, context=context, json=json, csv=csv, markdown=markdown)
+        return
+    dtypes = tuple(parse_name_list(kv_dtype, "--kv-dtype")) if kv_dtype else None
+    answer = fit(bases[0], kv_dtypes=dtypes,
+                 batches=tuple(parse_int_list(users, "--users", maximum=MAX_BATCH)),
+                 contexts=tuple(parse_int_list(contexts, "--contexts", maximum=MAX_TOKENS)))
+    if report:
+        from kvcalc.show.report import command_line, fit_report, write_report
 
-            sys.stderr.write(f"wrote {write_report(report, fit_report(answer, command_line(ctx)))}\n")
-        if json:
-            print_json(answer.to_dict())
-        elif csv:
-            sys.stdout.write(fit_csv(answer))
-        elif markdown:
-            sys.stdout.write(_markdown(*_fit_cells(answer)))
-        else:
-            render_fit(answer)
+        sys.stderr.write(f"wrote {write_report(report, fit_report(answer, command_line(ctx)))}\n")
+    print_fit(answer, json=json, csv=csv, markdown=markdown)
+
+
+def print_fit(answer: Fit, *, json: bool, csv: bool, markdown: bool) -> None:
+    """One fit in the output format asked for (the table by default)."""
+    import sys
+
+    from kvcalc.cli.output import print_json
+
+    if json:
+        print_json(answer.to_dict())
+    elif csv:
+        sys.stdout.write(fit_csv(answer))
+    elif markdown:
+        sys.stdout.write(_markdown(*_fit_cells(answer)))
+    else:
+        render_fit(answer)
 
 
 def print_comparison(bases: list[PlanRequest], *, kv_dtype: str | None, context: int, json: bool, csv: bool,
