@@ -9,6 +9,7 @@ labelled with the other.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from kvcalc.errors import InvalidRequestError
@@ -122,6 +123,16 @@ def parse_tokens(text: str, field: str = "tokens") -> int:
     if value is None or value == 0:
         raise InvalidRequestError(field, text, "a positive token count such as 4096 or 32k (k = 1024)")
     return value * factor
+
+
+def tokens_parser(flag: str) -> Callable[[str | int], int]:
+    """``parse_tokens`` for one flag (``--seq-len``, ``--context``): the parser every command's token
+    option hands to typer, so ``32k`` means the same everywhere."""
+    def parse(text: str | int) -> int:
+        # typer also runs the parser on an option's default, an int (fit's --context 8192).
+        return parse_tokens(str(text) if type(text) is int else text, flag)  # type: ignore[arg-type]
+
+    return parse
 
 
 def parse_size(text: str, field: str = "size") -> int:

@@ -96,3 +96,12 @@ def test_plan_with_several_models_prints_the_same_comparison(cli) -> None:  # ty
         assert via_plan.exit_code == 0 and via_plan.stdout == via_fit.stdout, via_plan.stderr
     one = cli("plan", "llama-2-7b", "--gpu", "h100", "--csv")
     assert one.exit_code == 2 and one.stdout == "" and "several models" in one.stderr
+
+
+def test_context_takes_the_one_token_parser(cli) -> None:  # type: ignore[no-untyped-def]
+    # --context 32k means 32 x 1024 = 32,768 tokens, as in plan and estimate (kvcalc.units.tokens_parser).
+    args = ("fit", "llama-3.1-8b", "qwen3-32b", "--gpu", "h100", "--json")
+    short, full = cli(*args, "--context", "32k"), cli(*args, "--context", "32768")
+    assert short.exit_code == full.exit_code == 0 and short.stdout == full.stdout
+    bad = cli(*args, "--context", "0")
+    assert bad.exit_code == 2 and bad.stdout == "" and bad.stderr.startswith("Error:") and "--context" in bad.stderr

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvcalc.cli.run_estimate import EstimateArgs
+from kvcalc.units import tokens_parser
 
 app = typer.Typer(
     name="kvcalc",
@@ -36,13 +37,7 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="kvcalc YAML, Hugging Face config.json, a model folder, "
                  "or a hub id from the local HF cache.", show_default=False),
 ]
-def _seq_len(text: str) -> int:
-    from kvcalc.units import parse_tokens
-
-    return parse_tokens(text, "--seq-len")
-
-
-SeqLenOpt = Annotated[int, typer.Option("--seq-len", "-s", parser=_seq_len,
+SeqLenOpt = Annotated[int, typer.Option("--seq-len", "-s", parser=tokens_parser("--seq-len"),
                                         help="Tokens per sequence, e.g. 4096 or 32k (k = 1024).")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Concurrent sequences.")]
 KvDtypeOpt = Annotated[

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from kvcalc.units import tokens_parser
+
 if TYPE_CHECKING:
     from kvcalc.planner.fit import Comparison, Fit
     from kvcalc.planner.plan import PlanRequest
@@ -50,7 +52,8 @@ def register(app: typer.Typer) -> None:
         contexts: Annotated[str, typer.Option(
             "--contexts", help="Contexts for the most-users columns (k = x1024).")] = "4k,8k,32k,128k",
         context: Annotated[int, typer.Option(
-            "--context", "--max-model-len", min=1, help="Several models: the context they are compared at.")]
+            "--context", "--max-model-len", parser=tokens_parser("--context"),
+            help="Several models: the context they are compared at, e.g. 32768 or 32k.")]
         = 8192,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         csv: Annotated[bool, typer.Option("--csv", help="Print CSV (exact integers).")] = False,

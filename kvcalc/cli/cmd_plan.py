@@ -5,10 +5,11 @@ Parses flags into a ``PlanRequest``, calls ``kvcalc.planner.plan.plan`` and rend
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Optional
 
 import typer
+
+from kvcalc.units import tokens_parser
 
 EPILOG = (
     "Examples:\n\n"
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
         engine: Annotated[str, typer.Option(
             "--engine", "-e", help="vllm, sglang, trtllm (tensorrt-llm), llama.cpp or hf.")] = "vllm",
         context: Annotated[Optional[int], typer.Option(
-            "--max-model-len", "--context", parser=_tokens("--context"),
+            "--max-model-len", "--context", parser=tokens_parser("--context"),
             help="Tokens per request, e.g. 32768 or 32k (k = 1024; default: the model's maximum).")] = None,
         kv_dtype: Annotated[str, typer.Option("--kv-dtype", "--kv-cache-dtype", help="auto, bf16, fp8, int4, ...")]
         = "auto",
@@ -178,16 +179,6 @@ def _split(text: str | None) -> tuple[float, ...]:
         return tuple(float(w) for w in text.replace("/", ",").split(","))
     except ValueError:
         raise InvalidRequestError("--tensor-split", text, "comma-separated non-negative numbers, e.g. 3,1") from None
-
-
-def _tokens(flag: str) -> Callable[[str], int]:
-    """A token count flag: ``32768`` or ``32k`` (``kvcalc.units.parse_tokens``)."""
-    def parse(text: str) -> int:
-        from kvcalc.units import parse_tokens
-
-        return parse_tokens(text, flag)
-
-    return parse
 
 
 def _command_line(ctx: typer.Context) -> str:
