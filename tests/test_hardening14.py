@@ -594,6 +594,63 @@ def test_a_million_layers_in_two_groups_are_never_expanded() -> None:
     assert "layer_specs" not in m.__dict__, "a command expanded 10**6 layers"
 
 
+def _planned(model: ModelConfig, engine: str, **kw: Any) -> Any:
+    from kvcalc.planner.plan import PlanRequest, plan
+
+    return plan(PlanRequest(model=model, engine=engine, max_model_len=4096, pp=2, users=10, **kw))
+
+
+@pytest.mark.parametrize("engine", ["hf", "vllm", "vllm@0.33", "vllm@0.20", "sglang", "llama.cpp", "trtllm"])
+def test_plan_on_a_million_layers_never_expands_them(engine: str) -> None:
+    """``plan`` (PP 2, --users 10, so the TP search too) on the 10**6-layer model, with a KV budget
+    and from a GPU (the budget interval's extra pools, the served-architecture check, the weights):
+    the work is per layer group. By hand, the 10 users' requests of 4,096 tokens on the first stage
+    (layers 0..499,999: all full, 8 KV heads x 128 x 2 (K, V) x 2 B = 4,096 B a token a layer) take
+    10 x 500,000 x 4,096 x 4,096 B: ``per_gpu_bytes`` of the engines that keep every token of a
+    sliding layer's window unrounded; vLLM's second stage, whose sliding layers hold their window
+    plus the tokens in flight in whole blocks, takes more."""
+    from kvcalc.planner.plan import planner_engines
+
+    assert {e.split("@")[0] for e in ("hf", "vllm", "sglang", "llama.cpp", "trtllm")} == set(planner_engines())
+    m = _big()
+    p = _planned(m, engine, kv_budget_bytes=1 << 50, solve_tp=True)
+    assert p.fits and p.tp_options
+    m2 = _big().replace(num_parameters=8 * 10**9)
+    q = _planned(m2, engine, gpu="h100:8")
+    assert q.weights_bytes == 16 * 10**9 and q.gpu_count == 8
+    assert "layer_specs" not in m.__dict__ and "layer_specs" not in m2.__dict__, "plan expanded 10**6 layers"
+    if engine in ("sglang", "llama.cpp", "trtllm"):
+        assert p.per_gpu_bytes == 10 * 500_000 * 4096 * 4096
+    elif engine.startswith("vllm"):
+        assert p.per_gpu_bytes > 10 * 500_000 * 4096 * 4096
+
+
+@pytest.mark.parametrize(("engine", "flags"), [
+    ("vllm", {"speculative_config": '{"method": "eagle3", "num_speculative_tokens": 2}'}),
+    ("vllm@0.20", {"speculative_config": '{"method": "deepseek_mtp", "num_speculative_tokens": 1}'}),
+    ("vllm", {"tp": 2, "dcp": 2}),
+    ("sglang", {"speculative_algorithm": "EAGLE", "draft_layers": 3}),
+])
+def test_plan_with_a_draft_or_dcp_on_a_million_layers_never_expands_them(engine: str, flags: dict[str, Any]) -> None:
+    """A speculative draft appends layers shaped like the target's (a target of two groups of alike
+    layers: 10**6 + d layers), and DCP checks the kinds of layers: both per layer group."""
+    full = FullAttention(num_kv_heads=8, head_dim=128)
+    m = ModelConfig(name="big-uniform", dtype="bf16", max_position_embeddings=131072, num_attention_heads=32,
+                    hidden_size=4096, layers=[LayerGroup(pattern=[full], repeat=500_000),
+                                              LayerGroup(pattern=[full], repeat=500_000)])
+    p = _planned(m, engine, kv_budget_bytes=1 << 50, **flags)
+    assert "layer_specs" not in m.__dict__, "plan expanded 10**6 layers"
+    d = p.draft_layers
+    assert d == {"eagle3": 1, "deepseek_mtp": 1, "EAGLE": 3}.get(p.speculative_method or "", 0)
+    if d:
+        assert f"planned as {10**6 + d:,} layers" in " ".join(p.notes)
+    # 10 users on the larger PP stage: 500,000 + cdiv(d, 2) layers (pp_partition gives the odd layer
+    # to the first stage); a DCP rank holds cdiv(4,096, 2) tokens of each, TP 2 halves the KV heads.
+    tokens, heads = (2048, 4) if flags.get("dcp") else (4096, 8)
+    layers = 500_000 + (d + 1) // 2
+    assert p.per_gpu_bytes == 10 * layers * heads * 128 * 2 * 2 * tokens
+
+
 def test_uniform_lengths_are_randint_draw_for_draw() -> None:
     from kvcalc.show.simulate import _uniform_ints
 

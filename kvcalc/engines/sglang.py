@@ -167,7 +167,7 @@ class SglangEngine(Engine):
         if driver_bytes is None:
             return None
         text, how = sglang_default_fraction(
-            driver_bytes // MiB, tp=tp, pp=pp, mla=any(isinstance(s, LatentAttention) for s in model.layer_specs),
+            driver_bytes // MiB, tp=tp, pp=pp, mla=model.is_mla,
             model_name=f"{model.name} {model.source.hf_repo or ''}")
         if not float(text) > 0:
             raise InvalidRequestError(

@@ -97,9 +97,9 @@ def with_draft(model: ModelConfig, draft: Draft) -> ModelConfig:
     """The target with the draft's layers appended (what both engines' pools hold; module doc)."""
     if draft.layers == 0:
         return model
-    specs = model.layer_specs
+    specs = [s for s, _ in model.spec_counts()]  # distinct specs: per layer group, never per layer
     if any(s != specs[0] for s in specs):
         raise InvalidRequestError("--draft-layers", draft.layers, f"0 for {model.name}: its layers differ, and a "
                                   "draft beside a mixed-layer target is not modelled yet")
-    groups = [LayerGroup(pattern=[specs[0]], repeat=len(specs) + draft.layers)]
+    groups = [LayerGroup(pattern=[specs[0]], repeat=model.num_layers + draft.layers)]
     return dataclasses.replace(model, layers=groups, layout=None, legend=None)

@@ -281,7 +281,7 @@ class VllmEngine(Engine):
     def pool(self, req: PoolRequest) -> Pool:
         vl = self.vllm_layout(req.layout, req.dtype, req.block_size)
         mnbt = req.max_num_batched_tokens
-        vk = vllm_kv(req.model.layer_specs, req.dtype, req.kv_budget_bytes, req.max_model_len,
+        vk = vllm_kv(req.layout, req.dtype, req.kv_budget_bytes, req.max_model_len,
                      block_size=req.block_size, max_num_batched_tokens=mnbt, layout=vl)
         return block_pool(req, vl, vk, mnbt, engine_version=vk.version)
 

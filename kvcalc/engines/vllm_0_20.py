@@ -77,18 +77,19 @@ class Vllm020Engine(VllmEngine):
         return state
 
     def vllm_layout(self, layout: RankLayout, dtype: KVDtype, block_size: int | None) -> Layout:
-        choice = self.rules.block_size(layout.model.layer_specs, dtype, block_size=block_size)
-        return self.rules.layout(layout.model.layer_specs, dtype, tp=layout.tp, pp=layout.pp,
-                                 block_size=choice.block_size, state_dtype=self.state_dtype(dtype, layout.model))
+        # The RankLayout, not ``model.layer_specs``: the work is per layer run, never per layer.
+        choice = self.rules.block_size(layout, dtype, block_size=block_size)
+        return self.rules.layout(layout, dtype, block_size=choice.block_size,
+                                 state_dtype=self.state_dtype(dtype, layout.model))
 
     def pool(self, req: PoolRequest) -> Pool:
         from kvcalc.engines.vllm import block_pool
 
         rules, model = self.rules, req.model
-        choice = rules.block_size(model.layer_specs, req.dtype, gpu=req.gpu, block_size=req.block_size)
+        choice = rules.block_size(req.layout, req.dtype, gpu=req.gpu, block_size=req.block_size)
         vl = self.vllm_layout(req.layout, req.dtype, choice.block_size)
         flight = rules.in_flight_tokens(req.max_num_batched_tokens, req.layout.pp)
-        vk = rules.kv(model.layer_specs, req.dtype, req.kv_budget_bytes, req.max_model_len, tp=req.layout.tp,
+        vk = rules.kv(req.layout, req.dtype, req.kv_budget_bytes, req.max_model_len, tp=req.layout.tp,
                       pp=req.layout.pp, block_size=choice.block_size,
                       max_num_batched_tokens=req.max_num_batched_tokens, state_dtype=self.state_dtype(req.dtype, model),
                       dcp=req.dcp)

@@ -499,7 +499,7 @@ class VllmKV:
 
 
 def vllm_kv(
-    specs: Sequence[Spec],
+    specs: Sequence[Spec] | RankLayout,
     dtype: KVDtype,
     available_bytes: int,
     max_model_len: int,
@@ -510,7 +510,8 @@ def vllm_kv(
     max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS,
     layout: Layout | None = None,
 ) -> VllmKV:
-    """Blocks, log lines and the fit check, from a per-worker KV budget (``available_bytes``)."""
+    """Blocks, log lines and the fit check, from a per-worker KV budget (``available_bytes``).
+    ``specs`` is read only to build the layout when none is given (a ``RankLayout``: per run)."""
     if layout is None:
         layout = build_layout(specs, dtype, tp=tp, pp=pp, block_size=block_size)
     bs = layout.block_size

@@ -17,11 +17,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines import vllm_kv as vk
 from kvcalc.errors import UnknownNameError
 from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, LatentAttention, SlidingWindowAttention, Spec
+
+if TYPE_CHECKING:
+    from kvcalc.layout import RankLayout
 
 CONSERVING_MEMORY_URL = "https://docs.vllm.ai/en/latest/configuration/conserving_memory/"
 
@@ -79,13 +83,22 @@ def _promote_chunked(specs: Sequence[Spec]) -> list[Spec]:
     ``VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1``) and ``unify_hybrid_kv_cache_specs``
     allocates the local layers (chunked, and sliding if any) as full attention when full layers
     exist too (0.20.0 ``config/vllm.py:1268-1286``, ``v1/core/kv_cache_utils.py:1363-1380``;
-    0.34.0 ``config/vllm.py:2157-2176``, ``v1/core/kv_cache_planning.py:829-846``)."""
+    0.34.0 ``config/vllm.py:2157-2176``, ``v1/core/kv_cache_planning.py:829-846``).
+    ``specs`` may be the distinct specs only: the rule looks at which kinds exist."""
     chunked = any(isinstance(s, ChunkedAttention) for s in specs)
     full = any(type(s) is FullAttention for s in specs)
     if not chunked or not full:
         return list(specs)
     return [FullAttention(num_kv_heads=s.num_kv_heads, head_dim=s.head_dim, v_head_dim=s.v_head_dim)
             if isinstance(s, (ChunkedAttention, SlidingWindowAttention)) else s for s in specs]
+
+
+def _distinct(specs: Sequence[Spec] | RankLayout) -> Sequence[Spec]:
+    """The model's distinct layer specs (a ``RankLayout``: per layer group, never per layer), or
+    an explicit layer list as given: what the block-size rules look at (which kinds exist)."""
+    from kvcalc.layout import RankLayout
+
+    return [s for s, _ in specs.model.spec_counts()] if isinstance(specs, RankLayout) else specs
 
 
 class Vllm020:
@@ -129,11 +142,11 @@ class Vllm020:
             backend, size = "TRITON_MLA (multiples of 16)", 16
         return BlockChoice(block_size=size, reason=f"MLA block {size}: {backend} on sm{sm}0 ({gpu_text})")
 
-    def block_size(self, specs: Sequence[Spec], dtype: KVDtype, *, gpu: str | None = None,
+    def block_size(self, specs: Sequence[Spec] | RankLayout, dtype: KVDtype, *, gpu: str | None = None,
                    block_size: int | None = None) -> BlockChoice:
         if block_size is not None:
             return BlockChoice(block_size=block_size, reason="--block-size as given")
-        if any(isinstance(s, LatentAttention) for s in specs):
+        if any(isinstance(s, LatentAttention) for s in _distinct(specs)):
             return self.mla_block_size(gpu, dtype)
         return BlockChoice(block_size=self.default_block_size,
                            reason=f"CacheConfig.DEFAULT_BLOCK_SIZE {self.default_block_size}")
@@ -152,22 +165,39 @@ class Vllm020:
     def state_pages(self) -> int:
         return 3 if self.hybrid_prefix_caching else 1
 
-    def layout(self, specs: Sequence[Spec], dtype: KVDtype, *, tp: int = 1, pp: int = 1, block_size: int,
-               state_dtype: KVDtype | None = None) -> vk.Layout:
+    def layout(self, specs: Sequence[Spec] | RankLayout, dtype: KVDtype, *, tp: int = 1, pp: int = 1,
+               block_size: int, state_dtype: KVDtype | None = None) -> vk.Layout:
         """``vllm_kv.build_layout`` with this release's inputs: local layers promoted when the hybrid
-        manager is off, the release's hybrid block, and its Mamba pages per request."""
-        from kvcalc.layout import counts_in, pp_partition, segments_from_specs
+        manager is off, the release's hybrid block, and its Mamba pages per request. A
+        ``RankLayout`` (its own TP and PP; ``tp`` and ``pp`` are then unused) is laid out per layer
+        run, never per layer; an explicit layer list is split into runs here."""
+        from kvcalc.layout import RankLayout, Segment, counts_in, pp_partition, segments_from_specs
 
-        specs = _promote_chunked(specs)
         sd = state_dtype if state_dtype is not None else dtype
         shards: dict[Spec, Spec] = {}
-        rank = [shards[s] if s in shards else shards.setdefault(s, s.shard(tp)) for s in specs]
-        segments = tuple(segments_from_specs(rank))
         stages: list[range] = []
-        start = 0
-        for size in pp_partition(len(rank), pp):
-            stages.append(range(start, start + size))
-            start += size
+        if isinstance(specs, RankLayout):
+            # The promotion and the shard per distinct spec, mapped over the model's runs.
+            model_runs = specs.model.layer_blocks
+            distinct_model = [s for s, _ in specs.model.spec_counts()]
+            promoted = dict(zip(map(id, distinct_model), _promote_chunked(distinct_model), strict=True))
+            runs: list[Segment] = []
+            start = 0
+            for pattern, repeat in model_runs:
+                rank_pattern = tuple(shards[p] if p in shards else shards.setdefault(p, p.shard(specs.tp))
+                                     for p in (promoted[id(x)] for x in pattern))
+                runs.append(Segment(start, rank_pattern, repeat))
+                start += len(pattern) * repeat
+            segments = tuple(runs)
+            stages = [st.layers for st in specs.stages]
+        else:
+            specs = _promote_chunked(specs)
+            rank = [shards[s] if s in shards else shards.setdefault(s, s.shard(tp)) for s in specs]
+            segments = tuple(segments_from_specs(rank))
+            start = 0
+            for size in pp_partition(len(rank), pp):
+                stages.append(range(start, start + size))
+                start += size
         distinct: list[Spec] = list(dict.fromkeys(s for seg in segments for s in seg.pattern))
         block = self.hybrid_block_size(distinct, dtype, sd, block_size)
         vspecs = vk.layer_vspecs(distinct, dtype, block, sd)
@@ -212,7 +242,7 @@ class Vllm020:
         return [f"GPU KV cache size: {tokens:,} tokens",
                 f"Maximum concurrency for {max_model_len:,} tokens per request: {concurrency:.2f}x"]
 
-    def kv(self, specs: Sequence[Spec], dtype: KVDtype, available_bytes: int, max_model_len: int, *,
+    def kv(self, specs: Sequence[Spec] | RankLayout, dtype: KVDtype, available_bytes: int, max_model_len: int, *,
            tp: int = 1, pp: int = 1, block_size: int | None = None, gpu: str | None = None,
            max_num_batched_tokens: int = vk.DEFAULT_MAX_NUM_BATCHED_TOKENS,
            state_dtype: KVDtype | None = None, dcp: int = 1) -> vk.VllmKV:

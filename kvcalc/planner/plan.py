@@ -362,7 +362,8 @@ def _parallel(req: PlanRequest, engine: Engine, model: ModelConfig, tp: int) -> 
             # vLLM reuses the TP ranks for DCP: config/parallel.py:637-641 @ 0.34.0
             raise InvalidRequestError("--dcp", req.dcp, f"a divisor of --tp ({tp}) (vLLM: tp_size must be "
                                       "divisible by dcp_size)")
-        local = [s for s in model.layer_specs if isinstance(s, (SlidingWindowAttention, ChunkedAttention, FixedState))]
+        local = [s for s, _ in model.spec_counts()
+                 if isinstance(s, (SlidingWindowAttention, ChunkedAttention, FixedState))]
         if local:
             raise InvalidRequestError("--dcp", req.dcp, f"1 for {model.name}: vLLM asserts DCP == 1 for "
                                       f"{local[0].kind} layers (v1/core/single_type_kv_cache_manager.py:989, "
