@@ -144,20 +144,133 @@ def vllm_non_torch(tp: int) -> Term:
 
 V0_MAX_NUM_SEQS = 256
 """V0 ``SchedulerConfig.max_num_seqs`` default (vllm/config.py, 0.6-0.10)."""
+V0_LONG_CONTEXT_TOKENS = 32768
+"""V0 turns chunked prefill on by default above this ``max_model_len`` (``use_long_context``,
+vllm/engine/arg_utils.py:1064-1085 @ 0.6.5, :1164-1186 @ 0.7.3, :1505-1524 @ 0.8.5) for a text
+model without sliding window, LoRA or speculative decoding; the batch is then 2,048 tokens
+(``_DEFAULT_MAX_NUM_BATCHED_TOKENS``, vllm/config.py:68 and :1977-1978 @ 0.8.5)."""
+V0_DEFAULT_BATCHED_TOKENS = 2048
 
 
-def vllm_v0_batched_tokens(max_model_len: int) -> int:
-    """V0 ``SchedulerConfig``'s ``max_num_batched_tokens`` without chunked prefill (off by default
-    up to 32K context in 0.6.x): ``max(max_model_len, 2048)`` (vllm/config.py ``SchedulerConfig.__post_init__``)."""
-    return max(max_model_len, 2048)
+def vllm_v0_batched_tokens(max_model_len: int, *, chunked_prefill: bool | None = None) -> int:
+    """V0 ``SchedulerConfig``'s ``max_num_batched_tokens``: 2,048 with chunked prefill, else
+    ``max(max_model_len, 2048)`` (vllm/config.py ``SchedulerConfig.__post_init__``, :1974-1994 @
+    0.8.5). ``chunked_prefill=None``: V0's default, on above 32K (``V0_LONG_CONTEXT_TOKENS``)."""
+    if chunked_prefill is None:
+        chunked_prefill = max_model_len > V0_LONG_CONTEXT_TOKENS
+    return V0_DEFAULT_BATCHED_TOKENS if chunked_prefill else max(max_model_len, V0_DEFAULT_BATCHED_TOKENS)
 
 
-def vllm_v0_profile_terms(model: ModelConfig, *, max_model_len: int, tp: int = 1) -> tuple[Term, Term]:
-    """(activation, non-torch) of a V0 (0.6-0.10) start-up at its default batch: the profile run
-    over ``max(max_model_len, 2048)`` tokens and 256 sequences, sampled on the sort path."""
-    act = vllm_activation(model, tp=tp, max_num_batched_tokens=vllm_v0_batched_tokens(max_model_len),
-                          max_num_seqs=V0_MAX_NUM_SEQS, dtype=model.dtype, sampler="sort")
-    return act, vllm_non_torch(tp)
+@dataclass(frozen=True, kw_only=True)
+class NonTorchBounds:
+    """Non-torch memory of one vLLM generation at TP 1 or TP > 1: low / best / high bytes, each
+    from a measurement named in ``source`` (a kvcalc assumption: vLLM measures it, no formula)."""
+
+    low_bytes: int
+    best_bytes: int
+    high_bytes: int
+    source: str
+
+
+def _gib_mib(hundredths: int) -> int:
+    """A figure vLLM printed as ``X.XXGiB`` (given in hundredths), rounded up to whole MiB."""
+    return -(-hundredths * 1024 // 100) * MiB
+
+
+NCCL_GROWTH_HIGH_BYTES = _gib_mib(179)
+"""What TP > 1 added to non-torch memory in the one pair of runs that differ only in TP: vllm#10511
+(0.6.5, Llama-3-8B on H100) logged 1.79 GiB at TP 1 and 3.58 at TP 2 (NCCL communicators, the
+custom all-reduce buffers): 1.79 GiB, the high bound of that growth at TP > 1."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class V0Release:
+    """A vLLM V0 generation's profile-run rules for the budget terms: what its non-torch
+    figure counts (read from its ``worker.py``) and the bounds measured for it.
+
+    The activation peak is the same model in every V0 release read (0.6.4, 0.6.5, 0.7.0, 0.7.3,
+    0.8.5: ``ModelRunner.profile_run`` runs ``max_num_batched_tokens`` over ``max_num_seqs``
+    prompts with ``SamplingParams(top_p=0.99, top_k=vocab - 1)``, worker/model_runner.py:1229-1231 @
+    0.6.5, :1243 @ 0.7.3, :1268 @ 0.8.5: the sampler's sort path, ``_apply_top_k_top_p``,
+    model_executor/layers/sampler.py:387-412 @ 0.8.5)."""
+
+    key: str
+    counts: str
+    """What vLLM counts as non-torch memory in this generation (from the code)."""
+    tp1: NonTorchBounds
+    tp: NonTorchBounds
+
+
+V0_RELEASES: dict[str, V0Release] = {
+    "0.6.4": V0Release(
+        key="0.6.4",
+        counts=("device memory in use (mem_get_info) less torch's allocated bytes after empty_cache: the "
+                "CUDA context and anything outside torch (vllm/worker/worker.py:206-213 @ 0.6.4)"),
+        tp1=NonTorchBounds(low_bytes=_gib_mib(35), best_bytes=_gib_mib(35), high_bytes=_gib_mib(35),
+                           source=("calibrated: the one 0.6.4 figure, 0.35 GiB (vllm#10517 at 20,000 tokens, RTX "
+                                   "3090); the 29,000-token run of the same thread is held out")),
+        tp=NonTorchBounds(low_bytes=_gib_mib(35), best_bytes=_gib_mib(35 + 7), high_bytes=_gib_mib(35 + 179),
+                          source=("assumed: TP 1's 0.35 GiB plus 0.07 best (0.7-0.8's TP > 1 calibration over its "
+                                  "TP 1 best) and up to 1.79 GiB of NCCL growth (vllm#10511)")),
+    ),
+    "0.6.5": V0Release(
+        key="0.6.5",
+        counts=("device memory used since init_device's free-memory baseline (taken before the distributed "
+                "init), less the weights and torch's growth during the profile run (vllm/worker/worker.py:"
+                "142-148, :198-201 and vllm/utils.py:1714-1742 @ 0.6.5)"),
+        tp1=NonTorchBounds(low_bytes=_gib_mib(179), best_bytes=_gib_mib(179), high_bytes=_gib_mib(179),
+                           source="calibrated: vllm#10511 at TP 1, 1.79 GiB (H100), the one 0.6.5 TP 1 figure"),
+        tp=NonTorchBounds(low_bytes=_gib_mib(358), best_bytes=_gib_mib(358), high_bytes=_gib_mib(358),
+                          source="calibrated: vllm#10511 at TP 2, 3.58 GiB (H100), the one 0.6.5 TP > 1 figure"),
+    ),
+    "0.7": V0Release(
+        key="0.7",
+        counts=("``MemorySnapshot`` growth from init_device's baseline (taken before the distributed init) "
+                "less the weights and torch's current growth: CUDA lazy module loading, NCCL and custom "
+                "all-reduce buffers at TP > 1 (vllm/worker/worker.py:159-166, :226-235 @ 0.7.3; "
+                "vllm/utils.py memory_profiling; the same in 0.7.0-0.8.5)"),
+        tp1=NonTorchBounds(
+            low_bytes=_gib_mib(5), best_bytes=_gib_mib(13), high_bytes=_gib_mib(16),
+            source=("calibrated on four TP 1 logs in 0.7-0.8's two-line form that the table does not evaluate: "
+                    "0.16 GiB (vllm#12126, H100), 0.16 (generative-computing/mellea#416, H100), 0.09 (a 32B "
+                    "model's TP 1 probe log, code-search index id 62251832846), 0.05 (OCI AI Quick Actions docs, "
+                    "22.07 GiB GPU, index id 14319663172): low the least, best the median (0.125, rounded up), "
+                    "high the most")),
+        tp=NonTorchBounds(
+            low_bytes=_gib_mib(5), best_bytes=_gib_mib(20), high_bytes=_gib_mib(16 + 179),
+            source=("calibrated: best 0.20 GiB (vllm#14447, a TP/PP group of RTX 3090s, not evaluated); low TP 1's "
+                    "low; high TP 1's high plus 1.79 GiB of NCCL growth (vllm#10511, TP 2 less TP 1), which also "
+                    "holds vllm#11743's 1.27 GiB (TP > 1 workers under sleep mode's allocator)")),
+    ),
+}
+"""Non-torch bounds per V0 generation. No log evaluated in ``benchmarks/budget_vs_logs`` is used
+here except those marked "calibrated" there (the 0.6.5 rows and 0.6.4's 20,000-token row)."""
+
+
+def v0_release(version: str) -> V0Release:
+    """The generation whose rules a V0 log printed by ``version`` follows (0.6.4, 0.6.5, 0.7-0.8)."""
+    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    if parts[:2] == (0, 6):
+        return V0_RELEASES["0.6.5" if parts >= (0, 6, 5) else "0.6.4"]
+    if (0, 7) <= parts[:2] <= (0, 10):
+        return V0_RELEASES["0.7"]
+    raise ValueError(f"vLLM {version}: not a V0 generation kvcalc models (0.6.4-0.10)")
+
+
+def vllm_v0_profile_terms(model: ModelConfig, *, max_model_len: int, tp: int = 1, release: str = "0.7",
+                          max_num_seqs: int = V0_MAX_NUM_SEQS, max_num_batched_tokens: int | None = None,
+                          chunked_prefill: bool | None = None) -> tuple[Term, Term]:
+    """(activation, non-torch) of a V0 start-up: the profile run over ``max_num_batched_tokens``
+    (default: V0's, ``vllm_v0_batched_tokens``) and ``max_num_seqs`` sequences, sampled on the sort
+    path; non-torch from the generation's bounds (``V0_RELEASES``)."""
+    rel = V0_RELEASES[release]
+    tokens = max_num_batched_tokens or vllm_v0_batched_tokens(max_model_len, chunked_prefill=chunked_prefill)
+    act = vllm_activation(model, tp=tp, max_num_batched_tokens=tokens, max_num_seqs=max_num_seqs,
+                          dtype=model.dtype, sampler="sort")
+    b = rel.tp1 if tp == 1 else rel.tp
+    non_torch = Term(name="non_torch", low_bytes=b.low_bytes, best_bytes=b.best_bytes, high_bytes=b.high_bytes,
+                     source=f"vLLM {rel.key} V0 at TP {tp}: {b.source}; counts {rel.counts}")
+    return act, non_torch
 
 
 CUDAGRAPH_PER_GRAPH_BYTES = (1 * MiB, 4 * MiB, 16 * MiB)
