@@ -161,7 +161,7 @@ def test_chunked_local_attention_allocated_as_full() -> None:
 
 def test_registry_and_printed_versions() -> None:
     assert get_release().key == NEWEST == "0.34"
-    assert get_release("0.20").key == "0.20" and get_release("v0.19.1").key == "0.20"
+    assert get_release("0.20").key == "0.20" and get_release("v0.19.1").key == "0.19"
     assert get_release("0.32.0").key == "0.33"
     with pytest.raises(UnknownNameError, match="unknown vLLM version '0.99'"):
         get_release("0.99")

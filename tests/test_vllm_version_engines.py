@@ -17,7 +17,9 @@ from kvcalc.units import GiB, MiB
 
 
 def test_registry_names_each_release() -> None:
-    assert type(get_engine("vllm@0.20")) is Vllm020Engine and type(get_engine("vllm@0.19")) is Vllm020Engine
+    from kvcalc.engines.vllm_0_19 import Vllm019Engine
+
+    assert type(get_engine("vllm@0.20")) is Vllm020Engine and type(get_engine("vllm@0.19")) is Vllm019Engine
     assert type(get_engine("vllm@0.33")) is Vllm033Engine and type(get_engine("vllm@0.32")) is Vllm033Engine
     assert type(get_engine("vllm@0.34")) is Vllm034Engine
     assert {"vllm@0.20", "vllm@0.33", "vllm@0.34"} <= set(engine_versions())
@@ -130,3 +132,23 @@ def test_plan_picks_the_mla_block_by_gpu() -> None:
     amd = plan(PlanRequest(model=m, engine="vllm@0.33", gpu="mi300x:8", max_model_len=8192))
     assert amd.vllm is not None and amd.vllm["block_size"] == 16
     assert any("Hopper's assumed" in n for n in amd.notes)
+
+
+def test_vllm_019_has_no_cudagraph_term_and_util_09() -> None:
+    """0.19.x: default utilization 0.9 (config/cache.py:41) and the CUDA-graph estimate not
+    subtracted (envs.py:1654-1655: VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to "0");
+    0.20.0 turned both (0.92, envs.py:1724-1726 default "1"). Same model, GPU and length: the
+    0.19 budget is 0.20's plus the graph term, less 2 % of the device (0.92 - 0.90)."""
+    from kvcalc.planner.plan import PlanRequest, plan
+
+    m = load_model("llama-3-8b")
+    p19 = plan(PlanRequest(model=m, engine="vllm@0.19", gpu="h100", max_model_len=8192))
+    p20 = plan(PlanRequest(model=m, engine="vllm@0.20", gpu="h100", max_model_len=8192))
+    assert [t["name"] for t in p19.budget_terms] == ["activation", "non_torch"]
+    assert [t["name"] for t in p20.budget_terms] == ["activation", "cudagraph", "non_torch"]
+    assert p19.budget["fraction"] == "0.9" and p20.budget["fraction"] == "0.92"
+    graph = p20.budget_terms[1]["best_bytes"]
+    assert p19.budget["activation_bytes"] == p20.budget["activation_bytes"] - graph
+    total = p19.budget["total_bytes"]
+    assert p19.budget["requested_bytes"] == -(-total * 9 // 10)
+    assert p20.kv_budget_bytes - p19.kv_budget_bytes == (p20.budget["requested_bytes"] - p19.budget["requested_bytes"]) - graph

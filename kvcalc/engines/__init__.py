@@ -40,7 +40,7 @@ _ENGINES: dict[str, str] = {
 """Engine name -> module defining ``ENGINE`` (its default version)."""
 
 _VERSIONS: dict[tuple[str, str], str] = {
-    ("vllm", "0.19"): "kvcalc.engines.vllm_0_20",
+    ("vllm", "0.19"): "kvcalc.engines.vllm_0_19",
     ("vllm", "0.20"): "kvcalc.engines.vllm_0_20",
     ("vllm", "0.31"): "kvcalc.engines.vllm_0_33",
     ("vllm", "0.32"): "kvcalc.engines.vllm_0_33",

@@ -10,12 +10,12 @@ rounding each engine uses.
   utilization 0.92, current vLLM's (``CacheConfig.gpu_memory_utilization`` in vllm/config/cache.py
   @ 002f10e0; docs.vllm.ai ``vllm serve``: "If unspecified, will use the default value of 0.92").
   It became 0.92 in vLLM PR #38284 (April 2026, first released in 0.20.0), which at the same time
-  turned on the subtraction of a CUDA-graph memory estimate (``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS``);
-  kvcalc has no model of that estimate (a throwaway capture, not a formula), so it belongs in
-  ``--activation-memory``. The block rules in
-  vllm_kv.py follow commit 001cabc1 (= 0.19.x and 0.20.0), from just before #38284 where the
-  default was still 0.9 with no CUDA-graph term: pass ``--gpu-memory-utilization 0.9`` to
-  reproduce 0.19.x exactly.
+  turned on the subtraction of a CUDA-graph memory estimate (``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS``
+  defaults to "1" from 0.20.0, ``envs.py:1724-1726``; "0" in 0.19.0 and 0.19.1, ``envs.py:1654-1655``,
+  where ``gpu_worker.py:395-420`` measures it but applies it only when set). kvcalc models that
+  estimate (``activation.vllm_cudagraph``) as a term of the activation row for ``vllm@0.20`` and
+  later; ``vllm@0.19`` (``vllm_0_19.py``) has neither the term nor the 0.92 default (0.9). The block
+  rules in vllm_kv.py follow commit 001cabc1 (= 0.19.x and 0.20.0).
 * ``sglang`` (``ModelRunner.profile_max_num_token``): ``rest = free_after_load - free_before_load x
   (1 - mem_fraction_static)``; with ``free_before_load = total - non-torch`` and ``free_after_load =
   free_before_load - weights`` this is ``free_before_load x mfs - weights``. The default

@@ -120,6 +120,10 @@ class Vllm020:
     """0.20.0 ``v1/core/kv_cache_utils.py:1694-1698``: ``num_blocks // len(groups) x block``."""
     one_line_capacity_log = False
     fit_error_possessive = "models's"
+    subtracts_cudagraph_estimate = True
+    """The KV budget less the CUDA-graph memory estimate: ``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS``
+    defaults on from 0.20.0 (``envs.py:1724-1726``; applied at ``v1/worker/gpu_worker.py:399-424``),
+    PR #38284, with the 0.92 default utilization."""
 
     def in_flight_tokens(self, max_num_batched_tokens: int, pp: int) -> int:
         """Tokens a sliding-window or chunked layer keeps past its window (0.20.0
@@ -280,6 +284,21 @@ class Vllm020:
         )
 
 
+class Vllm019(Vllm020):
+    """0.19.0-0.19.1: 0.20's rules (the same 001cabc1 block model, ``vllm_kv.py``) without the two
+    changes PR #38284 made in 0.20.0, so this class only undoes those."""
+
+    key = "0.19"
+    printed_version = "0.19.1"
+    title = "vLLM 0.19 (releases 0.19.0-0.19.1)"
+    default_gpu_memory_utilization = "0.9"
+    """0.19.0 and 0.19.1 ``config/cache.py:41``."""
+    subtracts_cudagraph_estimate = False
+    """0.19.0 and 0.19.1 measure the estimate but apply it only when
+    ``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`` is set: its default is "0" (``envs.py:1654-1655``;
+    ``v1/worker/gpu_worker.py:395-420``)."""
+
+
 class Vllm033(Vllm020):
     """0.31.0-0.33.0: what changed since 0.20 (``docs/engines.md`` §1)."""
 
@@ -349,10 +368,10 @@ class Vllm034(Vllm033):
                 f"See {CONSERVING_MEMORY_URL} for more details.")
 
 
-RELEASES: dict[str, type[Vllm020]] = {"0.20": Vllm020, "0.33": Vllm033, "0.34": Vllm034}
+RELEASES: dict[str, type[Vllm020]] = {"0.19": Vllm019, "0.20": Vllm020, "0.33": Vllm033, "0.34": Vllm034}
 NEWEST = "0.34"
 _VERSION_ALIASES: dict[str, str] = {
-    "0.19": "0.20", "0.19.0": "0.20", "0.19.1": "0.20", "0.20.0": "0.20", "001cabc1": "0.20",
+    "0.19.0": "0.19", "0.19.1": "0.19", "0.20.0": "0.20", "001cabc1": "0.20",
     "0.31": "0.33", "0.31.0": "0.33", "0.32": "0.33", "0.32.0": "0.33", "0.33.0": "0.33",
     "0.34.0": "0.34", "latest": "0.34", "newest": "0.34",
 }
@@ -380,7 +399,9 @@ def release_for_printed(version: str) -> tuple[Vllm020, str]:
         return Vllm034(), f"printed v{version}: 0.34 rules"
     if parts >= (0, 31):
         return Vllm033(), f"printed v{version}: 0.33 rules (0.31.0-0.33.0)"
-    if parts >= (0, 19):
+    if (0, 19) <= parts < (0, 20):
+        return Vllm019(), f"printed v{version}: 0.19 rules"
+    if parts >= (0, 20):
         exact = parts <= (0, 20, 0)
         why = "0.20 rules" if exact else (
             "0.20 rules, the nearest older modelled release (not modelled: the token figure is "
