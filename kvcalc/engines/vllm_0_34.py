@@ -8,6 +8,18 @@
   ``gpu_memory_utilization`` defaults to 1.0 (``config/cache.py:495-501``) and the cache is sized
   after warmup from measured memory, keeping ``max(1 GiB, 0.75 x activation peak)`` free as a
   margin besides the peak itself (``v1/worker/extensible_kv_cache.py:64-65``, ``:592-617``).
+
+The margin's base, read in full (0.34.0): ``measure_kv_cache_bytes`` takes ``transient_peak_bytes
+= kv_cache.reserved_headroom_bytes`` (``extensible_kv_cache.py:641-649``), which
+``initialize_kv_cache`` sets to ``peak_activation_memory`` (``v1/worker/gpu_worker.py:946-948``),
+itself ``transient_peak_headroom + cudagraph_memory_estimate`` (``:771-773``); warmup only raises it
+(``:270-277``). So the margin is ``max(1 GiB, 0.75 x (activation peak + CUDA-graph estimate))``, and
+that sum is exactly kvcalc's activation row (``VllmEngine.profile_terms``): kvcalc applies what
+0.34.0 uses. Two things 0.34.0 also does are not modelled, both making kvcalc's figure higher than
+vLLM's: the graphs captured before the sizing stay resident and are counted again in
+``non_kv_used`` (capture at ``gpu_worker.py:1101-1103``, sizing at ``:1229-1238``,
+``extensible_kv_cache.py:613-617``), and the headroom starts from ``init_free_memory``, not the
+device total (the CUDA context and other processes' memory at start-up are outside it).
 """
 
 from __future__ import annotations
