@@ -127,3 +127,11 @@ def test_non_torch_bounds_name_their_sources() -> None:
     evaluated = {Path(r.log).name for r in rows() if r.use == EVALUATED}
     assert "vllm_0_7_v0_mellea_h100.log" not in evaluated and "vllm_0_7_v0_llama32_11b_vision_h100.log" not in evaluated
     assert V0_RELEASES["0.7"].tp1.high_bytes == math.ceil(16 * 1024 / 100) * MiB  # 0.16 GiB, vllm#12126 / mellea#416
+
+
+def test_readme_shows_the_benchmark_table() -> None:
+    """README "How close the memory model is" is ``python -m benchmarks.budget_vs_logs``'s output."""
+    from benchmarks.budget_vs_logs import table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert table() in readme
