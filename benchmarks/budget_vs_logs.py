@@ -64,6 +64,8 @@ class Row:
     use: str = EVALUATED
     caveat: str = ""
     """Why the row is not counted, or what it assumes."""
+    max_num_seqs: int = 256
+    """V0's default unless the log's flags set it."""
 
     @property
     def model_label(self) -> str:
@@ -118,11 +120,15 @@ def rows() -> list[Row]:
                    caveat="0.6.5's non-torch (1.79 GiB) is read from this log"))
     # vllm#10517 (kaspersiminski): Llama-3.1-8B-Instruct, RTX 3090, --max-model-len 20000 / 29000.
     out.append(Row("vllm_0_6_4_oneline_llama31_8b_rtx3090_20k.log", "vllm#10517", "llama-3.1-8b", 20000, "0.6.4", 1,
-                   *_oneline("vllm_0_6_4_oneline_llama31_8b_rtx3090_20k.log"), use=CALIBRATION,
-                   caveat="0.6.4's non-torch (0.35 GiB) is read from this log"))
+                   *_oneline("vllm_0_6_4_oneline_llama31_8b_rtx3090_20k.log")))
     out.append(Row("vllm_0_6_4_oneline_llama31_8b_rtx3090_29k_fit_error.log", "vllm#10517", "llama-3.1-8b", 29000,
-                   "0.6.4", 1, *_oneline("vllm_0_6_4_oneline_llama31_8b_rtx3090_29k_fit_error.log"),
-                   caveat="held out from the 20,000-token run of the same machine"))
+                   "0.6.4", 1, *_oneline("vllm_0_6_4_oneline_llama31_8b_rtx3090_29k_fit_error.log")))
+    # A public notes file (code-search index id 19400629813): `vllm serve "meta-llama/Llama-3.2-1B"
+    # --dtype=half --gpu-memory-utilization=0.95 --max-model-len=105088` on a GTX 1080, vLLM 0.6.4.post1:
+    # chunked prefill on (above 32K), 512 tokens a step (printed).
+    out.append(Row("vllm_0_6_4_oneline_llama32_1b_gtx1080_105k.log", "Llama-3.2-1B on a GTX 1080 (repo notes)",
+                   str(LOGS / "llama-3.2-1b.yaml"), 105088, "0.6.4", 1,
+                   *_oneline("vllm_0_6_4_oneline_llama32_1b_gtx1080_105k.log")))
     # vllm#15815 (Hemanth-stack): Qwen2.5-32B-Instruct bf16, 2 x L40S, TP 2, max_seq_len 10000,
     # chunked prefill off (all from the printed engine config).
     out.append(Row("vllm_0_7_1_v0_qwen25_32b_l40s_tp2_issue15815.log", "vllm#15815",
@@ -132,6 +138,11 @@ def rows() -> list[Row]:
     # Qwen/Qwen2.5-1.5B-Instruct fp16, T4, max_seq_len 32768, TP 1, chunked prefill off, util 0.50.
     out.append(Row("vllm_0_7_2_v0_qwen25_15b_t4.log", "Qwen2.5-1.5B on a T4 (repo log)",
                    str(LOGS / "qwen2.5-1.5b.yaml"), 32768, "0.7", 1, *_parts("vllm_0_7_2_v0_qwen25_15b_t4.log")))
+    # A public README (code-search index id 40791855483): ./Qwen/Qwen3-4B in a vLLM 0.8 V0 image on an
+    # RTX 2060 12GB, dtype float16, max_num_seqs 1, max_model_len 10k (the log: 10,000 tokens), util 0.95.
+    out.append(Row("vllm_0_8_v0_qwen3_4b_rtx2060.log", "Qwen3-4B on an RTX 2060 (repo README)",
+                   str(LOGS / "qwen3-4b.yaml"), 10000, "0.7", 1, *_parts("vllm_0_8_v0_qwen3_4b_rtx2060.log"),
+                   max_num_seqs=1))
     out.append(Row("vllm_0_8_v0_gateway_api_h100.log", "gateway-api-inference-extension#550", "llama-2-7b", 4096,
                    "0.7", 1, *_parts("vllm_0_8_v0_gateway_api_h100.log"), use=NOT_COUNTED,
                    caveat=("serve flags not stated: the repository's manifest at that date "
@@ -153,7 +164,8 @@ def modelled(row: Row) -> Modelled:
     KV budget the planner's (``plan`` with the terms pinned)."""
     total = int(Decimal(row.total_gib) * GiB)
     model = load_model(row.model)
-    act, non_torch = vllm_v0_profile_terms(model, max_model_len=row.context, tp=row.tp, release=row.release)
+    act, non_torch = vllm_v0_profile_terms(model, max_model_len=row.context, tp=row.tp, release=row.release,
+                                           max_num_seqs=row.max_num_seqs)
 
     def kv(a: int, n: int) -> tuple[int, int]:
         p = plan(PlanRequest(model=model, engine="vllm@0.20", gpu_memory_bytes=total, fraction=row.util,

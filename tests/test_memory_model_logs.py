@@ -49,10 +49,15 @@ def test_interval_holds_the_logged_kv_budget(row: object) -> None:
 
 def test_within_two_percent_count() -> None:
     errors = {r.log: error_pct(r, modelled(r)) for r in COUNTED}
-    # The README's figures: all 5 counted rows within 2 %, the 3 held-out ones included.
-    assert sum(abs(e) <= 2 for e in errors.values()) == len(COUNTED) == 5
-    assert sum(1 for r in COUNTED if r.use == EVALUATED) == 3
-    assert sum(1 for r in COUNTED if r.use == CALIBRATION) == 2
+    # The README's figures: 4 of the 7 counted rows within 2 % (3 of the 6 held out); the three
+    # outside are 0.6.4's, on 2.9-3.8 GiB budgets where its non-torch spread (0.15-0.47 GiB on one
+    # card) alone is 8-11 % of the budget.
+    assert len(COUNTED) == 7
+    assert sum(abs(e) <= 2 for e in errors.values()) == 4
+    assert sum(abs(e) <= 2 for r in COUNTED if r.use == EVALUATED for e in [errors[r.log]]) == 3
+    assert sum(1 for r in COUNTED if r.use == EVALUATED) == 6
+    assert sum(1 for r in COUNTED if r.use == CALIBRATION) == 1
+    assert {r.release for r in COUNTED if abs(errors[r.log]) > 2} == {"0.6.4"}
 
 
 def test_rows_not_counted_say_why() -> None:
@@ -123,7 +128,8 @@ def test_non_torch_bounds_name_their_sources() -> None:
         for b in (rel.tp1, rel.tp):
             assert b.low_bytes <= b.best_bytes <= b.high_bytes
             assert b.source
-    # 0.7-0.8's TP 1 calibration logs (0.05, 0.09, 0.16, 0.16 GiB) are none of the evaluated rows.
+    # 0.7-0.8's TP 1 calibration logs (0.05, 0.09, 0.16, 0.16 GiB) and 0.6.4's (opt-125m 0.15,
+    # phi-1_5 0.47) are none of the evaluated rows.
     evaluated = {Path(r.log).name for r in rows() if r.use == EVALUATED}
     assert "vllm_0_7_v0_mellea_h100.log" not in evaluated and "vllm_0_7_v0_llama32_11b_vision_h100.log" not in evaluated
     assert V0_RELEASES["0.7"].tp1.high_bytes == math.ceil(16 * 1024 / 100) * MiB  # 0.16 GiB, vllm#12126 / mellea#416

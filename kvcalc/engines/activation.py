@@ -152,13 +152,16 @@ model without sliding window, LoRA or speculative decoding; the batch is then 2,
 V0_DEFAULT_BATCHED_TOKENS = 2048
 
 
-def vllm_v0_batched_tokens(max_model_len: int, *, chunked_prefill: bool | None = None) -> int:
-    """V0 ``SchedulerConfig``'s ``max_num_batched_tokens``: 2,048 with chunked prefill, else
-    ``max(max_model_len, 2048)`` (vllm/config.py ``SchedulerConfig.__post_init__``, :1974-1994 @
-    0.8.5). ``chunked_prefill=None``: V0's default, on above 32K (``V0_LONG_CONTEXT_TOKENS``)."""
+def vllm_v0_batched_tokens(max_model_len: int, *, chunked_prefill: bool | None = None,
+                           chunked_tokens: int = V0_DEFAULT_BATCHED_TOKENS) -> int:
+    """V0 ``SchedulerConfig``'s ``max_num_batched_tokens``: ``chunked_tokens`` with chunked prefill
+    (2,048 from 0.6.5, vllm/config.py:1340-1344 @ 0.6.5, :1974-1994 @ 0.8.5; 512 in 0.6.4,
+    config.py:1110-1114 @ 0.6.4.post1), else ``max(max_model_len, 2048)``.
+    ``chunked_prefill=None``: V0's default, on above 32K (``V0_LONG_CONTEXT_TOKENS``; 0.6.4.post1
+    ``engine/arg_utils.py:996-1012``)."""
     if chunked_prefill is None:
         chunked_prefill = max_model_len > V0_LONG_CONTEXT_TOKENS
-    return V0_DEFAULT_BATCHED_TOKENS if chunked_prefill else max(max_model_len, V0_DEFAULT_BATCHED_TOKENS)
+    return chunked_tokens if chunked_prefill else max(max_model_len, V0_DEFAULT_BATCHED_TOKENS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,6 +200,8 @@ class V0Release:
     key: str
     counts: str
     """What vLLM counts as non-torch memory in this generation (from the code)."""
+    chunked_tokens: int
+    """The batch under chunked prefill (``vllm_v0_batched_tokens``)."""
     tp1: NonTorchBounds
     tp: NonTorchBounds
 
@@ -205,12 +210,15 @@ V0_RELEASES: dict[str, V0Release] = {
     "0.6.4": V0Release(
         key="0.6.4",
         counts=("device memory in use (mem_get_info) less torch's allocated bytes after empty_cache: the "
-                "CUDA context and anything outside torch (vllm/worker/worker.py:206-213 @ 0.6.4)"),
-        tp1=NonTorchBounds(low_bytes=_gib_mib(35), best_bytes=_gib_mib(35), high_bytes=_gib_mib(35),
-                           source=("calibrated: the one 0.6.4 figure, 0.35 GiB (vllm#10517 at 20,000 tokens, RTX "
-                                   "3090); the 29,000-token run of the same thread is held out")),
-        tp=NonTorchBounds(low_bytes=_gib_mib(35), best_bytes=_gib_mib(35 + 7), high_bytes=_gib_mib(35 + 179),
-                          source=("assumed: TP 1's 0.35 GiB plus 0.07 best (0.7-0.8's TP > 1 calibration over its "
+                "CUDA context and anything outside torch (vllm/worker/worker.py:206-213 @ 0.6.4.post1)"),
+        chunked_tokens=512,
+        tp1=NonTorchBounds(low_bytes=_gib_mib(15), best_bytes=_gib_mib(31), high_bytes=_gib_mib(47),
+                           source=("calibrated on the two 0.6.4.post1 logs whose models kvcalc's activation model "
+                                   "does not cover (non-gated MLPs), on one GTX 1080: facebook/opt-125m 0.15 GiB "
+                                   "(code-search index id 19719842090), microsoft/phi-1_5 0.47 (index id "
+                                   "19400629813): low, the middle, high")),
+        tp=NonTorchBounds(low_bytes=_gib_mib(15), best_bytes=_gib_mib(31 + 7), high_bytes=_gib_mib(47 + 179),
+                          source=("assumed: TP 1's bounds plus 0.07 best (0.7-0.8's TP > 1 calibration over its "
                                   "TP 1 best) and up to 1.79 GiB of NCCL growth (vllm#10511)")),
     ),
     "0.6.5": V0Release(
@@ -218,6 +226,7 @@ V0_RELEASES: dict[str, V0Release] = {
         counts=("device memory used since init_device's free-memory baseline (taken before the distributed "
                 "init), less the weights and torch's growth during the profile run (vllm/worker/worker.py:"
                 "142-148, :198-201 and vllm/utils.py:1714-1742 @ 0.6.5)"),
+        chunked_tokens=V0_DEFAULT_BATCHED_TOKENS,
         tp1=NonTorchBounds(low_bytes=_gib_mib(179), best_bytes=_gib_mib(179), high_bytes=_gib_mib(179),
                            source="calibrated: vllm#10511 at TP 1, 1.79 GiB (H100), the one 0.6.5 TP 1 figure"),
         tp=NonTorchBounds(low_bytes=_gib_mib(358), best_bytes=_gib_mib(358), high_bytes=_gib_mib(358),
@@ -229,6 +238,7 @@ V0_RELEASES: dict[str, V0Release] = {
                 "less the weights and torch's current growth: CUDA lazy module loading, NCCL and custom "
                 "all-reduce buffers at TP > 1 (vllm/worker/worker.py:159-166, :226-235 @ 0.7.3; "
                 "vllm/utils.py memory_profiling; the same in 0.7.0-0.8.5)"),
+        chunked_tokens=V0_DEFAULT_BATCHED_TOKENS,
         tp1=NonTorchBounds(
             low_bytes=_gib_mib(5), best_bytes=_gib_mib(13), high_bytes=_gib_mib(16),
             source=("calibrated on four TP 1 logs in 0.7-0.8's two-line form that the table does not evaluate: "
@@ -244,7 +254,7 @@ V0_RELEASES: dict[str, V0Release] = {
     ),
 }
 """Non-torch bounds per V0 generation. No log evaluated in ``benchmarks/budget_vs_logs`` is used
-here except those marked "calibrated" there (the 0.6.5 rows and 0.6.4's 20,000-token row)."""
+here; the one row it marks "calibration" (0.6.5, vllm#10511) is where 0.6.5's figure comes from."""
 
 
 def v0_release(version: str) -> V0Release:
@@ -264,7 +274,8 @@ def vllm_v0_profile_terms(model: ModelConfig, *, max_model_len: int, tp: int = 1
     (default: V0's, ``vllm_v0_batched_tokens``) and ``max_num_seqs`` sequences, sampled on the sort
     path; non-torch from the generation's bounds (``V0_RELEASES``)."""
     rel = V0_RELEASES[release]
-    tokens = max_num_batched_tokens or vllm_v0_batched_tokens(max_model_len, chunked_prefill=chunked_prefill)
+    tokens = max_num_batched_tokens or vllm_v0_batched_tokens(max_model_len, chunked_prefill=chunked_prefill,
+                                                              chunked_tokens=rel.chunked_tokens)
     act = vllm_activation(model, tp=tp, max_num_batched_tokens=tokens, max_num_seqs=max_num_seqs,
                           dtype=model.dtype, sampler="sort")
     b = rel.tp1 if tp == 1 else rel.tp
