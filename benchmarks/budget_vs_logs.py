@@ -129,6 +129,10 @@ def rows() -> list[Row]:
     out.append(Row("vllm_0_6_4_oneline_llama32_1b_gtx1080_105k.log", "Llama-3.2-1B on a GTX 1080 (repo notes)",
                    str(LOGS / "llama-3.2-1b.yaml"), 105088, "0.6.4", 1,
                    *_oneline("vllm_0_6_4_oneline_llama32_1b_gtx1080_105k.log")))
+    # A public training log (code-search index id 54021851790): vLLM 0.6.4.post1 offline (LLM class),
+    # realtreetune/rho-1b-sft-GSM8K bf16 on an H200, max_seq_len 2048, TP 1, util 0.90 (printed).
+    out.append(Row("vllm_0_6_4_oneline_rho1b_h200.log", "rho-1b on an H200 (repo log)", str(LOGS / "rho-1b.yaml"),
+                   2048, "0.6.4", 1, *_oneline("vllm_0_6_4_oneline_rho1b_h200.log")))
     # vllm#15815 (Hemanth-stack): Qwen2.5-32B-Instruct bf16, 2 x L40S, TP 2, max_seq_len 10000,
     # chunked prefill off (all from the printed engine config).
     out.append(Row("vllm_0_7_1_v0_qwen25_32b_l40s_tp2_issue15815.log", "vllm#15815",

@@ -44,20 +44,30 @@ def test_interval_holds_the_logged_kv_budget(row: object) -> None:
     assert isinstance(row, Row)
     m = modelled(row)
     assert m.kv[0] <= m.kv[1] <= m.kv[2]
-    assert contains(row, m), (row.kv_gib, m.kv)
+    if row.log == "vllm_0_6_4_oneline_rho1b_h200.log":
+        # The one miss: 0.6.4 counts the whole device outside torch (the CUDA context included),
+        # and on an H200 it logged 0.73 GiB, above the 0.47 GiB of 0.6.4's calibration logs (both
+        # on a GTX 1080); the activation is inside its bounds, and the best budget is 0.4 % off.
+        assert not contains(row, m)
+        assert Decimal(row.non_torch_gib) * GiB > m.non_torch[2]
+        assert m.activation[0] <= Decimal(row.activation_gib) * GiB <= m.activation[2]
+        assert abs(error_pct(row, m)) < 1
+    else:
+        assert contains(row, m), (row.kv_gib, m.kv)
 
 
 def test_within_two_percent_count() -> None:
     errors = {r.log: error_pct(r, modelled(r)) for r in COUNTED}
-    # The README's figures: 4 of the 7 counted rows within 2 % (3 of the 6 held out); the three
+    # The README's figures: 5 of the 8 counted rows within 2 % (4 of the 7 held out); the three
     # outside are 0.6.4's, on 2.9-3.8 GiB budgets where its non-torch spread (0.15-0.47 GiB on one
     # card) alone is 8-11 % of the budget.
-    assert len(COUNTED) == 7
-    assert sum(abs(e) <= 2 for e in errors.values()) == 4
-    assert sum(abs(e) <= 2 for r in COUNTED if r.use == EVALUATED for e in [errors[r.log]]) == 3
-    assert sum(1 for r in COUNTED if r.use == EVALUATED) == 6
+    assert len(COUNTED) == 8
+    assert sum(abs(e) <= 2 for e in errors.values()) == 5
+    assert sum(abs(errors[r.log]) <= 2 for r in COUNTED if r.use == EVALUATED) == 4
+    assert sum(1 for r in COUNTED if r.use == EVALUATED) == 7
     assert sum(1 for r in COUNTED if r.use == CALIBRATION) == 1
     assert {r.release for r in COUNTED if abs(errors[r.log]) > 2} == {"0.6.4"}
+    assert sum(contains(r, modelled(r)) for r in COUNTED) == 7
 
 
 def test_rows_not_counted_say_why() -> None:
