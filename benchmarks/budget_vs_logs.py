@@ -117,7 +117,11 @@ def rows() -> list[Row]:
     # vllm#10511 (youkaichao): `vllm serve meta-llama/Meta-Llama-3-8B`, H100, defaults (TP 1 block).
     out.append(Row("vllm_0_6_5_profiling_table_llama3_8b_h100.log", "vllm#10511", "llama-3-8b", 8192, "0.6.5", 1,
                    *_parts("vllm_0_6_5_profiling_table_llama3_8b_h100.log"), use=CALIBRATION,
-                   caveat="0.6.5's non-torch (1.79 GiB) is read from this log"))
+                   caveat="its non-torch (1.79 GiB) is one of 0.6.5-0.6.6's four calibration figures, the high bound"))
+    # A public course-notes file (code-search index id 69421856836): vLLM 0.6.6.post1 offline (LLM class),
+    # Qwen/Qwen2.5-0.5B fp16 on a T4, max_seq_len 32768, TP 1, chunked prefill off, util 0.90.
+    out.append(Row("vllm_0_6_6_v0_qwen25_05b_t4.log", "Qwen2.5-0.5B on a T4 (repo notes)",
+                   str(LOGS / "qwen2.5-0.5b.yaml"), 32768, "0.6.5", 1, *_parts("vllm_0_6_6_v0_qwen25_05b_t4.log")))
     # vllm#10517 (kaspersiminski): Llama-3.1-8B-Instruct, RTX 3090, --max-model-len 20000 / 29000.
     out.append(Row("vllm_0_6_4_oneline_llama31_8b_rtx3090_20k.log", "vllm#10517", "llama-3.1-8b", 20000, "0.6.4", 1,
                    *_oneline("vllm_0_6_4_oneline_llama31_8b_rtx3090_20k.log")))
@@ -156,10 +160,12 @@ def rows() -> list[Row]:
                            "adapters; vllm/worker/model_runner.py:1109-1139 @ 0.8.5), so the logged run did not serve "
                            "LoRA as the manifest says; it also compiled (torch.compile, 28.77 s), whose temporaries "
                            "vLLM then counts as activation: 2.38 GiB is not explained by stated inputs")))
-    out.append(Row("vllm_v0_llama3_8b_a100_40gb.log", "vllm#12330 (figures)", "llama-3-8b", 8192, "0.7", 1,
-                   *_parts("vllm_v0_llama3_8b_a100_40gb.log"), use=NOT_COUNTED,
-                   caveat=("reconstructed, not a verbatim log (fixtures README); the thread is not in the "
-                           "issues search corpus, so its flags and release cannot be read")))
+    out.append(Row("vllm_0_6_6_v0_llama3_8b_a100_40gb_issue12330.log", "vllm#12330", "llama-3-8b", 8192, "0.6.5", 1,
+                   *_parts("vllm_0_6_6_v0_llama3_8b_a100_40gb_issue12330.log"), use=NOT_COUNTED,
+                   caveat=("serve flags not stated (\"The server prints out\"; meta-llama/Meta-Llama-3-8B on one A100 "
+                           "40GB); its 9.37 GiB is what the sort-path sampler takes over 2,048 rows (2,048 x 128,256 x "
+                           "38 B + 2 x 8,192 x 4,096 x 2 B = 9.42 GiB), i.e. it fits `--max-num-seqs 2048`, which the "
+                           "thread does not say; its non-torch 0.10 GiB is one of 0.6.5-0.6.6's calibration figures")))
     return out
 
 

@@ -124,8 +124,9 @@ def test_interval_holds_logged_kv_budget(log: str) -> None:
     # kubernetes-sigs/gateway-api-inference-extension PR #550 (liu-cong): model inferred from the
     # 8 MiB block (Llama-2-7B shape), serve flags not stated (the project serves LoRA adapters).
     "vllm_0_8_v0_gateway_api_h100.log",
-    # vllm-project/vllm issue #12330, figures as quoted by the kvcalc reference (reconstructed).
-    "vllm_v0_llama3_8b_a100_40gb.log",
+    # vllm-project/vllm issue #12330 (Meta-Llama-3-8B on an A100 40GB): the thread's own lines,
+    # serve flags not stated.
+    "vllm_0_6_6_v0_llama3_8b_a100_40gb_issue12330.log",
 ])
 def test_logs_without_flags_are_outside_the_default_model(log: str) -> None:
     """These logs lack the flags the profile run depends on; their activation (2.38 and 9.37 GiB)

@@ -225,12 +225,18 @@ V0_RELEASES: dict[str, V0Release] = {
         key="0.6.5",
         counts=("device memory used since init_device's free-memory baseline (taken before the distributed "
                 "init), less the weights and torch's growth during the profile run (vllm/worker/worker.py:"
-                "142-148, :198-201 and vllm/utils.py:1714-1742 @ 0.6.5)"),
+                "142-148, :198-201 and vllm/utils.py:1714-1742 @ 0.6.5; the same in 0.6.6.post1, worker.py:143, "
+                ":198-199, utils.py:1819)"),
         chunked_tokens=V0_DEFAULT_BATCHED_TOKENS,
-        tp1=NonTorchBounds(low_bytes=_gib_mib(179), best_bytes=_gib_mib(179), high_bytes=_gib_mib(179),
-                           source="calibrated: vllm#10511 at TP 1, 1.79 GiB (H100), the one 0.6.5 TP 1 figure"),
-        tp=NonTorchBounds(low_bytes=_gib_mib(358), best_bytes=_gib_mib(358), high_bytes=_gib_mib(358),
-                          source="calibrated: vllm#10511 at TP 2, 3.58 GiB (H100), the one 0.6.5 TP > 1 figure"),
+        tp1=NonTorchBounds(
+            low_bytes=_gib_mib(10), best_bytes=_gib_mib(19), high_bytes=_gib_mib(179),
+            source=("calibrated on four 0.6.5-0.6.6 TP 1 logs: 1.79 GiB (vllm#10511, H100), 0.26 (Phi-4 GPTQ on an "
+                    "H100, code-search index id 5773335890), 0.12 (a vLLM guide's example, 79.14 GiB GPU, index id "
+                    "57908690698), 0.10 (vllm#12330, A100 40GB): low the least, best the median, high the most")),
+        tp=NonTorchBounds(
+            low_bytes=_gib_mib(10), best_bytes=_gib_mib(19 + 7), high_bytes=_gib_mib(179 + 179),
+            source=("assumed: TP 1's bounds plus 0.07 best (0.7-0.8's TP > 1 calibration over its TP 1 best) and "
+                    "up to 1.79 GiB of NCCL growth; high = vllm#10511's 3.58 GiB at TP 2")),
     ),
     "0.7": V0Release(
         key="0.7",
@@ -254,11 +260,11 @@ V0_RELEASES: dict[str, V0Release] = {
     ),
 }
 """Non-torch bounds per V0 generation. No log evaluated in ``benchmarks/budget_vs_logs`` is used
-here; the one row it marks "calibration" (0.6.5, vllm#10511) is where 0.6.5's figure comes from."""
+here; the one row it marks "calibration" (vllm#10511) is one of 0.6.5-0.6.6's four figures."""
 
 
 def v0_release(version: str) -> V0Release:
-    """The generation whose rules a V0 log printed by ``version`` follows (0.6.4, 0.6.5, 0.7-0.8)."""
+    """The generation whose rules a V0 log printed by ``version`` follows (0.6.4, 0.6.5-0.6.6, 0.7-0.8)."""
     parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
     if parts[:2] == (0, 6):
         return V0_RELEASES["0.6.5" if parts >= (0, 6, 5) else "0.6.4"]
