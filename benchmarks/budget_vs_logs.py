@@ -157,7 +157,8 @@ def rows() -> list[Row]:
                            "(config/manifests/vllm/gpu-deployment.yaml @ 12bcc9a8) runs Llama-2-7b-hf with "
                            "--enable-lora --max-loras 4, but the logged weights (12.55 GiB) are the base checkpoint "
                            "alone, while V0's load_model counts the LoRA stacks in them (about 0.30 GiB at rank 16 x 4 "
-                           "adapters; vllm/worker/model_runner.py:1109-1139 @ 0.8.5), so the logged run did not serve "
+                           "adapters; vllm/worker/model_runner.py:1109-1139, lora/models.py:365, lora/layers.py:"
+                           "299-340 @ 0.8.5), so the logged run did not serve "
                            "LoRA as the manifest says; it also compiled (torch.compile, 28.77 s), whose temporaries "
                            "vLLM then counts as activation: 2.38 GiB is not explained by stated inputs")))
     out.append(Row("vllm_0_6_6_v0_llama3_8b_a100_40gb_issue12330.log", "vllm#12330", "llama-3-8b", 8192, "0.6.5", 1,
