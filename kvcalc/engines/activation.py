@@ -62,14 +62,16 @@ fp32 copy 4 + sort values 4 + int64 indices 8 + int64 iota 8 = 24; + CUB double 
 + top-p softmax and cumsum 8 = 44 (see the module docstring)."""
 
 NON_TORCH_TP1 = (21 * MiB, 205 * MiB, 1833 * MiB)
-"""(low, best, high) non-torch bytes at TP 1: 0.02 GiB (V1 ``--kv-cache-memory`` advisories on
-24 GB cards, "0.02 GiB for non-torch memory"), 0.20 GiB (V0 0.7-0.8 logs: 0.16 in
-gateway-api-inference-extension#550 and vllm#12126, 0.10 in vllm#12330, 0.35 in vllm#10517), 1.79 GiB
-(vllm#10511, 0.6.5), each rounded up to a MiB."""
+"""V1 (the planner's vLLM releases): (low, best, high) non-torch bytes at TP 1, each rounded up to
+a MiB: 0.02 GiB (V1 ``--kv-cache-memory`` advisories on 24 GB cards, "0.02 GiB for non-torch
+memory"); 0.20 GiB, an assumption at the top of what V0 0.7-0.8 logged at TP 1 (0.05-0.16 GiB,
+``V0_RELEASES["0.7"]``; V1's ``MemorySnapshot`` counts from the same kind of baseline); 1.79 GiB, the
+largest TP 1 figure logged by any release read (vllm#10511, 0.6.5). No V1 log with the breakdown
+and known inputs is in the corpus to evaluate them (``benchmarks/budget_vs_logs`` is V0)."""
 NON_TORCH_TP = (205 * MiB, 1414 * MiB, 3666 * MiB)
-"""(low, best, high) at TP > 1 (NCCL and custom all-reduce buffers join the context): 0.20 GiB
-(vllm#14447, V0 workers of a TP group), 1.38 GiB (the middle of the V1 advisories read at TP > 1:
-0.95, 1.38, 1.63 GiB), 3.58 GiB (vllm#10511 at TP 2)."""
+"""V1 at TP > 1 (NCCL and custom all-reduce buffers join the context): 0.20 GiB (vllm#14447, V0
+workers of a TP group), 1.38 GiB (the middle of the V1 advisories read at TP > 1: 0.95, 1.38, 1.63
+GiB), 3.58 GiB (vllm#10511 at TP 2)."""
 
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4}
 
