@@ -36,9 +36,12 @@ encoders) are outside these bounds: pass ``--activation-memory`` with the logged
 
 Non-torch memory (CUDA context growth after the baseline, cuBLAS/cuBLASLt workspaces, NCCL and
 custom all-reduce buffers at TP > 1) is not a formula in vLLM's code: it is measured
-(``MemorySnapshot``, vllm/utils/mem_utils.py). kvcalc's bounds are logged figures, by TP
-(``NON_TORCH_TP1``, ``NON_TORCH_TP``; the V1 advisories were found with the code search's exact
-string "GiB for non-torch memory, and", 2026-12).
+(``MemorySnapshot``, vllm/utils/mem_utils.py), and what is counted changed between releases. kvcalc's
+bounds are assumptions from named measurements: per V0 generation (``V0_RELEASES``: 0.6.4 counts
+the whole device outside torch, 0.6.5-0.6.6 the growth since ``init_device``'s baseline, 0.7-0.8 the
+``MemorySnapshot`` growth; calibrated on logs ``benchmarks/budget_vs_logs`` does not evaluate) and
+for V1 by TP (``NON_TORCH_TP1``, ``NON_TORCH_TP``; the V1 advisories were found with the code
+search's exact string "GiB for non-torch memory, and", 2026-12).
 """
 
 from __future__ import annotations
