@@ -142,6 +142,8 @@ class Engine:
     dp_attention_flag: str | None = None
     """The engine's data-parallel-attention flag, if ``plan`` models it (``--dp-attention``)."""
     dcp_flag: str | None = None
+    data_parallel_flag: str | None = None
+    """The engine's data-parallel flag whose MoE weight split ``plan`` models (``--data-parallel-size``)."""
     """The engine's decode-context-parallel flag, if ``plan`` models it (``--dcp``)."""
     speculative_flag: str | None = None
     """The engine's speculative-decoding flag ``plan`` reads (``kvcalc.engines.speculative``), if any."""

@@ -32,6 +32,7 @@ class Vllm020Engine(VllmEngine):
     rules: ClassVar[Vllm020] = Vllm020()
     version = Vllm020.title
     dcp_flag = "--decode-context-parallel-size"
+    data_parallel_flag = "--data-parallel-size"
     speculative_flag = "--speculative-config"
     """DCP is modelled (``PoolRequest.dcp``); vLLM refuses it with sliding, chunked or Mamba layers
     (0.34.0 ``v1/core/single_type_kv_cache_manager.py:989``, ``:1341``, ``:1490``)."""

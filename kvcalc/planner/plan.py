@@ -79,6 +79,11 @@ class PlanRequest:
     the cache of its own requests (``Engine.dp_attention_flag``)."""
     dcp: int = 1
     """vLLM ``--decode-context-parallel-size``: each of the TP group's requests is split over dcp ranks."""
+    data_parallel: int = 1
+    """vLLM ``--data-parallel-size``: DP ranks, each a TP x PP engine with its own KV pool; a MoE
+    model's routed experts are split over DP x TP ranks (``weights.rank_weight_bytes``)."""
+    expert_parallel: bool = False
+    """vLLM ``--enable-expert-parallel``: whole experts per rank (EP size DP x TP)."""
     model_impl: str = "auto"
     """``--model-impl``: ``transformers`` plans an architecture the engine has no own code for."""
     speculative_config: str | None = None
@@ -204,6 +209,10 @@ class Plan:
     """The draft's method (vLLM ``method``, SGLang algorithm); None without speculative decoding."""
     draft_layers: int = 0
     """Draft layers whose KV the pool holds beside the target's (EAGLE heads, MTP layers)."""
+    data_parallel: int = 1
+    """vLLM ``--data-parallel-size`` (each DP rank is a replica with its own pool)."""
+    expert_parallel: bool = False
+    """vLLM ``--enable-expert-parallel``: whole routed experts per rank (``weights_per_gpu_bytes``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -242,6 +251,8 @@ class Settings:
     dcp: int = 1
     served_note: str | None = None
     draft: Draft | None = None
+    data_parallel: int = 1
+    expert_parallel: bool = False
 
 
 def deployment(req: PlanRequest) -> Deployment:
@@ -256,12 +267,14 @@ def deployment(req: PlanRequest) -> Deployment:
         raise InvalidRequestError("--gpu", "", "a GPU (--gpu h100:4), --gpu-memory SIZE, or --kv-budget SIZE")
     pp = req.pp
     tp = req.tp
+    dp = req.data_parallel  # vLLM --data-parallel-size: dp engines of tp x pp GPUs
     if tp is None:
-        tp = (count // pp) if count and count % pp == 0 else 1
+        tp = (count // (pp * dp)) if count and count % (pp * dp) == 0 else 1
     if count is None:
-        count = tp * pp
-    if count % (tp * pp):
-        raise InvalidRequestError("--gpu", req.gpu, f"a GPU count that is a multiple of tp x pp = {tp * pp}")
+        count = tp * pp * dp
+    if count % (tp * pp * dp):
+        what = "tp x pp" if dp == 1 else "dp x tp x pp"
+        raise InvalidRequestError("--gpu", req.gpu, f"a GPU count that is a multiple of {what} = {tp * pp * dp}")
     name = gpu.name if gpu else ("custom" if req.gpu_memory_bytes is not None else None)
     driver = req.gpu_memory_bytes if req.gpu_memory_bytes is not None else (gpu.memory_bytes if gpu else None)
     return Deployment(gpu=gpu, gpu_name=name, total_bytes=total, driver_bytes=driver, count=count, tp=tp, pp=pp,
@@ -306,6 +319,7 @@ def resolve(req: PlanRequest) -> Settings:
         model = with_draft(model, draft)
     dep = deployment(req)
     dpa, dcp = _parallel(req, engine, model, dep.tp)
+    _data_parallel(req, engine)
     layout = RankLayout(model, dep.tp // dpa, dep.pp)  # refuses pp > layers, as estimate does
     label = f"{dep.gpu.name} {dep.gpu.title}" if dep.gpu is not None else ""
     mnbt, running, why = engine.batch_defaults(dep.driver_bytes, label, max_len, req.max_num_batched_tokens,
@@ -313,7 +327,8 @@ def resolve(req: PlanRequest) -> Settings:
     dtype, _ = engine.resolve_kv_dtype(req.kv_dtype, model)
     return Settings(engine=engine, model=model, max_len=max_len, dep=dep, layout=layout, dtype=dtype,
                     max_num_batched_tokens=mnbt, max_running=running, batch_why=why, dp_attention=dpa, dcp=dcp,
-                    served_note=served_note, draft=draft)
+                    served_note=served_note, draft=draft, data_parallel=req.data_parallel,
+                    expert_parallel=req.expert_parallel)
 
 
 def _draft(req: PlanRequest, engine: Engine) -> Draft | None:
@@ -338,6 +353,18 @@ def _draft(req: PlanRequest, engine: Engine) -> Draft | None:
         raise InvalidRequestError("--draft-layers", req.draft_layers, "given with --speculative-config (vLLM) or "
                                   "--speculative-algorithm (SGLang)")
     return None
+
+
+def _data_parallel(req: PlanRequest, engine: Engine) -> None:
+    """Check ``--data-parallel-size`` / ``--enable-expert-parallel`` against the engine."""
+    from kvcalc.estimate import check_int
+
+    check_int("data_parallel", req.data_parallel, maximum=4096)
+    if (req.data_parallel > 1 or req.expert_parallel) and engine.data_parallel_flag is None:
+        flag, value = (("--data-parallel-size", req.data_parallel) if req.data_parallel > 1
+                       else ("--enable-expert-parallel", True))
+        raise InvalidRequestError(flag, value, f"{'1' if req.data_parallel > 1 else 'off'} with --engine "
+                                  f"{engine.name} (vLLM's data / expert parallelism; SGLang: --dp-attention)")
 
 
 def _parallel(req: PlanRequest, engine: Engine, model: ModelConfig, tp: int) -> tuple[int, int]:
@@ -389,12 +416,14 @@ def weights_of(req: PlanRequest, s: Settings) -> Weights:
     """The weights from the best source there is (``kvcalc.planner.weights.checkpoint_weights``:
     --weights, --weight-dtype, a GGUF tensor table, quantization_config, the model dtype); ``auto``
     is the dtype the engine runs the model in (``Engine.compute_dtype``)."""
-    from kvcalc.planner.weights import checkpoint_weights
+    from kvcalc.planner.weights import checkpoint_weights, rank_weight_bytes
 
     w = checkpoint_weights(s.model, req.weight_dtype, s.engine.compute_dtype(s.model), req.weights_path)
-    ranks = s.dep.tp * s.dep.pp
+    experts = s.model.moe.num_experts if s.model.moe is not None else None
+    per_gpu = rank_weight_bytes(w, experts, tp=s.dep.tp, pp=s.dep.pp, dp=s.data_parallel,
+                                expert_parallel=s.expert_parallel)
     return Weights(total_bytes=w.bytes, parameters=w.parameters, source=w.parameters_source, dtype=w.dtype,
-                   per_gpu_bytes=cdiv(w.bytes, ranks) if w.bytes is not None else None, origin=w.source,
+                   per_gpu_bytes=per_gpu, origin=w.source,
                    breakdown=dict(w.breakdown))
 
 
@@ -590,7 +619,7 @@ def tp_search(req: PlanRequest, s: Settings) -> list[TpOption]:
     for tp in TP_CANDIDATES:
         if heads % tp:
             continue
-        gpu = None if req.gpu is None else req.gpu.split(":")[0] + f":{tp * req.pp}"
+        gpu = None if req.gpu is None else req.gpu.split(":")[0] + f":{tp * req.pp * req.data_parallel}"
         sub = dataclasses.replace(req, tp=tp, gpu=gpu, users=None, solve_tp=False, batch=None)
         try:
             p = plan(sub)
@@ -691,6 +720,17 @@ def _notes(req: PlanRequest, s: Settings, warnings: list[str]) -> list[str]:
     return notes
 
 
+def _dp_note(s: Settings) -> str:
+    """How a MoE model's weights spread under vLLM's data / expert parallelism (``rank_weight_bytes``)."""
+    assert s.model.moe is not None
+    flat, e = s.data_parallel * s.dep.tp, s.model.moe.num_experts
+    split = (f"expert parallel, EP size {flat}: at most cdiv({e}, {flat}) = {cdiv(e, flat)} whole experts per rank"
+             if s.expert_parallel else f"each expert TP-sharded over DP x TP = {flat} ranks")
+    return (f"{s.engine.data_parallel_flag} {s.data_parallel}: attention and dense weights split by TP {s.dep.tp} "
+            f"(replicated over DP), routed experts: {split} (vLLM fused_moe/config.py:1143-1151, :1235-1285 @ "
+            f"0.34.0); each DP rank has its own KV pool (TP {s.dep.tp}), counted as a replica")
+
+
 def plan(req: PlanRequest) -> Plan:
     if is_auto(req.gpu):  # --gpu auto: the local GPUs as read (kvcalc.planner.gpus)
         return plan_on_local_gpus(req, plan)
@@ -715,6 +755,8 @@ def plan(req: PlanRequest) -> Plan:
     if s.draft is not None and s.draft.layers:
         notes.append(f"speculative decoding ({s.draft.method}): {s.draft.layers} draft layer(s) shaped like the "
                      f"target's share the pool: planned as {s.model.num_layers:,} layers")
+    if (s.data_parallel > 1 or s.expert_parallel) and s.model.moe is not None:
+        notes.append(_dp_note(s))
     if s.dcp > 1:
         notes.append(f"{s.engine.dcp_flag} {s.dcp}: each rank stores cdiv({s.max_len:,}, {s.dcp}) = "
                      f"{cdiv(s.max_len, s.dcp):,} tokens of a request")
@@ -757,4 +799,5 @@ def plan(req: PlanRequest) -> Plan:
         dp_attention=s.dp_attention,
         attention_tp=s.layout.tp, dcp=s.dcp, speculative_method=s.draft.method if s.draft else None,
         draft_layers=s.draft.layers if s.draft else 0,
+        data_parallel=s.data_parallel, expert_parallel=s.expert_parallel,
     )
