@@ -71,6 +71,12 @@ def register(app: typer.Typer) -> None:
             "with the target's).")] = None,
         speculative_num_draft_tokens: Annotated[Optional[int], typer.Option(
             "--speculative-num-draft-tokens", min=1, help="SGLang: draft tokens per step (recorded).")] = None,
+        draft_model: Annotated[Optional[str], typer.Option(
+            "--draft-model", help="A separate draft model (built-in name, config.json, folder or hub id): vLLM "
+            "method draft_model, SGLang STANDALONE; its layers and weights are planned.")] = None,
+        num_speculative_tokens: Annotated[Optional[int], typer.Option(
+            "--num-speculative-tokens", min=1, help="With --draft-model alone: vLLM's num_speculative_tokens.")]
+        = None,
         draft_layers: Annotated[Optional[int], typer.Option(
             "--draft-layers", min=0, help="Draft decoder layers whose KV shares the pool (default 1: an EAGLE "
             "head; DeepSeek-V3's num_nextn_predict_layers).")] = None,
@@ -165,6 +171,7 @@ def register(app: typer.Typer) -> None:
                  speculative_config=speculative_config,
                  speculative_algorithm=speculative_algorithm,
                  speculative_num_draft_tokens=speculative_num_draft_tokens, draft_layers=draft_layers,
+                 draft_model=draft_model, num_speculative_tokens=num_speculative_tokens,
                  max_tokens=max_tokens, host_cache_bytes=_host_bytes(host_cache_size), n_gpu_layers=n_gpu_layers,
                  tensor_split=_split(tensor_split), split_mode=split_mode, parallel=parallel, kv_unified=kv_unified,
                  no_kv_offload=no_kv_offload, flash_attn=flash_attn)

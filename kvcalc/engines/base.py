@@ -81,6 +81,8 @@ class PoolRequest:
     draft_layers: int = 0
     """Of the model's layers, how many are a speculative draft's (the last ones; ``kvcalc.engines.speculative``):
     SGLang logs their pool on its own line."""
+    draft_model: ModelConfig | None = None
+    """A separate draft model (``--draft-model``): SGLang logs its own pool's real K/V sizes."""
     max_tokens: int | None = None
     """TensorRT-LLM ``KvCacheConfig.max_tokens`` (``--max-tokens``): a cap on the pool's tokens."""
     host_cache_bytes: int = 0

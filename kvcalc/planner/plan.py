@@ -93,6 +93,10 @@ class PlanRequest:
     speculative_num_draft_tokens: int | None = None
     draft_layers: int | None = None
     """Draft decoder layers sharing the pool (default 1: an EAGLE head, ``num_nextn_predict_layers: 1``)."""
+    draft_model: ModelConfig | None = None
+    """A separate draft model (vLLM ``method: draft_model``, SGLang ``STANDALONE``)."""
+    num_speculative_tokens: int | None = None
+    """With ``--draft-model`` alone: vLLM's ``num_speculative_tokens``."""
     max_tokens: int | None = None
     """TensorRT-LLM ``--max-tokens`` (``KvCacheConfig.max_tokens``)."""
     host_cache_bytes: int = 0
@@ -207,6 +211,8 @@ class Plan:
     """vLLM decode context parallelism: each rank stores ``cdiv(max_model_len, dcp)`` tokens of a request."""
     speculative_method: str | None = None
     """The draft's method (vLLM ``method``, SGLang algorithm); None without speculative decoding."""
+    draft_model: str | None = None
+    """A separate draft model's name (``--draft-model``); None otherwise."""
     draft_layers: int = 0
     """Draft layers whose KV the pool holds beside the target's (EAGLE heads, MTP layers)."""
     data_parallel: int = 1
@@ -313,11 +319,13 @@ def resolve(req: PlanRequest) -> Settings:
     served_note = check_served(engine.served_release, model.architecture, model.name,
                                req.model_impl)
     draft = _draft(req, engine)
-    if draft is not None:
-        from kvcalc.engines.speculative import with_draft
-
-        model = with_draft(model, draft)
     dep = deployment(req)
+    if draft is not None:
+        from kvcalc.engines.speculative import check_draft_model, with_draft
+
+        if draft.model is not None:
+            check_draft_model(model, draft, tp=dep.tp, pp=dep.pp)
+        model = with_draft(model, draft)
     dpa, dcp = _parallel(req, engine, model, dep.tp)
     _data_parallel(req, engine)
     layout = RankLayout(model, dep.tp // dpa, dep.pp)  # refuses pp > layers, as estimate does
@@ -345,10 +353,18 @@ def _draft(req: PlanRequest, engine: Engine) -> Draft | None:
             raise InvalidRequestError(flag, value, f"used with the engine it belongs to (--engine "
                                       f"{'vllm' if flag == '--speculative-config' else 'sglang'}; this plan uses "
                                       f"{engine.name})")
+    if req.num_speculative_tokens is not None and (req.draft_model is None or req.speculative_config is not None):
+        raise InvalidRequestError("--num-speculative-tokens", req.num_speculative_tokens, "given with --draft-model "
+                                  "alone (in --speculative-config it is the JSON's num_speculative_tokens)")
     if req.speculative_config is not None:
-        return vllm_draft(req.speculative_config, req.draft_layers)
+        return vllm_draft(req.speculative_config, req.draft_layers, req.draft_model)
     if req.speculative_algorithm is not None:
-        return sglang_draft(req.speculative_algorithm, req.draft_layers, req.speculative_num_draft_tokens)
+        return sglang_draft(req.speculative_algorithm, req.draft_layers,
+                            req.speculative_num_draft_tokens or req.num_speculative_tokens, req.draft_model)
+    if req.draft_model is not None:
+        from kvcalc.engines.speculative import draft_model_flags
+
+        return draft_model_flags(engine.speculative_flag, req.draft_model, req.num_speculative_tokens)
     if req.draft_layers is not None:
         raise InvalidRequestError("--draft-layers", req.draft_layers, "given with --speculative-config (vLLM) or "
                                   "--speculative-algorithm (SGLang)")
@@ -418,11 +434,20 @@ def weights_of(req: PlanRequest, s: Settings) -> Weights:
     is the dtype the engine runs the model in (``Engine.compute_dtype``)."""
     from kvcalc.planner.weights import checkpoint_weights, rank_weight_bytes
 
-    w = checkpoint_weights(s.model, req.weight_dtype, s.engine.compute_dtype(s.model), req.weights_path)
-    experts = s.model.moe.num_experts if s.model.moe is not None else None
+    dm = s.draft.model if s.draft is not None else None
+    target = req.model if dm is not None else s.model  # a draft model's layers are not the target's weights
+    w = checkpoint_weights(target, req.weight_dtype, s.engine.compute_dtype(target), req.weights_path)
+    experts = target.moe.num_experts if target.moe is not None else None
     per_gpu = rank_weight_bytes(w, experts, tp=s.dep.tp, pp=s.dep.pp, dp=s.data_parallel,
                                 expert_parallel=s.expert_parallel)
-    return Weights(total_bytes=w.bytes, parameters=w.parameters, source=w.parameters_source, dtype=w.dtype,
+    total = w.bytes
+    if dm is not None and s.draft is not None:
+        # The draft at the target's TP (speculative.check_draft_model), in its own dtype.
+        dw = checkpoint_weights(dm, "auto", s.engine.compute_dtype(dm)).bytes
+        total = None if dw is None or total is None else total + dw
+        if s.draft.weights_in_budget:
+            per_gpu = None if dw is None or per_gpu is None else per_gpu + cdiv(dw, s.dep.tp)
+    return Weights(total_bytes=total, parameters=w.parameters, source=w.parameters_source, dtype=w.dtype,
                    per_gpu_bytes=per_gpu, origin=w.source,
                    breakdown=dict(w.breakdown))
 
@@ -520,7 +545,8 @@ def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
         model=s.model, layout=s.layout, dtype=s.dtype, kv_budget_bytes=bud.kv_budget_bytes, max_model_len=s.max_len,
         block_size=req.block_size, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running,
         budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None, dcp=s.dcp,
-        draft_layers=s.draft.layers if s.draft else 0, max_tokens=req.max_tokens,
+        draft_layers=s.draft.layers if s.draft else 0, draft_model=s.draft.model if s.draft else None,
+        max_tokens=req.max_tokens,
         host_cache_bytes=req.host_cache_bytes, n_gpu_layers=req.n_gpu_layers, tensor_split=req.tensor_split,
         parallel=req.parallel, kv_unified=req.kv_unified, no_kv_offload=req.no_kv_offload,
         split_mode=req.split_mode, flash_attn=req.flash_attn))
@@ -720,6 +746,23 @@ def _notes(req: PlanRequest, s: Settings, warnings: list[str]) -> list[str]:
     return notes
 
 
+def _draft_model_note(req: PlanRequest, s: Settings) -> str:
+    """Where a separate draft model's KV and weights go (``kvcalc.engines.speculative``)."""
+    from kvcalc.planner.weights import checkpoint_weights
+
+    assert s.draft is not None and s.draft.model is not None
+    dm, d = s.draft.model, s.draft.layers
+    dw = checkpoint_weights(dm, "auto", s.engine.compute_dtype(dm)).bytes
+    weights = f"weights {format_bytes(dw)} ({dw:,} B) at TP {s.dep.tp}" if dw is not None else "weights unknown"
+    if s.draft.weights_in_budget:
+        where = (f"its {d} layers' KV in the target's block pool (one block count for both; planned as "
+                 f"{s.model.num_layers:,} layers), {weights} in the KV budget (loaded with the target)")
+    else:
+        where = (f"its pool of the target's #tokens, budgeted as {d} target-sized layers (pool_configurator.py:"
+                 f"259-313 @ 0.5.23); {weights} loaded after the pool, from the memory the fraction leaves")
+    return f"speculative decoding ({s.draft.method}, draft {dm.name}): {where}"
+
+
 def _dp_note(s: Settings) -> str:
     """How a MoE model's weights spread under vLLM's data / expert parallelism (``rank_weight_bytes``)."""
     assert s.model.moe is not None
@@ -752,7 +795,9 @@ def plan(req: PlanRequest) -> Plan:
     if s.dp_attention > 1:
         notes.append(f"{s.engine.dp_attention_flag} --dp {s.dp_attention}: attention TP {s.layout.tp}, each of the "
                      f"{s.dp_attention} attention-DP ranks holds the cache of its own requests; the pool is one rank's")
-    if s.draft is not None and s.draft.layers:
+    if s.draft is not None and s.draft.model is not None:
+        notes.append(_draft_model_note(req, s))
+    elif s.draft is not None and s.draft.layers:
         notes.append(f"speculative decoding ({s.draft.method}): {s.draft.layers} draft layer(s) shaped like the "
                      f"target's share the pool: planned as {s.model.num_layers:,} layers")
     if (s.data_parallel > 1 or s.expert_parallel) and s.model.moe is not None:
@@ -799,5 +844,6 @@ def plan(req: PlanRequest) -> Plan:
         dp_attention=s.dp_attention,
         attention_tp=s.layout.tp, dcp=s.dcp, speculative_method=s.draft.method if s.draft else None,
         draft_layers=s.draft.layers if s.draft else 0,
+        draft_model=s.draft.model.name if s.draft and s.draft.model else None,
         data_parallel=s.data_parallel, expert_parallel=s.expert_parallel,
     )
