@@ -151,8 +151,9 @@ def refuse_cross_attention(specs: Sequence[Spec]) -> None:
 
 
 STATEFUL_ATTENTION_REFUSAL = (
-    "a layer holding a Mamba state and an attention KV cache at once reached vLLM's grouping "
-    "unsplit; vllm_kv.cache_layout splits it into its attention layer and its Mamba mixer first")
+    "layers holding a Mamba state and an attention KV cache at once (Falcon-H1, Zamba2) are laid out "
+    "by plan and estimate (an attention layer and a Mamba mixer each, vllm_kv.cache_layout), not by "
+    "this path (an explicit layer list, as check-log passes)")
 """Why ``layer_vspecs`` refuses a ``StatefulAttention`` layer (a caller that skipped ``cache_layout``)."""
 ZAMBA2 = "Zamba2ForCausalLM"
 

@@ -345,7 +345,8 @@ def rank_weight_bytes(w: WeightsEstimate, num_experts: int | None, *, tp: int, p
     (``:1235-1238``, ``:1270-1285``: ``ep_size`` = that flattened size, expert TP 1) each rank holds
     whole experts, ``E // ep_size`` plus one for the first ``E % ep_size`` ranks
     (``fused_moe/expert_map_manager.py:67``), so the largest holds ``cdiv(E, ep_size)``.
-    PP divides the layers (and so the experts' bytes) as it divides the rest."""
+    PP divides the layers (and so the experts' bytes) as it divides the rest. 0.20.0 has the same
+    rules (``fused_moe/config.py:1060-1066``, ``:1183``, ``fused_moe/layer.py:112``)."""
     if w.bytes is None:
         return None
     if not num_experts or (dp == 1 and not expert_parallel):
