@@ -125,4 +125,4 @@ def test_cli(cli: Callable[..., CliResult], tmp_path: Path) -> None:
     data = json.loads(r.stdout)
     assert (data["num_blocks"], data["kv_cache_tokens"], data["draft_layers"]) == (4096, 65536, 16)
     bad = cli("plan", "llama-3.1-8b", "--engine", "vllm", "--kv-budget", "10GiB", "--draft-model", "llama-3.1-70b")
-    assert bad.exit_code != 0 and bad.stderr.startswith("Error:") and "num_speculative_tokens" in bad.stderr
+    assert bad.exit_code != 0 and bad.stderr.startswith("Error:") and "--num-speculative-tokens" in bad.stderr

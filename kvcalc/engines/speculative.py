@@ -144,6 +144,9 @@ def draft_model_flags(engine_flag: str | None, draft_model: ModelConfig, num_spe
     """``--draft-model`` alone: vLLM ``{"method": "draft_model", "num_speculative_tokens": N}`` or SGLang
     ``--speculative-algorithm STANDALONE``, by the flag the engine reads."""
     if engine_flag == "--speculative-config":
+        if num_speculative_tokens is None:
+            raise InvalidRequestError("--num-speculative-tokens", "", "a whole number > 0 with --draft-model (vLLM "
+                                      "requires num_speculative_tokens with a draft model)")
         cfg = {"method": VLLM_DRAFT_MODEL_METHOD, "num_speculative_tokens": num_speculative_tokens}
         return vllm_draft(json.dumps(cfg), None, draft_model)
     if engine_flag == "--speculative-algorithm":
