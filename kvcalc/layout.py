@@ -114,7 +114,10 @@ class Stage:
 class RankLayout:
     """The stages of ``model`` under ``tp`` x ``pp`` and each stage's sharded specs."""
 
-    def __init__(self, model: ModelConfig, tp: int = 1, pp: int = 1) -> None:
+    def __init__(self, model: ModelConfig, tp: int = 1, pp: int = 1,
+                 stage_sizes: Sequence[int] | None = None) -> None:
+        """``stage_sizes``: layers per stage when they are not ``pp_partition``'s (an engine's view
+        of a model whose decoder layers register several cache layers; ``vllm_kv.cache_layout``)."""
         self.model = model
         self.tp = tp
         self.pp = pp
@@ -134,7 +137,10 @@ class RankLayout:
         """The model's layer runs with each spec sharded for one rank."""
         stages: list[Stage] = []
         start = 0
-        for i, size in enumerate(pp_partition(num_layers, pp)):
+        sizes = list(stage_sizes) if stage_sizes is not None else pp_partition(num_layers, pp)
+        if len(sizes) != pp or sum(sizes) != num_layers:
+            raise InvalidRequestError("stage_sizes", sizes, f"{pp} stages of {num_layers} layers in all")
+        for i, size in enumerate(sizes):
             counts: dict[Spec, int] = {}
             for seg in segments:
                 for spec, n in seg.counts_in(start, start + size):

@@ -227,7 +227,8 @@ def test_speculative_flags_refused_where_they_do_not_belong() -> None:
     with pytest.raises(InvalidRequestError, match="STANDALONE"):
         plan(dataclasses.replace(base, speculative_algorithm="STANDALONE"))
     vllm = dataclasses.replace(base, engine="vllm")
-    with pytest.raises(InvalidRequestError, match="separate draft model"):
+    # A separate draft model needs its config (--draft-model; tests/test_draft_model.py).
+    with pytest.raises(InvalidRequestError, match="--draft-model"):
         plan(dataclasses.replace(vllm, speculative_config='{"method": "draft_model", "model": "x"}'))
     with pytest.raises(InvalidRequestError, match="JSON"):
         plan(dataclasses.replace(vllm, speculative_config="{method: eagle"))

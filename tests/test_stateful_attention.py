@@ -79,7 +79,7 @@ def test_zamba2_default_pattern_needs_54_layers() -> None:
         [6, 12, 18, 24, 30, 36, 42, 47, 51]
 
 
-@pytest.mark.parametrize("engine", ["vllm", "vllm@0.20", "sglang", "llama.cpp", "trtllm"])
+@pytest.mark.parametrize("engine", ["sglang", "llama.cpp", "trtllm"])  # vLLM: test_hybrid_stateful_vllm.py
 def test_engines_that_do_not_model_it_refuse(engine: str) -> None:
     model = model_from_hf(FALCON_H1, "falcon-h1")
     with pytest.raises(UnsupportedByEngineError, match="Mamba state and an attention KV cache"):
@@ -140,7 +140,7 @@ def test_yaml_round_trip_keeps_both_caches() -> None:
     assert estimate(again, SEQ, engine="hf").total_bytes == 10752 + 4608
 
 
-@pytest.mark.parametrize("engine", ["vllm", "vllm@0.33", "sglang", "trtllm", "llama.cpp"])
+@pytest.mark.parametrize("engine", ["sglang", "trtllm", "llama.cpp"])  # vLLM: test_hybrid_stateful_vllm.py
 def test_plan_refuses_with_one_error_line(cli: Callable[..., CliResult], tmp_path: Path, engine: str) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(FALCON_H1))

@@ -57,6 +57,12 @@ def register(app: typer.Typer) -> None:
         dcp: Annotated[int, typer.Option(
             "--dcp", "--decode-context-parallel-size", min=1,
             help="vLLM decode context parallelism: each request's KV split over N of the TP ranks.")] = 1,
+        data_parallel: Annotated[int, typer.Option(
+            "--data-parallel-size", "-dp", min=1,
+            help="vLLM: DP engines of tp x pp GPUs each, each with its own KV pool; a MoE model's routed experts "
+                 "are split over DP x TP ranks.")] = 1,
+        expert_parallel: Annotated[bool, typer.Option(
+            "--enable-expert-parallel", help="vLLM: whole routed experts per rank (EP size DP x TP).")] = False,
         speculative_config: Annotated[Optional[str], typer.Option(
             "--speculative-config", help="vLLM: speculative decoding as JSON, e.g. '{\"method\": \"mtp\", "
             "\"num_speculative_tokens\": 1}' (EAGLE/EAGLE-3/MTP layers share the pool).")] = None,
@@ -65,6 +71,12 @@ def register(app: typer.Typer) -> None:
             "with the target's).")] = None,
         speculative_num_draft_tokens: Annotated[Optional[int], typer.Option(
             "--speculative-num-draft-tokens", min=1, help="SGLang: draft tokens per step (recorded).")] = None,
+        draft_model: Annotated[Optional[str], typer.Option(
+            "--draft-model", help="A separate draft model (built-in name, config.json, folder or hub id): vLLM "
+            "method draft_model, SGLang STANDALONE; its layers and weights are planned.")] = None,
+        num_speculative_tokens: Annotated[Optional[int], typer.Option(
+            "--num-speculative-tokens", min=1, help="With --draft-model alone: vLLM's num_speculative_tokens.")]
+        = None,
         draft_layers: Annotated[Optional[int], typer.Option(
             "--draft-layers", min=0, help="Draft decoder layers whose KV shares the pool (default 1: an EAGLE "
             "head; DeepSeek-V3's num_nextn_predict_layers).")] = None,
@@ -155,9 +167,11 @@ def register(app: typer.Typer) -> None:
                  block_size=block_size, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
                  activation_memory=activation_memory, non_torch_memory=non_torch_memory, users=users, batch=batch,
                  shared_prefix_tokens=shared_prefix_tokens, weights_path=weights, dp_attention=dp_attention, dcp=dcp,
-                 model_impl=model_impl, speculative_config=speculative_config,
+                 data_parallel=data_parallel, expert_parallel=expert_parallel, model_impl=model_impl,
+                 speculative_config=speculative_config,
                  speculative_algorithm=speculative_algorithm,
                  speculative_num_draft_tokens=speculative_num_draft_tokens, draft_layers=draft_layers,
+                 draft_model=draft_model, num_speculative_tokens=num_speculative_tokens,
                  max_tokens=max_tokens, host_cache_bytes=_host_bytes(host_cache_size), n_gpu_layers=n_gpu_layers,
                  tensor_split=_split(tensor_split), split_mode=split_mode, parallel=parallel, kv_unified=kv_unified,
                  no_kv_offload=no_kv_offload, flash_attn=flash_attn)

@@ -23,6 +23,9 @@ def run_plan(model: str | None, config: str | None, engine: str, fractions: dict
     from kvcalc.planner.plan import plan
 
     resolved = resolve_model(model, config)
+    if flags.get("draft_model") is not None:  # --draft-model NAME: a built-in name, or a config path / hub id
+        name = flags["draft_model"]
+        flags["draft_model"] = resolve_model(name, None) if _is_builtin(name) else resolve_model(None, name)
     req = _request(resolved, engine, fractions, **flags)
     result = plan(req)
     for message in [*resolved.source.assumptions, *result.warnings]:
@@ -45,6 +48,17 @@ def run_plan(model: str | None, config: str | None, engine: str, fractions: dict
         return 0
     render_plan(result)
     return 0
+
+
+def _is_builtin(name: str) -> bool:
+    from kvcalc.errors import UnknownNameError
+    from kvcalc.registry import get_builtin
+
+    try:
+        get_builtin(name)
+    except UnknownNameError:
+        return False
+    return True
 
 
 def _request(model: ModelConfig, engine: str, fractions: dict[str, str | None], *, gpu_memory: str | None,

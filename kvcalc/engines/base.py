@@ -81,6 +81,8 @@ class PoolRequest:
     draft_layers: int = 0
     """Of the model's layers, how many are a speculative draft's (the last ones; ``kvcalc.engines.speculative``):
     SGLang logs their pool on its own line."""
+    draft_model: ModelConfig | None = None
+    """A separate draft model (``--draft-model``): SGLang logs its own pool's real K/V sizes."""
     max_tokens: int | None = None
     """TensorRT-LLM ``KvCacheConfig.max_tokens`` (``--max-tokens``): a cap on the pool's tokens."""
     host_cache_bytes: int = 0
@@ -142,6 +144,8 @@ class Engine:
     dp_attention_flag: str | None = None
     """The engine's data-parallel-attention flag, if ``plan`` models it (``--dp-attention``)."""
     dcp_flag: str | None = None
+    data_parallel_flag: str | None = None
+    """The engine's data-parallel flag whose MoE weight split ``plan`` models (``--data-parallel-size``)."""
     """The engine's decode-context-parallel flag, if ``plan`` models it (``--dcp``)."""
     speculative_flag: str | None = None
     """The engine's speculative-decoding flag ``plan`` reads (``kvcalc.engines.speculative``), if any."""

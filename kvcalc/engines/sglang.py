@@ -232,8 +232,14 @@ class SglangEngine(Engine):
             # The draft worker allocates its own pool of the same #tokens and prints its own line
             # (docs/engines.md §3); the layers are alike (speculative.with_draft), so each is 1/(L+d).
             n = req.model.num_layers
-            lines = [alloc_log_line(tokens, k // n * (n - d), v // n * (n - d)), alloc_log_line(tokens, k // n * d,
-                                                                                               v // n * d)]
+            kd, vd = k // n * d, v // n * d
+            if req.draft_model is not None:
+                # STANDALONE: budgeted as d target-sized layers, but the draft worker's pool holds the
+                # draft model's own layers at the same #tokens (model_runner.py:362-365 @ 0.5.23).
+                from kvcalc.layout import RankLayout as DraftLayout
+
+                kd, vd = kv_row_bytes(DraftLayout(req.draft_model, layout.tp), dtype)
+            lines = [alloc_log_line(tokens, k // n * (n - d), v // n * (n - d)), alloc_log_line(tokens, kd, vd)]
         return self.pool_answer(req, cap, unit_bytes=1, num_blocks=None, kv_tokens=tokens,
                                 log_lines=[*pool.log_lines, *lines])
 

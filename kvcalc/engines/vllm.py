@@ -32,10 +32,12 @@ from kvcalc.engines.vllm_kv import (
     FP8_DS_MLA_BYTES,
     MAMBA_ALIGN,
     MLA_BLOCK_SIZE,
-    STATEFUL_ATTENTION_REFUSAL,
     VLLM_VERSION,
     Layout,
     build_layout,
+    cache_layout,
+    cache_specs,
+    check_stateful,
     default_block_size,
     refuse_cross_attention,
     vllm_dsa_bytes_per_token,
@@ -116,7 +118,8 @@ class VllmEngine(Engine):
         state padded to that page (``HybridAttentionMambaModelConfig.verify_and_update_config``)."""
         import dataclasses
 
-        specs = list(layout.counts)
+        check_stateful(layout.model)
+        specs = cache_specs(layout.counts)  # a Falcon-H1 / Zamba2 layer: its attention and its Mamba mixer
         block = default_block_size(specs, work.block_size)
         states = [s.fixed_bytes(state_dtype) for s in specs if isinstance(s, FixedState)]
         attn = [s.bytes_per_token(dtype) for s in specs if s.grows]
@@ -135,8 +138,6 @@ class VllmEngine(Engine):
         if isinstance(spec, ChunkedAttention):
             return cdiv(min(spec.chunk_size + work.max_num_batched_tokens, length), b)
         return cdiv(length, b)
-
-    stateful_attention_refusal = STATEFUL_ATTENTION_REFUSAL
 
     def tokens_held(self, spec: Spec, work: Workload) -> int:
         self.refuse_stateful_attention(spec)
@@ -276,12 +277,13 @@ class VllmEngine(Engine):
 
     # -- pool: vLLM's own block arithmetic (engines/vllm_kv.py) ------------------------------
     def vllm_layout(self, layout: RankLayout, dtype: KVDtype, block_size: int | None) -> Layout:
-        return build_layout(layout, dtype, block_size=block_size, state_dtype=self.state_dtype(dtype, layout.model))
+        return build_layout(cache_layout(layout), dtype, block_size=block_size,
+                            state_dtype=self.state_dtype(dtype, layout.model))
 
     def pool(self, req: PoolRequest) -> Pool:
         vl = self.vllm_layout(req.layout, req.dtype, req.block_size)
         mnbt = req.max_num_batched_tokens
-        vk = vllm_kv(req.layout, req.dtype, req.kv_budget_bytes, req.max_model_len,
+        vk = vllm_kv(cache_layout(req.layout), req.dtype, req.kv_budget_bytes, req.max_model_len,
                      block_size=req.block_size, max_num_batched_tokens=mnbt, layout=vl)
         return block_pool(req, vl, vk, mnbt, engine_version=vk.version)
 

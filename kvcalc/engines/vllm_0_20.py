@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from kvcalc.dtypes import KVDtype
 from kvcalc.engines.vllm import VllmEngine
-from kvcalc.engines.vllm_kv import Layout
+from kvcalc.engines.vllm_kv import Layout, cache_layout, cache_specs, check_stateful
 from kvcalc.engines.vllm_releases import Vllm020
 from kvcalc.specs import ChunkedAttention, FixedState, FullAttention, SlidingWindowAttention, Spec
 
@@ -32,6 +32,7 @@ class Vllm020Engine(VllmEngine):
     rules: ClassVar[Vllm020] = Vllm020()
     version = Vllm020.title
     dcp_flag = "--decode-context-parallel-size"
+    data_parallel_flag = "--data-parallel-size"
     speculative_flag = "--speculative-config"
     """DCP is modelled (``PoolRequest.dcp``); vLLM refuses it with sliding, chunked or Mamba layers
     (0.34.0 ``v1/core/single_type_kv_cache_manager.py:989``, ``:1341``, ``:1490``)."""
@@ -52,7 +53,8 @@ class Vllm020Engine(VllmEngine):
         return spec
 
     def prepare(self, layout: RankLayout, dtype: KVDtype, state_dtype: KVDtype, work: Workload) -> Workload:
-        specs = list(layout.counts)
+        check_stateful(layout.model)
+        specs = cache_specs(layout.counts)  # a Falcon-H1 / Zamba2 layer: its attention and its Mamba mixer
         block = self.rules.block_size(specs, dtype, block_size=work.block_size).block_size
         block = self.rules.hybrid_block_size(specs, dtype, state_dtype, block)
         attn = [s.bytes_per_token(dtype) for s in specs if s.grows]
@@ -77,7 +79,9 @@ class Vllm020Engine(VllmEngine):
         return state
 
     def vllm_layout(self, layout: RankLayout, dtype: KVDtype, block_size: int | None) -> Layout:
-        # The RankLayout, not ``model.layer_specs``: the work is per layer run, never per layer.
+        # The RankLayout, not ``model.layer_specs``: the work is per layer run, never per layer;
+        # a Falcon-H1 / Zamba2 layer is its attention and its Mamba mixer (vllm_kv.cache_layout).
+        layout = cache_layout(layout)
         choice = self.rules.block_size(layout, dtype, block_size=block_size)
         return self.rules.layout(layout, dtype, block_size=choice.block_size,
                                  state_dtype=self.state_dtype(dtype, layout.model))
@@ -86,10 +90,11 @@ class Vllm020Engine(VllmEngine):
         from kvcalc.engines.vllm import block_pool
 
         rules, model = self.rules, req.model
-        choice = rules.block_size(req.layout, req.dtype, gpu=req.gpu, block_size=req.block_size)
-        vl = self.vllm_layout(req.layout, req.dtype, choice.block_size)
+        cache = cache_layout(req.layout)
+        choice = rules.block_size(cache, req.dtype, gpu=req.gpu, block_size=req.block_size)
+        vl = self.vllm_layout(cache, req.dtype, choice.block_size)
         flight = rules.in_flight_tokens(req.max_num_batched_tokens, req.layout.pp)
-        vk = rules.kv(req.layout, req.dtype, req.kv_budget_bytes, req.max_model_len, tp=req.layout.tp,
+        vk = rules.kv(cache, req.dtype, req.kv_budget_bytes, req.max_model_len, tp=req.layout.tp,
                       pp=req.layout.pp, block_size=choice.block_size,
                       max_num_batched_tokens=req.max_num_batched_tokens, state_dtype=self.state_dtype(req.dtype, model),
                       dcp=req.dcp)

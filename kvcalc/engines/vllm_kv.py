@@ -36,7 +36,7 @@ only for its own solvers (how many requests can really be resident).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,7 @@ from kvcalc.units import GiB
 
 if TYPE_CHECKING:
     from kvcalc.layout import RankLayout
+    from kvcalc.models import ModelConfig
 
 VLLM_VERSION = "vLLM V1 @ 001cabc1 (= releases 0.19.x and 0.20.0)"
 """The one vLLM version modelled (kv_cache_utils.py / kv_cache_interface.py at commit 001cabc1)."""
@@ -150,16 +151,73 @@ def refuse_cross_attention(specs: Sequence[Spec]) -> None:
 
 
 STATEFUL_ATTENTION_REFUSAL = (
-    "layers holding a Mamba state and an attention KV cache at once (Falcon-H1, Zamba2) are not modelled "
-    "for vLLM: vLLM 0.34 serves FalconH1ForCausalLM / Zamba2ForCausalLM with a Mamba2 layer and an "
-    "attention layer per decoder layer in separate KV-cache groups (model_executor/models/falcon_h1.py, "
-    "zamba2.py), which kvcalc's vLLM grouping does not lay out; use --engine neutral, hf or hf-static")
-"""Why ``--engine vllm`` refuses a ``StatefulAttention`` layer."""
+    "layers holding a Mamba state and an attention KV cache at once (Falcon-H1, Zamba2) are laid out "
+    "by plan and estimate (an attention layer and a Mamba mixer each, vllm_kv.cache_layout), not by "
+    "this path (an explicit layer list, as check-log passes)")
+"""Why ``layer_vspecs`` refuses a ``StatefulAttention`` layer (a caller that skipped ``cache_layout``)."""
+ZAMBA2 = "Zamba2ForCausalLM"
 
 
 def refuse_stateful_attention(specs: Sequence[Spec]) -> None:
     if any(isinstance(s, StatefulAttention) for s in specs):
         raise UnsupportedByEngineError(f"--engine vllm: {STATEFUL_ATTENTION_REFUSAL}")
+
+
+def cache_parts(spec: Spec) -> tuple[Spec, ...]:
+    """The cache layers vLLM registers for one decoder layer: a ``StatefulAttention`` layer
+    (Falcon-H1, a Zamba2 "hybrid" layer) is an ``Attention`` layer and a ``MambaMixer2``, each
+    with its own layer name and KV-cache spec (vllm 0.34.0 ``model_executor/models/falcon_h1.py:334-353``:
+    "In V1 all attention/ssm layers must have different index in prefix", the mixer at index
+    ``num_hidden_layers + i``; ``zamba2.py:181-205``: one ``Attention`` per hybrid layer, "KV cache
+    is unique for every attention layer", and the hybrid layer's ``Zamba2MambaDecoderLayer``;
+    0.20.0 the same files). The hybrid KV-cache manager then groups them like any attention and
+    Mamba layers (``get_kv_cache_groups``), the attention block raised so that its page holds the
+    Mamba state (``HybridAttentionMambaModelConfig`` / ``_align_hybrid_block_size``)."""
+    if isinstance(spec, StatefulAttention):
+        return (spec.attention, spec.state)
+    return (spec,)
+
+
+def cache_specs(specs: Iterable[Spec]) -> list[Spec]:
+    """``specs`` with every ``StatefulAttention`` split into its two cache layers (``cache_parts``)."""
+    return [p for s in specs for p in cache_parts(s)]
+
+
+def check_stateful(model: ModelConfig) -> None:
+    """Refuse what vLLM would size differently from kvcalc's spec: a Zamba2 whose
+    ``num_key_value_heads`` differs from ``num_attention_heads`` (vLLM's ``Attention`` there is
+    built without ``num_kv_heads``, so it caches ``num_attention_heads`` heads, 0.34.0
+    ``zamba2.py:148-150``, ``:195-200``, while the hybrid block alignment sizes the page from
+    ``num_key_value_heads``, ``platforms/interface.py:1042-1048``)."""
+    if model.architecture != ZAMBA2:
+        return
+    for s, _ in model.spec_counts():
+        if isinstance(s, StatefulAttention) and s.attention.num_kv_heads != model.num_attention_heads:
+            raise UnsupportedByEngineError(
+                f"--engine vllm: {model.name}: Zamba2 with num_key_value_heads {s.attention.num_kv_heads} != "
+                f"num_attention_heads {model.num_attention_heads}: vLLM caches num_attention_heads heads but "
+                "aligns its block to num_key_value_heads (zamba2.py:195-200, platforms/interface.py:1042 @ "
+                "0.34.0); not modelled")
+
+
+def cache_layout(layout: RankLayout) -> RankLayout:
+    """vLLM's view of ``layout``: each ``StatefulAttention`` decoder layer becomes its two cache
+    layers (``cache_parts``), on the same pipeline stage as the decoder layer (``get_pp_indices``
+    splits decoder layers; both branches live in it). A model without such layers is returned as is.
+    The work is per layer run, never per layer."""
+    from kvcalc.layout import RankLayout as RankLayoutCls
+    from kvcalc.models import LayerGroup
+
+    model = layout.model
+    stateful = {id(s) for s, _ in model.spec_counts() if isinstance(s, StatefulAttention)}
+    if not stateful:
+        return layout
+    check_stateful(model)
+    groups = [LayerGroup(pattern=list(cache_specs(pattern)), repeat=repeat) for pattern, repeat in model.layer_blocks]
+    split = dataclasses.replace(model, layers=groups, layout=None, legend=None)
+    # Each stage gains one cache layer per StatefulAttention layer it holds.
+    sizes = [len(st.layers) + sum(n for s, n in st.counts if isinstance(s, StatefulAttention)) for st in layout.stages]
+    return RankLayoutCls(split, layout.tp, layout.pp, stage_sizes=sizes)
 
 
 def attention_bytes_per_token(spec: Spec, dtype: KVDtype) -> int:

@@ -79,6 +79,11 @@ class PlanRequest:
     the cache of its own requests (``Engine.dp_attention_flag``)."""
     dcp: int = 1
     """vLLM ``--decode-context-parallel-size``: each of the TP group's requests is split over dcp ranks."""
+    data_parallel: int = 1
+    """vLLM ``--data-parallel-size``: DP ranks, each a TP x PP engine with its own KV pool; a MoE
+    model's routed experts are split over DP x TP ranks (``weights.rank_weight_bytes``)."""
+    expert_parallel: bool = False
+    """vLLM ``--enable-expert-parallel``: whole experts per rank (EP size DP x TP)."""
     model_impl: str = "auto"
     """``--model-impl``: ``transformers`` plans an architecture the engine has no own code for."""
     speculative_config: str | None = None
@@ -88,6 +93,10 @@ class PlanRequest:
     speculative_num_draft_tokens: int | None = None
     draft_layers: int | None = None
     """Draft decoder layers sharing the pool (default 1: an EAGLE head, ``num_nextn_predict_layers: 1``)."""
+    draft_model: ModelConfig | None = None
+    """A separate draft model (vLLM ``method: draft_model``, SGLang ``STANDALONE``)."""
+    num_speculative_tokens: int | None = None
+    """With ``--draft-model`` alone: vLLM's ``num_speculative_tokens``."""
     max_tokens: int | None = None
     """TensorRT-LLM ``--max-tokens`` (``KvCacheConfig.max_tokens``)."""
     host_cache_bytes: int = 0
@@ -202,8 +211,14 @@ class Plan:
     """vLLM decode context parallelism: each rank stores ``cdiv(max_model_len, dcp)`` tokens of a request."""
     speculative_method: str | None = None
     """The draft's method (vLLM ``method``, SGLang algorithm); None without speculative decoding."""
+    draft_model: str | None = None
+    """A separate draft model's name (``--draft-model``); None otherwise."""
     draft_layers: int = 0
     """Draft layers whose KV the pool holds beside the target's (EAGLE heads, MTP layers)."""
+    data_parallel: int = 1
+    """vLLM ``--data-parallel-size`` (each DP rank is a replica with its own pool)."""
+    expert_parallel: bool = False
+    """vLLM ``--enable-expert-parallel``: whole routed experts per rank (``weights_per_gpu_bytes``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -242,6 +257,8 @@ class Settings:
     dcp: int = 1
     served_note: str | None = None
     draft: Draft | None = None
+    data_parallel: int = 1
+    expert_parallel: bool = False
 
 
 def deployment(req: PlanRequest) -> Deployment:
@@ -256,12 +273,14 @@ def deployment(req: PlanRequest) -> Deployment:
         raise InvalidRequestError("--gpu", "", "a GPU (--gpu h100:4), --gpu-memory SIZE, or --kv-budget SIZE")
     pp = req.pp
     tp = req.tp
+    dp = req.data_parallel  # vLLM --data-parallel-size: dp engines of tp x pp GPUs
     if tp is None:
-        tp = (count // pp) if count and count % pp == 0 else 1
+        tp = (count // (pp * dp)) if count and count % (pp * dp) == 0 else 1
     if count is None:
-        count = tp * pp
-    if count % (tp * pp):
-        raise InvalidRequestError("--gpu", req.gpu, f"a GPU count that is a multiple of tp x pp = {tp * pp}")
+        count = tp * pp * dp
+    if count % (tp * pp * dp):
+        what = "tp x pp" if dp == 1 else "dp x tp x pp"
+        raise InvalidRequestError("--gpu", req.gpu, f"a GPU count that is a multiple of {what} = {tp * pp * dp}")
     name = gpu.name if gpu else ("custom" if req.gpu_memory_bytes is not None else None)
     driver = req.gpu_memory_bytes if req.gpu_memory_bytes is not None else (gpu.memory_bytes if gpu else None)
     return Deployment(gpu=gpu, gpu_name=name, total_bytes=total, driver_bytes=driver, count=count, tp=tp, pp=pp,
@@ -300,12 +319,15 @@ def resolve(req: PlanRequest) -> Settings:
     served_note = check_served(engine.served_release, model.architecture, model.name,
                                req.model_impl)
     draft = _draft(req, engine)
-    if draft is not None:
-        from kvcalc.engines.speculative import with_draft
-
-        model = with_draft(model, draft)
     dep = deployment(req)
+    if draft is not None:
+        from kvcalc.engines.speculative import check_draft_model, with_draft
+
+        if draft.model is not None:
+            check_draft_model(model, draft, tp=dep.tp, pp=dep.pp)
+        model = with_draft(model, draft)
     dpa, dcp = _parallel(req, engine, model, dep.tp)
+    _data_parallel(req, engine)
     layout = RankLayout(model, dep.tp // dpa, dep.pp)  # refuses pp > layers, as estimate does
     label = f"{dep.gpu.name} {dep.gpu.title}" if dep.gpu is not None else ""
     mnbt, running, why = engine.batch_defaults(dep.driver_bytes, label, max_len, req.max_num_batched_tokens,
@@ -313,7 +335,8 @@ def resolve(req: PlanRequest) -> Settings:
     dtype, _ = engine.resolve_kv_dtype(req.kv_dtype, model)
     return Settings(engine=engine, model=model, max_len=max_len, dep=dep, layout=layout, dtype=dtype,
                     max_num_batched_tokens=mnbt, max_running=running, batch_why=why, dp_attention=dpa, dcp=dcp,
-                    served_note=served_note, draft=draft)
+                    served_note=served_note, draft=draft, data_parallel=req.data_parallel,
+                    expert_parallel=req.expert_parallel)
 
 
 def _draft(req: PlanRequest, engine: Engine) -> Draft | None:
@@ -330,14 +353,34 @@ def _draft(req: PlanRequest, engine: Engine) -> Draft | None:
             raise InvalidRequestError(flag, value, f"used with the engine it belongs to (--engine "
                                       f"{'vllm' if flag == '--speculative-config' else 'sglang'}; this plan uses "
                                       f"{engine.name})")
+    if req.num_speculative_tokens is not None and (req.draft_model is None or req.speculative_config is not None):
+        raise InvalidRequestError("--num-speculative-tokens", req.num_speculative_tokens, "given with --draft-model "
+                                  "alone (in --speculative-config it is the JSON's num_speculative_tokens)")
     if req.speculative_config is not None:
-        return vllm_draft(req.speculative_config, req.draft_layers)
+        return vllm_draft(req.speculative_config, req.draft_layers, req.draft_model)
     if req.speculative_algorithm is not None:
-        return sglang_draft(req.speculative_algorithm, req.draft_layers, req.speculative_num_draft_tokens)
+        return sglang_draft(req.speculative_algorithm, req.draft_layers,
+                            req.speculative_num_draft_tokens or req.num_speculative_tokens, req.draft_model)
+    if req.draft_model is not None:
+        from kvcalc.engines.speculative import draft_model_flags
+
+        return draft_model_flags(engine.speculative_flag, req.draft_model, req.num_speculative_tokens)
     if req.draft_layers is not None:
         raise InvalidRequestError("--draft-layers", req.draft_layers, "given with --speculative-config (vLLM) or "
                                   "--speculative-algorithm (SGLang)")
     return None
+
+
+def _data_parallel(req: PlanRequest, engine: Engine) -> None:
+    """Check ``--data-parallel-size`` / ``--enable-expert-parallel`` against the engine."""
+    from kvcalc.estimate import check_int
+
+    check_int("data_parallel", req.data_parallel, maximum=4096)
+    if (req.data_parallel > 1 or req.expert_parallel) and engine.data_parallel_flag is None:
+        flag, value = (("--data-parallel-size", req.data_parallel) if req.data_parallel > 1
+                       else ("--enable-expert-parallel", True))
+        raise InvalidRequestError(flag, value, f"{'1' if req.data_parallel > 1 else 'off'} with --engine "
+                                  f"{engine.name} (vLLM's data / expert parallelism; SGLang: --dp-attention)")
 
 
 def _parallel(req: PlanRequest, engine: Engine, model: ModelConfig, tp: int) -> tuple[int, int]:
@@ -389,12 +432,23 @@ def weights_of(req: PlanRequest, s: Settings) -> Weights:
     """The weights from the best source there is (``kvcalc.planner.weights.checkpoint_weights``:
     --weights, --weight-dtype, a GGUF tensor table, quantization_config, the model dtype); ``auto``
     is the dtype the engine runs the model in (``Engine.compute_dtype``)."""
-    from kvcalc.planner.weights import checkpoint_weights
+    from kvcalc.planner.weights import checkpoint_weights, rank_weight_bytes
 
-    w = checkpoint_weights(s.model, req.weight_dtype, s.engine.compute_dtype(s.model), req.weights_path)
-    ranks = s.dep.tp * s.dep.pp
-    return Weights(total_bytes=w.bytes, parameters=w.parameters, source=w.parameters_source, dtype=w.dtype,
-                   per_gpu_bytes=cdiv(w.bytes, ranks) if w.bytes is not None else None, origin=w.source,
+    dm = s.draft.model if s.draft is not None else None
+    target = req.model if dm is not None else s.model  # a draft model's layers are not the target's weights
+    w = checkpoint_weights(target, req.weight_dtype, s.engine.compute_dtype(target), req.weights_path)
+    experts = target.moe.num_experts if target.moe is not None else None
+    per_gpu = rank_weight_bytes(w, experts, tp=s.dep.tp, pp=s.dep.pp, dp=s.data_parallel,
+                                expert_parallel=s.expert_parallel)
+    total = w.bytes
+    if dm is not None and s.draft is not None:
+        # The draft at the target's TP (speculative.check_draft_model), in its own dtype.
+        dw = checkpoint_weights(dm, "auto", s.engine.compute_dtype(dm)).bytes
+        total = None if dw is None or total is None else total + dw
+        if s.draft.weights_in_budget:
+            per_gpu = None if dw is None or per_gpu is None else per_gpu + cdiv(dw, s.dep.tp)
+    return Weights(total_bytes=total, parameters=w.parameters, source=w.parameters_source, dtype=w.dtype,
+                   per_gpu_bytes=per_gpu, origin=w.source,
                    breakdown=dict(w.breakdown))
 
 
@@ -491,7 +545,8 @@ def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
         model=s.model, layout=s.layout, dtype=s.dtype, kv_budget_bytes=bud.kv_budget_bytes, max_model_len=s.max_len,
         block_size=req.block_size, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running,
         budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None, dcp=s.dcp,
-        draft_layers=s.draft.layers if s.draft else 0, max_tokens=req.max_tokens,
+        draft_layers=s.draft.layers if s.draft else 0, draft_model=s.draft.model if s.draft else None,
+        max_tokens=req.max_tokens,
         host_cache_bytes=req.host_cache_bytes, n_gpu_layers=req.n_gpu_layers, tensor_split=req.tensor_split,
         parallel=req.parallel, kv_unified=req.kv_unified, no_kv_offload=req.no_kv_offload,
         split_mode=req.split_mode, flash_attn=req.flash_attn))
@@ -590,7 +645,7 @@ def tp_search(req: PlanRequest, s: Settings) -> list[TpOption]:
     for tp in TP_CANDIDATES:
         if heads % tp:
             continue
-        gpu = None if req.gpu is None else req.gpu.split(":")[0] + f":{tp * req.pp}"
+        gpu = None if req.gpu is None else req.gpu.split(":")[0] + f":{tp * req.pp * req.data_parallel}"
         sub = dataclasses.replace(req, tp=tp, gpu=gpu, users=None, solve_tp=False, batch=None)
         try:
             p = plan(sub)
@@ -691,6 +746,34 @@ def _notes(req: PlanRequest, s: Settings, warnings: list[str]) -> list[str]:
     return notes
 
 
+def _draft_model_note(req: PlanRequest, s: Settings) -> str:
+    """Where a separate draft model's KV and weights go (``kvcalc.engines.speculative``)."""
+    from kvcalc.planner.weights import checkpoint_weights
+
+    assert s.draft is not None and s.draft.model is not None
+    dm, d = s.draft.model, s.draft.layers
+    dw = checkpoint_weights(dm, "auto", s.engine.compute_dtype(dm)).bytes
+    weights = f"weights {format_bytes(dw)} ({dw:,} B) at TP {s.dep.tp}" if dw is not None else "weights unknown"
+    if s.draft.weights_in_budget:
+        where = (f"its {d} layers' KV in the target's block pool (one block count for both; planned as "
+                 f"{s.model.num_layers:,} layers), {weights} in the KV budget (loaded with the target)")
+    else:
+        where = (f"its pool of the target's #tokens, budgeted as {d} target-sized layers (pool_configurator.py:"
+                 f"259-313 @ 0.5.23); {weights} loaded after the pool, from the memory the fraction leaves")
+    return f"speculative decoding ({s.draft.method}, draft {dm.name}): {where}"
+
+
+def _dp_note(s: Settings) -> str:
+    """How a MoE model's weights spread under vLLM's data / expert parallelism (``rank_weight_bytes``)."""
+    assert s.model.moe is not None
+    flat, e = s.data_parallel * s.dep.tp, s.model.moe.num_experts
+    split = (f"expert parallel, EP size {flat}: at most cdiv({e}, {flat}) = {cdiv(e, flat)} whole experts per rank"
+             if s.expert_parallel else f"each expert TP-sharded over DP x TP = {flat} ranks")
+    return (f"{s.engine.data_parallel_flag} {s.data_parallel}: attention and dense weights split by TP {s.dep.tp} "
+            f"(replicated over DP), routed experts: {split} (vLLM fused_moe/config.py:1143-1151, :1235-1285 @ "
+            f"0.34.0); each DP rank has its own KV pool (TP {s.dep.tp}), counted as a replica")
+
+
 def plan(req: PlanRequest) -> Plan:
     if is_auto(req.gpu):  # --gpu auto: the local GPUs as read (kvcalc.planner.gpus)
         return plan_on_local_gpus(req, plan)
@@ -712,9 +795,13 @@ def plan(req: PlanRequest) -> Plan:
     if s.dp_attention > 1:
         notes.append(f"{s.engine.dp_attention_flag} --dp {s.dp_attention}: attention TP {s.layout.tp}, each of the "
                      f"{s.dp_attention} attention-DP ranks holds the cache of its own requests; the pool is one rank's")
-    if s.draft is not None and s.draft.layers:
+    if s.draft is not None and s.draft.model is not None:
+        notes.append(_draft_model_note(req, s))
+    elif s.draft is not None and s.draft.layers:
         notes.append(f"speculative decoding ({s.draft.method}): {s.draft.layers} draft layer(s) shaped like the "
                      f"target's share the pool: planned as {s.model.num_layers:,} layers")
+    if (s.data_parallel > 1 or s.expert_parallel) and s.model.moe is not None:
+        notes.append(_dp_note(s))
     if s.dcp > 1:
         notes.append(f"{s.engine.dcp_flag} {s.dcp}: each rank stores cdiv({s.max_len:,}, {s.dcp}) = "
                      f"{cdiv(s.max_len, s.dcp):,} tokens of a request")
@@ -757,4 +844,6 @@ def plan(req: PlanRequest) -> Plan:
         dp_attention=s.dp_attention,
         attention_tp=s.layout.tp, dcp=s.dcp, speculative_method=s.draft.method if s.draft else None,
         draft_layers=s.draft.layers if s.draft else 0,
+        draft_model=s.draft.model.name if s.draft and s.draft.model else None,
+        data_parallel=s.data_parallel, expert_parallel=s.expert_parallel,
     )

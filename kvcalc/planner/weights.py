@@ -318,6 +318,50 @@ class WeightsEstimate:
     safetensors headers, or the model dtype."""
     breakdown: dict[str, int] = field(default_factory=dict)
     """Bytes per storage kind (``fp8 e4m3``, ``fp32 scales``, ``bf16 (unquantized)``, ggml types ...)."""
+    routed_expert_bytes: int | None = None
+    """Of ``bytes``, the routed experts' (a MoE model's ``mlp.experts``; shared experts and routers
+    excluded), when the source tells them apart; None otherwise (``--weights``, GGUF, dense models)."""
+
+
+def routed_expert_parameters(model: ModelConfig) -> int | None:
+    """Parameters of the routed experts (every MoE layer's ``E x 3`` matrices), from the architecture."""
+    if model.moe is None:
+        return None
+    tensors = weight_tensors(model)
+    if tensors is None:
+        return None
+    return sum(t.numel for t in tensors if t.role == "expert")
+
+
+def rank_weight_bytes(w: WeightsEstimate, num_experts: int | None, *, tp: int, pp: int, dp: int = 1,
+                      expert_parallel: bool = False) -> int | None:
+    """Weights on the largest rank of a vLLM deployment of ``dp`` x ``tp`` x ``pp`` GPUs.
+
+    Dense weights (attention, norms, embeddings, shared experts, routers) are split by TP and PP and
+    replicated over DP. A MoE layer's routed experts are split over ``dp x tp`` ranks whenever
+    ``dp > 1`` (vllm 0.34.0 ``model_executor/layers/fused_moe/config.py:1143-1151``,
+    ``flatten_tp_across_dp_and_pcp``: "There are actually dp_size * pcp_size * tp_size devices"):
+    without ``--enable-expert-parallel`` each expert's matrices are TP-sharded over them; with it
+    (``:1235-1238``, ``:1270-1285``: ``ep_size`` = that flattened size, expert TP 1) each rank holds
+    whole experts, ``E // ep_size`` plus one for the first ``E % ep_size`` ranks
+    (``fused_moe/expert_map_manager.py:67``), so the largest holds ``cdiv(E, ep_size)``.
+    PP divides the layers (and so the experts' bytes) as it divides the rest. 0.20.0 has the same
+    rules (``fused_moe/config.py:1060-1066``, ``:1183``, ``fused_moe/layer.py:112``)."""
+    if w.bytes is None:
+        return None
+    if not num_experts or (dp == 1 and not expert_parallel):
+        return _cdiv(w.bytes, tp * pp)
+    routed = w.routed_expert_bytes
+    if routed is None:
+        raise InvalidRequestError("--data-parallel-size", dp, "1 here: the routed experts' share of the "
+                                  f"weights is unknown ({w.source}); give --weight-dtype or no --weights")
+    flat = dp * tp
+    dense = w.bytes - routed
+    if expert_parallel:
+        routed_rank = _cdiv(routed * _cdiv(num_experts, flat), num_experts * pp)
+    else:
+        routed_rank = _cdiv(routed, flat * pp)
+    return _cdiv(dense, tp * pp) + routed_rank
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -666,9 +710,11 @@ def checkpoint_weights(model: ModelConfig, weight_dtype: str, compute_dtype: str
             raise InvalidRequestError("--weight-dtype", weight_dtype, "an explicit dtype: "
                                       f"{model.name}'s config lacks what a per-tensor count needs")
         kinds = {}
+        routed = 0
         for t in tensors:
             for k, v in fmt.tensor_bytes(t).items():
                 kinds[k] = kinds.get(k, 0) + v
+                routed += v if t.role == "expert" else 0
         params = sum(t.numel for t in tensors)
         published = model.num_parameters
         if published is not None and published > params:
@@ -676,15 +722,18 @@ def checkpoint_weights(model: ModelConfig, weight_dtype: str, compute_dtype: str
             kinds[f"{fmt.unquantized_label} (uncounted: published - computed)"] = (published - params) * 2
         return WeightsEstimate(bytes=sum(kinds.values()), parameters=published or params,
                                parameters_source="computed from the architecture, per tensor",
-                               dtype=fmt.label, source=f"quantization_config ({fmt.label})", breakdown=kinds)
+                               dtype=fmt.label, source=f"quantization_config ({fmt.label})", breakdown=kinds,
+                               routed_expert_bytes=routed if model.moe is not None else None)
     wdtype = get_weight_dtype(weight_dtype, compute_dtype)
     count = model_parameters(model)
     how = "--weight-dtype" if key not in ("auto", "") else "the model dtype (no quantization_config)"
     if count.parameters is None:
         return WeightsEstimate(bytes=None, parameters=None, parameters_source=count.source, dtype=wdtype.name,
                                source=how)
+    experts = routed_expert_parameters(model)
     return WeightsEstimate(bytes=wdtype.bytes_for(count.parameters), parameters=count.parameters,
-                           parameters_source=count.source, dtype=wdtype.name, source=how)
+                           parameters_source=count.source, dtype=wdtype.name, source=how,
+                           routed_expert_bytes=wdtype.bytes_for(experts) if experts is not None else None)
 
 
 def _gguf_weights(path: str) -> WeightsEstimate:
