@@ -465,9 +465,10 @@ class Engine:
         return tokens, None, "given"
 
     # -- pool -------------------------------------------------------------------------------
-    def default_context(self, model: ModelConfig, total_vram_bytes: int | None) -> tuple[int, str] | None:
-        """The context per request the engine picks when none is given (Ollama's by VRAM), and why;
-        None: the model's maximum (``plan``'s default)."""
+    def default_context(self, model: ModelConfig, total_vram_bytes: int | None,
+                        given: int | None = None) -> tuple[int, str] | None:
+        """The context per request the engine uses for ``given`` (None: not given; Ollama's default
+        by VRAM, its cut to the trained context), and why; None: ``given``, else the model's maximum."""
         return None
 
     def cache_dtype_for(self, dtype: KVDtype, flash_attn: str) -> tuple[KVDtype, str | None]:

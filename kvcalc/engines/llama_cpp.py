@@ -103,6 +103,8 @@ class LlamaCppPolicy(Engine):
     splits_kv = True
     plannable = True
     smaller_cache_dtypes = (("q8_0", "llama.cpp -ctk q8_0 -ctv q8_0"), ("q4_0", "llama.cpp -ctk q4_0 -ctv q4_0"))
+    swa_full = False
+    """llama-server's ``swa_full = false`` (common.h); the C API's default is true."""
 
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         # llama_memory_recurrent is built with recurrent_type_r = recurrent_type_s = GGML_TYPE_F32
@@ -191,7 +193,8 @@ class LlamaCppPolicy(Engine):
         p = kv_placement(req.model, req.dtype, req.dtype, n_ctx=n_ctx, n_parallel=req.parallel,
                          kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
                          split=gpu_split(req.tensor_split, (None,) * gpus), no_kv_offload=req.no_kv_offload,
-                         split_mode=req.split_mode, flash_attn="on", n_ubatch=self.n_ubatch(req))
+                         split_mode=req.split_mode, flash_attn="on", n_ubatch=self.n_ubatch(req),
+                         swa_full=self.swa_full)
         lines = [f"llama_kv_cache: {b.device:>10} KV buffer size = {b.total_bytes / MiB:8.2f} MiB" for b in p.buffers]
         where = ", ".join(f"{b.device} {b.layers} layers {b.total_bytes:,} B" for b in p.buffers)
         notes = [f"{self.name} per device ({self.command_line(req)}): "
@@ -215,7 +218,7 @@ class LlamaCppPolicy(Engine):
         return device_budget(req.model, req.dtype, req.dtype, dev, n_ctx=req.max_model_len * req.parallel,
                              n_parallel=req.parallel, kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
                              tensor_split=req.tensor_split, no_kv_offload=req.no_kv_offload,
-                             split_mode=req.split_mode, n_ubatch=self.n_ubatch(req))
+                             split_mode=req.split_mode, n_ubatch=self.n_ubatch(req), swa_full=self.swa_full)
 
 
 LlamaCppEngine = LlamaCppPolicy

@@ -334,13 +334,13 @@ def resolve(req: PlanRequest) -> Settings:
 def _context(req: PlanRequest, engine: Engine, model: ModelConfig) -> tuple[int, list[str]]:
     """``--context``, else the engine's own default (Ollama's by VRAM: ``Engine.default_context``),
     else the model's maximum."""
-    if req.max_model_len is not None:
-        return req.max_model_len, []
+    if type(engine).default_context is Engine.default_context:
+        return (req.max_model_len if req.max_model_len is not None else model.max_position_embeddings), []
     dep = deployment(req)
     vram = dep.driver_bytes * dep.count if dep.driver_bytes is not None and dep.gpu_name is not None else None
-    chosen = engine.default_context(model, vram)
+    chosen = engine.default_context(model, vram, req.max_model_len)
     if chosen is None:
-        return model.max_position_embeddings, []
+        return (req.max_model_len if req.max_model_len is not None else model.max_position_embeddings), []
     return chosen[0], [chosen[1]]
 
 
