@@ -46,7 +46,8 @@ class Ollama024(OllamaEngine):
         name = dtype.name.lower().replace("fp16", "f16")
         if name not in SUPPORTED:
             return get_dtype("f16"), (f"OLLAMA_KV_CACHE_TYPE={dtype.name} is not supported by Ollama 0.24: "
-                                      "'unsupported OLLAMA_KV_CACHE_TYPE', the cache stays f16 (fs/ggml/ggml.go:851-857)")
+                                      "'unsupported OLLAMA_KV_CACHE_TYPE', the cache stays f16 "
+                                      "(fs/ggml/ggml.go:851-857)")
         if dtype.is_block_format and flash_attn != "on":
             return get_dtype("f16"), (f"OLLAMA_KV_CACHE_TYPE={dtype.name} without OLLAMA_FLASH_ATTENTION=1 "
                                       "(--flash-attn on): Ollama 0.24 warns 'OLLAMA_FLASH_ATTENTION must be enabled "
