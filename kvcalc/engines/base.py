@@ -102,7 +102,7 @@ class PoolRequest:
 @dataclass(frozen=True, kw_only=True)
 class DeviceRequest:
     """What the planner hands an engine that places whole layers on devices (llama.cpp, Ollama):
-    the weights by layer (``kvcalc.planner.layer_weights``), each GPU's usable memory, and the
+    the weights by layer (the planner's layer_weights), each GPU's usable memory, and the
     per-GPU terms the plan assumes or was given."""
 
     gpu_memory_bytes: tuple[int | None, ...]

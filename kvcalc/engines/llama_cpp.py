@@ -184,7 +184,7 @@ class LlamaCppPolicy(Engine):
             base = dataclasses.replace(base, notes=[*base.notes, fa_note])
         gpus = max(req.layout.tp * req.layout.pp, 1)
         dev_given = (req.n_gpu_layers != -1 or req.tensor_split or req.parallel != 1 or req.kv_unified
-                     or req.no_kv_offload or req.split_mode != "layer" or gpus > 1)
+                     or req.no_kv_offload or req.split_mode != "layer" or spreads(req))
         if not dev_given:
             # One GPU holds every layer: the estimate is the one buffer (and the placement, per
             # layer, would cost O(layers) on the 10**6-layer benchmark model).
@@ -470,6 +470,12 @@ def kv_placement(model: ModelConfig, k_dtype: KVDtype, v_dtype: KVDtype, *, n_ct
         acc[2] += kv_bytes[1]
     buffers = tuple(DeviceKv(device=n, layers=a[0], k_bytes=a[1], v_bytes=a[2]) for n, a in per.items())
     return KvPlacement(n_ctx_seq=n_ctx_seq, streams=streams, buffers=buffers, notes=(note,) if note else ())
+
+
+def spreads(req: PoolRequest) -> bool:
+    """Whether the plan puts llama.cpp on several GPUs without a device flag: ``--gpu X:N`` (TP N).
+    With ``--pp`` the plan keeps its engine-neutral stage view (llama.cpp has no such flag)."""
+    return req.layout.tp > 1 and req.layout.pp == 1
 
 
 def gpu_split(tensor_split: tuple[float, ...], gpu_memory: tuple[int | None, ...]) -> tuple[float, ...]:

@@ -538,7 +538,7 @@ def devices_of(req: PlanRequest, s: Settings, w: Weights) -> DeviceBudget | None
     from kvcalc.planner.layer_weights import layer_weights
 
     flags = (req.n_gpu_layers != -1 or req.tensor_split or req.parallel != 1 or req.kv_unified
-             or req.no_kv_offload or req.split_mode != "layer" or s.dep.tp * s.dep.pp > 1)
+             or req.no_kv_offload or req.split_mode != "layer" or (s.dep.tp > 1 and s.dep.pp == 1))
     if not flags or type(s.engine).device_budget is Engine.device_budget:
         return None
     lw = layer_weights(s.model, req.weight_dtype, s.engine.compute_dtype(s.model), req.weights_path)
