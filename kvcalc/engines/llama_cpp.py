@@ -139,14 +139,14 @@ class LlamaCppPolicy(Engine):
             return 0
         n_ctx = pad(work.seq_len, N_CTX_PAD)
         if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)) and work.windows:
-            return min(n_ctx, pad(spec.window + N_UBATCH, N_CTX_PAD))
+            return min(n_ctx, pad(spec.window + self.work_ubatch(work), N_CTX_PAD))
         return n_ctx
 
     def describe_tokens(self, spec: Spec, work: Workload) -> str:
         n_ctx = pad(work.seq_len, N_CTX_PAD)
         if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)) and work.windows:
             return (
-                f"min(n_ctx {n_ctx}, PAD({spec.window} n_swa + {N_UBATCH} n_ubatch, 256)) = "
+                f"min(n_ctx {n_ctx}, PAD({spec.window} n_swa + {self.work_ubatch(work)} n_ubatch, 256)) = "
                 f"{self.tokens_held(spec, work)} cells"
             )
         if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)):
@@ -183,18 +183,22 @@ class LlamaCppPolicy(Engine):
         if fa_note:
             base = dataclasses.replace(base, notes=[*base.notes, fa_note])
         gpus = max(req.layout.tp * req.layout.pp, 1)
-        dev_given = (req.n_gpu_layers != -1 or req.tensor_split or req.parallel != 1 or req.kv_unified
-                     or req.no_kv_offload or req.split_mode != "layer" or spreads(req))
+        dev_given = device_flags(req) or spreads(req)
         if not dev_given:
             # One GPU holds every layer: the estimate is the one buffer (and the placement, per
             # layer, would cost O(layers) on the 10**6-layer benchmark model).
             return base
         n_ctx = req.max_model_len * req.parallel
-        p = kv_placement(req.model, req.dtype, req.dtype, n_ctx=n_ctx, n_parallel=req.parallel,
-                         kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
-                         split=gpu_split(req.tensor_split, (None,) * gpus), no_kv_offload=req.no_kv_offload,
-                         split_mode=req.split_mode, flash_attn="on", n_ubatch=self.n_ubatch(req),
-                         swa_full=self.swa_full)
+        try:
+            p = kv_placement(req.model, req.dtype, req.dtype, n_ctx=n_ctx, n_parallel=req.parallel,
+                             kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
+                             split=gpu_split(req.tensor_split, (None,) * gpus), no_kv_offload=req.no_kv_offload,
+                             split_mode=req.split_mode, flash_attn="on", n_ubatch=self.n_ubatch(req),
+                             swa_full=self.swa_full)
+        except UnsupportedByEngineError as e:
+            if device_flags(req):
+                raise
+            return dataclasses.replace(base, notes=[*base.notes, f"not placed per device: {e}"])
         lines = [f"llama_kv_cache: {b.device:>10} KV buffer size = {b.total_bytes / MiB:8.2f} MiB" for b in p.buffers]
         where = ", ".join(f"{b.device} {b.layers} layers {b.total_bytes:,} B" for b in p.buffers)
         notes = [f"{self.name} per device ({self.command_line(req)}): "
@@ -203,6 +207,10 @@ class LlamaCppPolicy(Engine):
 
     def n_ubatch(self, req: PoolRequest) -> int:
         """``-ub``: llama-server's default 512 (common.h)."""
+        return N_UBATCH
+
+    def work_ubatch(self, work: Workload) -> int:
+        """``-ub`` for an estimate's workload (``--batch`` slots of ``--seq-len``)."""
         return N_UBATCH
 
     def command_line(self, req: PoolRequest) -> str:
@@ -214,7 +222,11 @@ class LlamaCppPolicy(Engine):
                 + (" -nkvo" if req.no_kv_offload else ""))
 
     def device_budget(self, req: PoolRequest, dev: DeviceRequest) -> DeviceBudget | None:
-        """Per device: ``device_budget`` for ``-c max_model_len x slots -np slots`` and the device flags."""
+        """Per device: ``device_budget`` for ``-c max_model_len x slots -np slots`` and the device flags
+        (None for a layer kind not placed, when no device flag asked for the placement)."""
+        if not device_flags(req) and any(isinstance(sp, (IndexedLatentAttention, CrossAttention, FixedState))
+                                         for sp, _ in req.model.spec_counts()):
+            return None
         return device_budget(req.model, req.dtype, req.dtype, dev, n_ctx=req.max_model_len * req.parallel,
                              n_parallel=req.parallel, kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
                              tensor_split=req.tensor_split, no_kv_offload=req.no_kv_offload,
@@ -470,6 +482,12 @@ def kv_placement(model: ModelConfig, k_dtype: KVDtype, v_dtype: KVDtype, *, n_ct
         acc[2] += kv_bytes[1]
     buffers = tuple(DeviceKv(device=n, layers=a[0], k_bytes=a[1], v_bytes=a[2]) for n, a in per.items())
     return KvPlacement(n_ctx_seq=n_ctx_seq, streams=streams, buffers=buffers, notes=(note,) if note else ())
+
+
+def device_flags(req: PoolRequest) -> bool:
+    """Whether a llama.cpp device or slot flag was given (-ngl, -ts, -np, --kv-unified, -nkvo, -sm)."""
+    return bool(req.n_gpu_layers != -1 or req.tensor_split or req.parallel != 1 or req.kv_unified
+                or req.no_kv_offload or req.split_mode != "layer")
 
 
 def spreads(req: PoolRequest) -> bool:

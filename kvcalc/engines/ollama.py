@@ -50,6 +50,9 @@ from kvcalc.engines.base import Pool, PoolRequest
 from kvcalc.engines.llama_cpp import N_UBATCH, LlamaCppPolicy
 
 if TYPE_CHECKING:
+    from kvcalc.dtypes import KVDtype
+    from kvcalc.engines.base import Workload
+    from kvcalc.layout import RankLayout
     from kvcalc.models import ModelConfig
 
 OLLAMA_VERSION = "Ollama 0.32.15 (llama-server)"
@@ -109,6 +112,15 @@ class OllamaEngine(LlamaCppPolicy):
 
     def n_ubatch(self, req: PoolRequest) -> int:
         return generation_batch(req.max_model_len * req.parallel)
+
+    def work_ubatch(self, work: Workload) -> int:
+        return generation_batch(work.seq_len * work.batch)
+
+    def prepare(self, layout: RankLayout, dtype: KVDtype, state_dtype: KVDtype, work: Workload) -> Workload:
+        """num_ctx above the trained context is cut to it (llm/server.go:111-116)."""
+        work = super().prepare(layout, dtype, state_dtype, work)
+        train = layout.model.max_position_embeddings
+        return dataclasses.replace(work, seq_len=train) if work.seq_len > train else work
 
     def command_line(self, req: PoolRequest) -> str:
         return (f"OLLAMA_NUM_PARALLEL={req.parallel} num_ctx {req.max_model_len}: llama-server "

@@ -57,7 +57,7 @@ class Ollama024(OllamaEngine):
 
     def prepare(self, layout: RankLayout, dtype: KVDtype, state_dtype: KVDtype, work: Workload) -> Workload:
         """``swa_full``: every layer keeps n_ctx cells."""
-        return dataclasses.replace(work, windows=False)
+        return dataclasses.replace(super().prepare(layout, dtype, state_dtype, work), windows=False)
 
 
 ENGINE = Ollama024()
