@@ -265,11 +265,8 @@ POLICY = ENGINE
 # * src/llama-context.cpp lines 3840-3849: a quantized V cache needs flash attention: ``-fa auto``
 #   turns it on ("enabling flash_attn since it is required for quantized V cache"), ``-fa off``
 #   refuses ("quantized V cache requires flash_attn to be enabled").
-# * Ollama (github ollama/ollama ``llm/server.go``, NewLlamaServer): ``KvSize = opts.NumCtx x
-#   numParallel`` with ``Parallel = numParallel`` (OLLAMA_NUM_PARALLEL), num_ctx first capped at the
-#   model's trained context; OLLAMA_KV_CACHE_TYPE is used only with flash attention ("quantized kv
-#   cache requested but flash attention disabled" is a warning and the cache stays f16). The runner
-#   builds a non-unified llama.cpp context, so each of the N streams holds num_ctx cells.
+# * Ollama runs llama-server with ``-c num_ctx x N -np N`` (kvcalc/engines/ollama.py, v0.32.15;
+#   ollama_0_24.py for the last release with its own runners).
 
 SERVER_AUTO_SLOTS = 4
 """llama-server's ``-np`` auto: 4 slots, unified cache (tools/server/server.cpp:156-160)."""
@@ -373,29 +370,6 @@ def check_cache_types(k_dtype: KVDtype, v_dtype: KVDtype, flash_attn: str) -> st
         if flash_attn == "auto":
             return "flash_attn enabled since it is required for quantized V cache (llama.cpp -fa auto)"
     return None
-
-
-def ollama_context(num_ctx: int, num_parallel: int, kv_cache_type: str, flash_attention: bool,
-                   n_ctx_train: int | None = None) -> tuple[int, int, str, list[str]]:
-    """Ollama's llama.cpp context: (n_ctx, n_seq_max, cache type, notes). ``KvSize = num_ctx x
-    OLLAMA_NUM_PARALLEL`` (num_ctx capped at the trained context); OLLAMA_KV_CACHE_TYPE only with
-    flash attention, else f16 with Ollama's warning (ollama/ollama llm/server.go NewLlamaServer)."""
-    from kvcalc.errors import InvalidRequestError
-
-    if num_ctx < 1:
-        raise InvalidRequestError("num_ctx", str(num_ctx), "a context length >= 1")
-    if num_parallel < 1:
-        raise InvalidRequestError("OLLAMA_NUM_PARALLEL", str(num_parallel), "a count >= 1")
-    notes: list[str] = []
-    if n_ctx_train is not None and num_ctx > n_ctx_train > 0:
-        notes.append(f"num_ctx {num_ctx:,} capped at the model's trained context {n_ctx_train:,} (Ollama warns)")
-        num_ctx = n_ctx_train
-    kvct = kv_cache_type.strip().lower() or "f16"
-    if kvct != "f16" and not flash_attention:
-        notes.append(f"OLLAMA_KV_CACHE_TYPE={kvct} ignored without flash attention: the cache stays f16 "
-                     "(Ollama: 'quantized kv cache requested but flash attention disabled')")
-        kvct = "f16"
-    return num_ctx * num_parallel, num_parallel, kvct, notes
 
 
 @dataclass(frozen=True)
