@@ -479,7 +479,8 @@ def gpu_split(tensor_split: tuple[float, ...], gpu_memory: tuple[int | None, ...
     if tensor_split:
         if len(tensor_split) > len(gpu_memory) and any(m is not None for m in gpu_memory):
             raise InvalidRequestError("--tensor-split", ",".join(f"{w:g}" for w in tensor_split),
-                                      f"at most one weight per GPU ({len(gpu_memory)} GPU(s) planned)")
+                                      f"at most one weight per GPU ({len(gpu_memory)} GPU(s) planned: give "
+                                      "--gpu NAME:N or --tp N)")
         return tensor_split + (0.0,) * (len(gpu_memory) - len(tensor_split))
     if gpu_memory and all(m is not None and m > 0 for m in gpu_memory):
         return tuple(float(m or 0) for m in gpu_memory)
