@@ -611,7 +611,7 @@ def test_plan_on_a_million_layers_never_expands_them(engine: str) -> None:
     plus the tokens in flight in whole blocks, takes more."""
     from kvcalc.planner.plan import planner_engines
 
-    assert {e.split("@")[0] for e in ("hf", "vllm", "sglang", "llama.cpp", "trtllm")} == set(planner_engines())
+    assert set(planner_engines()) == {"hf", "vllm", "sglang", "llama.cpp", "trtllm", "ollama"}
     m = _big()
     p = _planned(m, engine, kv_budget_bytes=1 << 50, solve_tp=True)
     assert p.fits and p.tp_options

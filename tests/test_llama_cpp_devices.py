@@ -17,7 +17,6 @@ from kvcalc.dtypes import get_dtype
 from kvcalc.engines.llama_cpp import (
     kv_placement,
     layer_devices,
-    ollama_context,
     slot_cells,
 )
 from kvcalc.engines.startup_log import check_log
@@ -110,16 +109,10 @@ def test_quantized_v_needs_flash_attention() -> None:
     assert not kv_placement(m, q8, F16, n_ctx=4096, flash_attn="off").notes
 
 
-def test_ollama_allocates_num_ctx_times_parallel() -> None:
-    # llm/server.go: KvSize = NumCtx x numParallel; q8_0 without flash attention stays f16.
-    n_ctx, slots, kvct, notes = ollama_context(8192, 4, "q8_0", flash_attention=False)
-    assert (n_ctx, slots, kvct) == (32768, 4, "f16") and "flash attention" in notes[0]
-    assert ollama_context(8192, 2, "q8_0", flash_attention=True)[2] == "q8_0"
-    assert ollama_context(200_000, 1, "", True, n_ctx_train=131_072)[0] == 131_072
-    # Non-unified llama.cpp context: 4 streams x PAD(32768 / 4, 256) = 8,192 cells each.
-    assert slot_cells(n_ctx, slots, False) == (8192, 4)
-    with pytest.raises(InvalidRequestError, match="OLLAMA_NUM_PARALLEL"):
-        ollama_context(8192, 0, "f16", True)
+def test_non_unified_slots_of_num_ctx() -> None:
+    # -c 32768 -np 4 (Ollama's num_ctx 8192 x OLLAMA_NUM_PARALLEL 4, tests/test_ollama.py): a non-unified
+    # context, 4 streams x PAD(32768 / 4, 256) = 8,192 cells each.
+    assert slot_cells(32768, 4, False) == (8192, 4)
 
 
 def test_check_log_compares_each_device_with_tensor_split() -> None:

@@ -35,11 +35,12 @@ def register(app: typer.Typer) -> None:
         kv_budget: Annotated[Optional[str], typer.Option(
             "--kv-budget", help="Skip the memory model: KV pool per GPU, e.g. 50GiB (as vLLM logs it).")] = None,
         engine: Annotated[str, typer.Option(
-            "--engine", "-e", help="vllm, sglang, trtllm (tensorrt-llm), llama.cpp or hf.")] = "vllm",
+            "--engine", "-e", help="vllm, sglang, trtllm (tensorrt-llm), llama.cpp, ollama or hf.")] = "vllm",
         context: Annotated[Optional[int], typer.Option(
-            "--max-model-len", "--context", parser=tokens_parser("--context"),
+            "--max-model-len", "--context", "--num-ctx", parser=tokens_parser("--context"),
             help="Tokens per request, e.g. 32768 or 32k (k = 1024; default: the model's maximum).")] = None,
-        kv_dtype: Annotated[str, typer.Option("--kv-dtype", "--kv-cache-dtype", help="auto, bf16, fp8, int4, ...")]
+        kv_dtype: Annotated[str, typer.Option("--kv-dtype", "--kv-cache-dtype", "--kv-cache-type",
+                                              help="auto, bf16, fp8, int4, ...; llama.cpp/Ollama f16, q8_0, q4_0")]
         = "auto",
         weight_dtype: Annotated[str, typer.Option(
             "--weight-dtype", help="auto (the checkpoint's quantization_config or GGUF), bf16, fp16, fp8, int8, "
@@ -126,20 +127,22 @@ def register(app: typer.Typer) -> None:
             "--host-cache-size", help="TensorRT-LLM: KvCacheConfig.host_cache_size, the host (secondary) pool, "
             "e.g. 32GiB.")] = None,
         n_gpu_layers: Annotated[int, typer.Option(
-            "--n-gpu-layers", "-ngl", min=-1, help="llama.cpp: layers on the GPUs, the output layer counted "
-            "(-1: all).")] = -1,
+            "--n-gpu-layers", "-ngl", "--num-gpu", min=-1, help="llama.cpp (Ollama num_gpu): layers on the GPUs, "
+            "the output layer counted (-1: all).")] = -1,
         tensor_split: Annotated[Optional[str], typer.Option(
             "--tensor-split", "-ts", help="llama.cpp: share of layers per GPU, e.g. 3,1.")] = None,
         split_mode: Annotated[str, typer.Option(
             "--split-mode", "-sm", help="llama.cpp: none, layer or row.")] = "layer",
         parallel: Annotated[int, typer.Option(
-            "--parallel", "-np", min=1, help="llama.cpp: server slots, each of --context cells.")] = 1,
+            "--parallel", "-np", "--num-parallel", min=1,
+            help="llama.cpp server slots (Ollama OLLAMA_NUM_PARALLEL), each of --context cells.")] = 1,
         kv_unified: Annotated[bool, typer.Option(
             "--kv-unified", help="llama.cpp: one KV stream shared by the slots.")] = False,
         no_kv_offload: Annotated[bool, typer.Option(
             "--no-kv-offload", "-nkvo", help="llama.cpp: keep the KV cache in host memory.")] = False,
         flash_attn: Annotated[str, typer.Option(
-            "--flash-attn", "-fa", help="llama.cpp: auto, on or off (a quantized V cache needs it).")] = "auto",
+            "--flash-attn", "-fa", help="llama.cpp: auto, on or off (a quantized V cache needs it); Ollama: "
+            "OLLAMA_FLASH_ATTENTION unset, 1 or 0.")] = "auto",
     ) -> None:
         """Plan a deployment: KV budget, blocks, concurrency, whether --users fit, and what to change.
 

@@ -86,13 +86,16 @@ def _request(model: ModelConfig, engine: str, fractions: dict[str, str | None], 
 
 
 _ENGINE_FLAGS: dict[str, tuple[str, str, object]] = {
-    # field: (flag, the engine it belongs to, its default)
+    # field: (flag, the engines it belongs to, its default)
     "max_tokens": ("--max-tokens", "trtllm", None), "host_cache_bytes": ("--host-cache-size", "trtllm", 0),
-    "n_gpu_layers": ("--n-gpu-layers", "llama.cpp", -1), "tensor_split": ("--tensor-split", "llama.cpp", ()),
-    "split_mode": ("--split-mode", "llama.cpp", "layer"), "parallel": ("--parallel", "llama.cpp", 1),
+    "n_gpu_layers": ("--n-gpu-layers", "llama.cpp or ollama", -1),
+    "tensor_split": ("--tensor-split", "llama.cpp", ()),
+    "split_mode": ("--split-mode", "llama.cpp", "layer"), "parallel": ("--parallel", "llama.cpp or ollama", 1),
     "kv_unified": ("--kv-unified", "llama.cpp", False), "no_kv_offload": ("--no-kv-offload", "llama.cpp", False),
-    "flash_attn": ("--flash-attn", "llama.cpp", "auto"),
+    "flash_attn": ("--flash-attn", "llama.cpp or ollama", "auto"),
 }
+"""Ollama passes llama-server only -c, -np, the cache types, -fa and -ngl (num_gpu): its GPUs split
+by free memory (ollama/ollama llm/llama_server.go:375-410 @ v0.32.15)."""
 
 
 def _engine_flags(engine: str, fields: dict[str, Any]) -> None:
@@ -101,7 +104,7 @@ def _engine_flags(engine: str, fields: dict[str, Any]) -> None:
 
     for key, (flag, owner, default) in _ENGINE_FLAGS.items():
         value = fields.get(key, default)
-        if value != default and engine != owner:
+        if value != default and engine not in owner.split(" or "):
             raise InvalidRequestError(flag, str(value), f"used with --engine {owner} (this plan uses {engine})")
 
 
@@ -150,6 +153,8 @@ def plan_lines(p: Plan, *, max_width: int | None = None, style: bool = False) ->
                           max_width=max_width, bold=style)
     out += _table("Memory per GPU", _memory_rows(p), max_width, style)
     out += _table(f"KV cache ({p.kv_dtype})", _kv_rows(p), max_width, style)
+    if p.devices:
+        out += _device_table(p, max_width, style)
     for line in _text(p):
         out += text_lines(line, max_width=max_width)
     return out
@@ -163,6 +168,24 @@ def _table(title: str, rows: list[tuple[str, str, bool]], max_width: int | None,
     return render(title, None, ["left", "right"], [[[label, value] for label, value, _ in rows]],
                   bold_rows=[(0, i) for i, (_, _, bold) in enumerate(rows) if bold], max_width=max_width,
                   style=style)
+
+
+def _device_table(p: Plan, max_width: int | None, style: bool) -> list[str]:
+    """Per device (llama.cpp, Ollama): layers, weights, KV, compute + overhead, total, memory, verdict."""
+    from kvcalc.cli.boxtable import render
+    from kvcalc.units import format_bytes
+
+    rows = []
+    for d in p.devices:
+        where = f"{d['layers']:,}" + (" + output" if d["output_layer"] else "")
+        verdict = "host" if d["device"] == "CPU" else ("?" if d["fits"] is None else ("yes" if d["fits"] else "NO"))
+        rows.append([d["device"], where, format_bytes(d["weights_bytes"]), format_bytes(d["kv_bytes"]),
+                     format_bytes(d["compute_bytes"] + d["overhead_bytes"]), format_bytes(d["total_bytes"]),
+                     "" if d["memory_bytes"] is None else format_bytes(d["memory_bytes"]), verdict])
+    title = "Memory per device" + ("" if p.devices_fit is None else f": fits {'YES' if p.devices_fit else 'NO'}")
+    return render(title, ["device", "layers", "weights", "KV", "compute + overhead", "total", "memory", "fits"],
+                  ["left", "right", "right", "right", "right", "right", "right", "left"], [rows],
+                  max_width=max_width, style=style)
 
 
 def _size_text(n: int | None) -> str:
@@ -272,6 +295,8 @@ def _text(p: Plan) -> list[str]:
             out.append(f"  {line}")  # verbatim: the engine's own words
             if note := unit_note(p.engine, line):
                 out.append(f"  note: {note}")
+    if p.device_short:
+        out.append(f"Does not fit: {p.device_short}")
     if p.reason and not any(p.reason in line for line in p.log_lines):
         out.append(f"Why not: {p.reason}")
     out += [f"Try: {hint}" for hint in p.hints]

@@ -36,6 +36,7 @@ _ENGINES: dict[str, str] = {
     "sglang": "kvcalc.engines.sglang",
     "llama.cpp": "kvcalc.engines.llama_cpp",
     "trtllm": "kvcalc.engines.trtllm",
+    "ollama": "kvcalc.engines.ollama",
 }
 """Engine name -> module defining ``ENGINE`` (its default version)."""
 
@@ -47,6 +48,8 @@ _VERSIONS: dict[tuple[str, str], str] = {
     ("vllm", "0.33"): "kvcalc.engines.vllm_0_33",
     ("vllm", "0.34"): "kvcalc.engines.vllm_0_34",
     ("sglang", "0.5.23"): "kvcalc.engines.sglang",
+    ("ollama", "0.32"): "kvcalc.engines.ollama",
+    ("ollama", "0.24"): "kvcalc.engines.ollama_0_24",
 }
 """(engine, version) -> module defining ``ENGINE`` for that release."""
 

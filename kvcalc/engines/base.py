@@ -24,6 +24,7 @@ The questions, grouped:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -98,6 +99,85 @@ class PoolRequest:
     split_mode: str = "layer"
     flash_attn: str = "auto"
     """llama.cpp ``-fa``: a quantized V cache needs it (``off`` is refused, as llama.cpp does)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceRequest:
+    """What the planner hands an engine that places whole layers on devices (llama.cpp, Ollama):
+    the weights by layer (the planner's layer_weights), each GPU's usable memory, and the
+    per-GPU terms the plan assumes or was given."""
+
+    gpu_memory_bytes: tuple[int | None, ...]
+    """Usable memory of each GPU, in device order (None: not known, e.g. ``--kv-budget`` alone)."""
+    input_weights_bytes: int
+    """The input layer (token embeddings): llama.cpp keeps it in host memory."""
+    layer_weights_bytes: tuple[int, ...]
+    """Each repeating layer's weights."""
+    output_weights_bytes: int
+    """The output layer (final norm and output matrix; a tied model's copy of the embeddings)."""
+    compute_bytes: int
+    """Per GPU holding layers: the engine's compute buffer (``--activation-memory``)."""
+    overhead_bytes: int
+    """Per GPU holding layers: the CUDA context and the like (``--non-torch-memory``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceUse:
+    """One device's share: the layers placed on it, their weights and KV, and the terms assumed."""
+
+    device: str
+    """The name the engine logs (``CUDA0``, ``CUDA1``, ``CPU`` for host memory)."""
+    memory_bytes: int | None
+    """Usable memory (None: host memory, or a GPU of unknown size)."""
+    layers: int
+    output_layer: bool
+    weights_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    overhead_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes + self.compute_bytes + self.overhead_bytes
+
+    @property
+    def free_bytes(self) -> int | None:
+        return None if self.memory_bytes is None else self.memory_bytes - self.total_bytes
+
+    @property
+    def fits(self) -> bool | None:
+        free = self.free_bytes
+        return None if free is None else free >= 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.update(total_bytes=self.total_bytes, free_bytes=self.free_bytes, fits=self.fits)
+        return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceBudget:
+    """Every device's share (GPUs in order, then host memory) and what was assumed."""
+
+    devices: tuple[DeviceUse, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def fits(self) -> bool | None:
+        """All GPUs fit (None: no GPU's memory is known); host memory is reported, not checked."""
+        verdicts = [d.fits for d in self.devices if d.device != "CPU"]
+        if any(v is False for v in verdicts):
+            return False
+        return None if all(v is None for v in verdicts) else True
+
+    @property
+    def short(self) -> DeviceUse | None:
+        """The first GPU that does not fit, if any."""
+        return next((d for d in self.devices if d.fits is False), None)
+
+    @property
+    def host_bytes(self) -> int:
+        return sum(d.total_bytes for d in self.devices if d.device == "CPU")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -389,6 +469,23 @@ class Engine:
         return tokens, None, "given"
 
     # -- pool -------------------------------------------------------------------------------
+    def default_context(self, model: ModelConfig, total_vram_bytes: int | None,
+                        given: int | None = None) -> tuple[int, str] | None:
+        """The context per request the engine uses for ``given`` (None: not given; Ollama's default
+        by VRAM, its cut to the trained context), and why; None: ``given``, else the model's maximum."""
+        return None
+
+    def cache_dtype_for(self, dtype: KVDtype, flash_attn: str) -> tuple[KVDtype, str | None]:
+        """The cache dtype the engine really uses for ``dtype`` with flash attention ``flash_attn``
+        (an engine that falls back to f16 says why); by default the one asked for."""
+        return dtype, None
+
+    def device_budget(self, req: PoolRequest, dev: DeviceRequest) -> DeviceBudget | None:
+        """Weights, KV and the assumed terms per device, for engines that place whole layers on
+        devices (llama.cpp ``-ngl`` / ``--tensor-split``); None: the engine shards every layer over
+        its ranks and the per-GPU budget above is the answer."""
+        return None
+
     def pool(self, req: PoolRequest) -> Pool:
         """Bytes over kvcalc's per-request cost: ``tokens`` = budget // bytes one token costs on the
         largest rank (states excluded: they are per request, not per token)."""

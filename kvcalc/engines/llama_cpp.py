@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvcalc.dtypes import KVDtype, cdiv
-from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
+from kvcalc.engines.base import DeviceBudget, DeviceRequest, DeviceUse, Engine, Pool, PoolRequest, Workload
 from kvcalc.errors import UnsupportedByEngineError
 from kvcalc.specs import (
     ChunkedAttention,
@@ -103,6 +103,8 @@ class LlamaCppPolicy(Engine):
     splits_kv = True
     plannable = True
     smaller_cache_dtypes = (("q8_0", "llama.cpp -ctk q8_0 -ctv q8_0"), ("q4_0", "llama.cpp -ctk q4_0 -ctv q4_0"))
+    swa_full = False
+    """llama-server's ``swa_full = false`` (common.h); the C API's default is true."""
 
     def state_rows(self, spec: FixedState, dtype: KVDtype) -> list[tuple[str, int, KVDtype]]:
         # llama_memory_recurrent is built with recurrent_type_r = recurrent_type_s = GGML_TYPE_F32
@@ -137,14 +139,14 @@ class LlamaCppPolicy(Engine):
             return 0
         n_ctx = pad(work.seq_len, N_CTX_PAD)
         if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)) and work.windows:
-            return min(n_ctx, pad(spec.window + N_UBATCH, N_CTX_PAD))
+            return min(n_ctx, pad(spec.window + self.work_ubatch(work), N_CTX_PAD))
         return n_ctx
 
     def describe_tokens(self, spec: Spec, work: Workload) -> str:
         n_ctx = pad(work.seq_len, N_CTX_PAD)
         if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)) and work.windows:
             return (
-                f"min(n_ctx {n_ctx}, PAD({spec.window} n_swa + {N_UBATCH} n_ubatch, 256)) = "
+                f"min(n_ctx {n_ctx}, PAD({spec.window} n_swa + {self.work_ubatch(work)} n_ubatch, 256)) = "
                 f"{self.tokens_held(spec, work)} cells"
             )
         if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)):
@@ -180,26 +182,55 @@ class LlamaCppPolicy(Engine):
         base = super().pool(req)
         if fa_note:
             base = dataclasses.replace(base, notes=[*base.notes, fa_note])
-        dev_given = (req.n_gpu_layers != -1 or req.tensor_split or req.parallel != 1 or req.kv_unified
-                     or req.no_kv_offload or req.split_mode != "layer")
+        gpus = max(req.layout.tp * req.layout.pp, 1)
+        dev_given = device_flags(req) or spreads(req)
         if not dev_given:
             # One GPU holds every layer: the estimate is the one buffer (and the placement, per
             # layer, would cost O(layers) on the 10**6-layer benchmark model).
             return base
         n_ctx = req.max_model_len * req.parallel
-        p = kv_placement(req.model, req.dtype, req.dtype, n_ctx=n_ctx, n_parallel=req.parallel,
-                         kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
-                         split=req.tensor_split or (1.0,), no_kv_offload=req.no_kv_offload,
-                         split_mode=req.split_mode, flash_attn="on")
+        try:
+            p = kv_placement(req.model, req.dtype, req.dtype, n_ctx=n_ctx, n_parallel=req.parallel,
+                             kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
+                             split=gpu_split(req.tensor_split, (None,) * gpus), no_kv_offload=req.no_kv_offload,
+                             split_mode=req.split_mode, flash_attn="on", n_ubatch=self.n_ubatch(req),
+                             swa_full=self.swa_full)
+        except UnsupportedByEngineError as e:
+            if device_flags(req):
+                raise
+            return dataclasses.replace(base, notes=[*base.notes, f"not placed per device: {e}"])
         lines = [f"llama_kv_cache: {b.device:>10} KV buffer size = {b.total_bytes / MiB:8.2f} MiB" for b in p.buffers]
         where = ", ".join(f"{b.device} {b.layers} layers {b.total_bytes:,} B" for b in p.buffers)
-        notes = [f"llama.cpp per device (llama-server -c {n_ctx} -np {req.parallel}"
-                 f"{' --kv-unified' if req.kv_unified else ''} -ngl {req.n_gpu_layers}"
-                 f"{' -ts ' + ','.join(f'{w:g}' for w in req.tensor_split) if req.tensor_split else ''}): "
+        notes = [f"{self.name} per device ({self.command_line(req)}): "
                  f"{p.n_ctx_seq:,} cells x {p.streams} stream(s); {where}", *p.notes]
-        notes.append("the budget and fit check above are per GPU for the whole model; with partial offload "
-                     "or a split, compare each device's KV (this note) with its free memory yourself")
         return dataclasses.replace(base, log_lines=[*base.log_lines, *lines], notes=[*base.notes, *notes])
+
+    def n_ubatch(self, req: PoolRequest) -> int:
+        """``-ub``: llama-server's default 512 (common.h)."""
+        return N_UBATCH
+
+    def work_ubatch(self, work: Workload) -> int:
+        """``-ub`` for an estimate's workload (``--batch`` slots of ``--seq-len``)."""
+        return N_UBATCH
+
+    def command_line(self, req: PoolRequest) -> str:
+        n_ctx = req.max_model_len * req.parallel
+        return (f"llama-server -c {n_ctx} -np {req.parallel}{' --kv-unified' if req.kv_unified else ''} "
+                f"-ngl {req.n_gpu_layers}"
+                + (f" -ts {','.join(f'{w:g}' for w in req.tensor_split)}" if req.tensor_split else "")
+                + (f" -sm {req.split_mode}" if req.split_mode != "layer" else "")
+                + (" -nkvo" if req.no_kv_offload else ""))
+
+    def device_budget(self, req: PoolRequest, dev: DeviceRequest) -> DeviceBudget | None:
+        """Per device: ``device_budget`` for ``-c max_model_len x slots -np slots`` and the device flags
+        (None for a layer kind not placed, when no device flag asked for the placement)."""
+        if not device_flags(req) and any(isinstance(sp, (IndexedLatentAttention, CrossAttention, FixedState))
+                                         for sp, _ in req.model.spec_counts()):
+            return None
+        return device_budget(req.model, req.dtype, req.dtype, dev, n_ctx=req.max_model_len * req.parallel,
+                             n_parallel=req.parallel, kv_unified=req.kv_unified, n_gpu_layers=req.n_gpu_layers,
+                             tensor_split=req.tensor_split, no_kv_offload=req.no_kv_offload,
+                             split_mode=req.split_mode, n_ubatch=self.n_ubatch(req), swa_full=self.swa_full)
 
 
 LlamaCppEngine = LlamaCppPolicy
@@ -234,11 +265,8 @@ POLICY = ENGINE
 # * src/llama-context.cpp lines 3840-3849: a quantized V cache needs flash attention: ``-fa auto``
 #   turns it on ("enabling flash_attn since it is required for quantized V cache"), ``-fa off``
 #   refuses ("quantized V cache requires flash_attn to be enabled").
-# * Ollama (github ollama/ollama ``llm/server.go``, NewLlamaServer): ``KvSize = opts.NumCtx x
-#   numParallel`` with ``Parallel = numParallel`` (OLLAMA_NUM_PARALLEL), num_ctx first capped at the
-#   model's trained context; OLLAMA_KV_CACHE_TYPE is used only with flash attention ("quantized kv
-#   cache requested but flash attention disabled" is a warning and the cache stays f16). The runner
-#   builds a non-unified llama.cpp context, so each of the N streams holds num_ctx cells.
+# * Ollama runs llama-server with ``-c num_ctx x N -np N`` (kvcalc/engines/ollama.py, v0.32.15;
+#   ollama_0_24.py for the last release with its own runners).
 
 SERVER_AUTO_SLOTS = 4
 """llama-server's ``-np`` auto: 4 slots, unified cache (tools/server/server.cpp:156-160)."""
@@ -288,6 +316,29 @@ def assign_layers(n_layer: int, i_gpu_start: int, act: int, split: tuple[float, 
     return out
 
 
+def placement(n_layer: int, n_gpu_layers: int, split: tuple[float, ...], split_mode: str = "layer",
+              main_gpu: int = 0) -> tuple[list[int | None], int | None]:
+    """(device of each repeating layer, device of the output layer); None is host memory.
+
+    llama-model.cpp ``load_tensors`` (llama-cpp-python 0.3.36, vendor/llama.cpp/src/llama-model.cpp
+    :1589-1614): the input layer (token embeddings) always stays on the CPU ("there is very little
+    benefit to offloading the input layer"), repeating layer ``il`` on ``get_layer_buft_list(il)``,
+    the output layer (``output_norm``, ``output``) on ``get_layer_buft_list(n_layer)``: it is the
+    last of the ``n_layer + 1`` layers -ngl counts. ``--split-mode none`` keeps only ``main_gpu``
+    (src/llama.cpp:288-301)."""
+    from kvcalc.errors import InvalidRequestError
+
+    if split_mode not in ("none", "layer", "row"):
+        raise InvalidRequestError("--split-mode", split_mode, "none, layer or row")
+    used = (1.0,) if split_mode == "none" else split
+    layer_devices(0, n_gpu_layers, used)  # the same checks of -ngl and the split
+    ngl = n_layer + 1 if n_gpu_layers == -1 else n_gpu_layers
+    both = assign_layers(n_layer + 1, max(n_layer + 1 - ngl, 0), min(ngl, n_layer + 1) if used else 0, used)
+    if split_mode == "none":
+        both = [None if d is None else main_gpu for d in both]
+    return both[:n_layer], both[n_layer]
+
+
 def slot_cells(n_ctx: int, n_parallel: int, kv_unified: bool) -> tuple[int, int]:
     """(cells per stream ``n_ctx_seq``, streams) for ``-c n_ctx -np n_parallel`` (llama-context.cpp
     :289-305; llama-kv-cache.cpp ``n_stream = unified ? 1 : n_seq_max``)."""
@@ -321,29 +372,6 @@ def check_cache_types(k_dtype: KVDtype, v_dtype: KVDtype, flash_attn: str) -> st
     return None
 
 
-def ollama_context(num_ctx: int, num_parallel: int, kv_cache_type: str, flash_attention: bool,
-                   n_ctx_train: int | None = None) -> tuple[int, int, str, list[str]]:
-    """Ollama's llama.cpp context: (n_ctx, n_seq_max, cache type, notes). ``KvSize = num_ctx x
-    OLLAMA_NUM_PARALLEL`` (num_ctx capped at the trained context); OLLAMA_KV_CACHE_TYPE only with
-    flash attention, else f16 with Ollama's warning (ollama/ollama llm/server.go NewLlamaServer)."""
-    from kvcalc.errors import InvalidRequestError
-
-    if num_ctx < 1:
-        raise InvalidRequestError("num_ctx", str(num_ctx), "a context length >= 1")
-    if num_parallel < 1:
-        raise InvalidRequestError("OLLAMA_NUM_PARALLEL", str(num_parallel), "a count >= 1")
-    notes: list[str] = []
-    if n_ctx_train is not None and num_ctx > n_ctx_train > 0:
-        notes.append(f"num_ctx {num_ctx:,} capped at the model's trained context {n_ctx_train:,} (Ollama warns)")
-        num_ctx = n_ctx_train
-    kvct = kv_cache_type.strip().lower() or "f16"
-    if kvct != "f16" and not flash_attention:
-        notes.append(f"OLLAMA_KV_CACHE_TYPE={kvct} ignored without flash attention: the cache stays f16 "
-                     "(Ollama: 'quantized kv cache requested but flash attention disabled')")
-        kvct = "f16"
-    return num_ctx * num_parallel, num_parallel, kvct, notes
-
-
 @dataclass(frozen=True)
 class DeviceKv:
     """One llama.cpp KV buffer: the device's name as llama.cpp logs it, its layers and bytes."""
@@ -372,50 +400,153 @@ class KvPlacement:
         return sum(b.total_bytes for b in self.buffers)
 
 
-def kv_placement(model: ModelConfig, k_dtype: KVDtype, v_dtype: KVDtype, *, n_ctx: int, n_parallel: int = 1,
-                 kv_unified: bool = False, n_gpu_layers: int = -1, split: tuple[float, ...] = (1.0,),
-                 no_kv_offload: bool = False, flash_attn: str = "auto", split_mode: str = "layer",
-                 main_gpu: int = 0, device: str = "CUDA") -> KvPlacement:
-    """Bytes of K and V on each device (``CUDA0``, ``CUDA1``, ..., ``CPU``) as llama.cpp allocates
-    them: each layer's cache on its layer's device (``layer_devices``) unless ``no_kv_offload``;
-    ``n_ctx_seq x streams`` cells (``slot_cells``), sliding layers ``min(n_ctx_seq, PAD(n_swa x
-    (n_seq_max if unified else 1) + n_ubatch, 256))`` (llama-kv-cache-iswa.cpp). ``split_mode``
-    ``none`` keeps only ``main_gpu`` (src/llama.cpp:288-301); ``row`` splits the weight matrices
-    but assigns layers, hence their KV, exactly as ``layer`` (``load_tensors`` has no row branch)."""
-    from kvcalc.errors import InvalidRequestError
-
-    if split_mode not in ("none", "layer", "row"):
-        raise InvalidRequestError("--split-mode", split_mode, "none, layer or row")
-    note = check_cache_types(k_dtype, v_dtype, flash_attn)
-    n_ctx_seq, streams = slot_cells(n_ctx, n_parallel, kv_unified)
-    specs = model.layer_specs
-    devices = layer_devices(len(specs), n_gpu_layers, (1.0,) if split_mode == "none" else split)
-    if split_mode == "none":
-        devices = [None if d is None else main_gpu for d in devices]
+def layer_kv(model: ModelConfig, k_dtype: KVDtype, v_dtype: KVDtype, *, n_ctx_seq: int, streams: int,
+             n_parallel: int, kv_unified: bool, n_ubatch: int = N_UBATCH, swa_full: bool = False,
+             ) -> list[tuple[int, int] | None]:
+    """(K bytes, V bytes) of each layer's cache, None for a layer without one: ``n_ctx_seq x
+    streams`` cells, sliding layers ``min(n_ctx_seq, PAD(n_swa x (n_seq_max if unified else 1) +
+    n_ubatch, 256))`` unless ``swa_full`` (llama-kv-cache-iswa.cpp)."""
     windows = slides(model)
-    per: dict[str, list[int]] = {}
-    for spec, dev in zip(specs, devices, strict=True):
+    out: list[tuple[int, int] | None] = []
+    for spec in model.layer_specs:
         if isinstance(spec, (IndexedLatentAttention, CrossAttention, FixedState)):
             raise UnsupportedByEngineError(
                 f"--engine llama.cpp: per-device placement of {spec.kind} layers is not modelled for "
                 f"{LLAMA_CPP_VERSION}")
         if not spec.grows:
+            out.append(None)
             continue
         cells = n_ctx_seq
-        if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)) and windows:
-            cells = min(n_ctx_seq, pad(spec.window * (n_parallel if kv_unified else 1) + N_UBATCH, N_CTX_PAD))
+        if isinstance(spec, (SlidingWindowAttention, ChunkedAttention)) and windows and not swa_full:
+            cells = min(n_ctx_seq, pad(spec.window * (n_parallel if kv_unified else 1) + n_ubatch, N_CTX_PAD))
         if isinstance(spec, LatentAttention):
-            k, v = cells * streams * k_dtype.row_bytes(spec.latent_dim), 0
+            out.append((cells * streams * k_dtype.row_bytes(spec.latent_dim), 0))
         elif isinstance(spec, FullAttention):
             h = spec.num_kv_heads
-            k = cells * streams * k_dtype.row_bytes(h * spec.head_dim)
-            v = cells * streams * v_dtype.row_bytes(h * spec.v_dim)
+            out.append((cells * streams * k_dtype.row_bytes(h * spec.head_dim),
+                        cells * streams * v_dtype.row_bytes(h * spec.v_dim)))
         else:  # pragma: no cover - every growing kind is one of the above
             raise UnsupportedByEngineError(f"--engine llama.cpp: {spec.kind} layers are not placed")
+    return out
+
+
+def kv_placement(model: ModelConfig, k_dtype: KVDtype, v_dtype: KVDtype, *, n_ctx: int, n_parallel: int = 1,
+                 kv_unified: bool = False, n_gpu_layers: int = -1, split: tuple[float, ...] = (1.0,),
+                 no_kv_offload: bool = False, flash_attn: str = "auto", split_mode: str = "layer",
+                 main_gpu: int = 0, device: str = "CUDA", n_ubatch: int = N_UBATCH,
+                 swa_full: bool = False) -> KvPlacement:
+    """Bytes of K and V on each device (``CUDA0``, ``CUDA1``, ..., ``CPU``) as llama.cpp allocates
+    them: each layer's cache on its layer's device (``placement``) unless ``no_kv_offload``;
+    ``n_ctx_seq x streams`` cells (``slot_cells``), sliding layers as ``layer_kv``. ``split_mode``
+    ``row`` splits the weight matrices but assigns layers, hence their KV, exactly as ``layer``
+    (``load_tensors`` has no row branch)."""
+    note = check_cache_types(k_dtype, v_dtype, flash_attn)
+    n_ctx_seq, streams = slot_cells(n_ctx, n_parallel, kv_unified)
+    kv = layer_kv(model, k_dtype, v_dtype, n_ctx_seq=n_ctx_seq, streams=streams, n_parallel=n_parallel,
+                  kv_unified=kv_unified, n_ubatch=n_ubatch, swa_full=swa_full)
+    devices, _ = placement(len(kv), n_gpu_layers, split, split_mode, main_gpu)
+    per: dict[str, list[int]] = {}
+    for kv_bytes, dev in zip(kv, devices, strict=True):
+        if kv_bytes is None:
+            continue
         name = "CPU" if dev is None or no_kv_offload else f"{device}{dev}"
         acc = per.setdefault(name, [0, 0, 0])
         acc[0] += 1
-        acc[1] += k
-        acc[2] += v
+        acc[1] += kv_bytes[0]
+        acc[2] += kv_bytes[1]
     buffers = tuple(DeviceKv(device=n, layers=a[0], k_bytes=a[1], v_bytes=a[2]) for n, a in per.items())
     return KvPlacement(n_ctx_seq=n_ctx_seq, streams=streams, buffers=buffers, notes=(note,) if note else ())
+
+
+def device_flags(req: PoolRequest) -> bool:
+    """Whether a llama.cpp device or slot flag was given (-ngl, -ts, -np, --kv-unified, -nkvo, -sm)."""
+    return bool(req.n_gpu_layers != -1 or req.tensor_split or req.parallel != 1 or req.kv_unified
+                or req.no_kv_offload or req.split_mode != "layer")
+
+
+def spreads(req: PoolRequest) -> bool:
+    """Whether the plan puts llama.cpp on several GPUs without a device flag: ``--gpu X:N`` (TP N).
+    With ``--pp`` the plan keeps its engine-neutral stage view (llama.cpp has no such flag)."""
+    return req.layout.tp > 1 and req.layout.pp == 1
+
+
+def gpu_split(tensor_split: tuple[float, ...], gpu_memory: tuple[int | None, ...]) -> tuple[float, ...]:
+    """The split llama.cpp uses over the GPUs: ``--tensor-split`` (missing weights are 0), else each
+    device's free memory (llama-model.cpp:1557-1587); kvcalc takes each GPU's usable memory as its
+    free memory, equal weights when that is unknown."""
+    from kvcalc.errors import InvalidRequestError
+
+    if tensor_split:
+        if len(tensor_split) > len(gpu_memory) and any(m is not None for m in gpu_memory):
+            raise InvalidRequestError("--tensor-split", ",".join(f"{w:g}" for w in tensor_split),
+                                      f"at most one weight per GPU ({len(gpu_memory)} GPU(s) planned: give "
+                                      "--gpu NAME:N or --tp N)")
+        return tensor_split + (0.0,) * (len(gpu_memory) - len(tensor_split))
+    if gpu_memory and all(m is not None and m > 0 for m in gpu_memory):
+        return tuple(float(m or 0) for m in gpu_memory)
+    return (1.0,) * max(len(gpu_memory), 1)
+
+
+def device_budget(model: ModelConfig, k_dtype: KVDtype, v_dtype: KVDtype, dev: DeviceRequest, *, n_ctx: int,
+                  n_parallel: int = 1, kv_unified: bool = False, n_gpu_layers: int = -1,
+                  tensor_split: tuple[float, ...] = (), no_kv_offload: bool = False, split_mode: str = "layer",
+                  main_gpu: int = 0, n_ubatch: int = N_UBATCH, swa_full: bool = False) -> DeviceBudget:
+    """Each GPU's weights, KV, compute buffer and overhead, and host memory's weights and KV, for one
+    llama.cpp context; ``placement`` puts the layers, ``layer_kv`` sizes their caches.
+
+    * Weights: the input layer in host memory, repeating layers and the output layer on their
+      devices (``placement``). ``--split-mode row`` puts a GPU layer's matrices in a split buffer
+      spread over all GPUs by the split (llama-model.cpp ``make_gpu_buft_list``:1139-1162): kvcalc
+      spreads the layer's whole weights that way (its norms, a few KiB, move with them).
+    * KV: on its layer's device, or host memory with ``--no-kv-offload`` (``kv_placement``).
+    * The compute buffer (llama-context.cpp:740 "compute buffer size") is not modelled: each GPU
+      holding layers is charged ``dev.compute_bytes`` and ``dev.overhead_bytes``, stated as such."""
+    split = gpu_split(tensor_split, dev.gpu_memory_bytes)
+    memory = dev.gpu_memory_bytes + (None,) * (len(split) - len(dev.gpu_memory_bytes))
+    n_ctx_seq, streams = slot_cells(n_ctx, n_parallel, kv_unified)
+    kv = layer_kv(model, k_dtype, v_dtype, n_ctx_seq=n_ctx_seq, streams=streams, n_parallel=n_parallel,
+                  kv_unified=kv_unified, n_ubatch=n_ubatch, swa_full=swa_full)
+    if len(dev.layer_weights_bytes) != len(kv):
+        raise UnsupportedByEngineError(f"--engine llama.cpp: the weights list {len(dev.layer_weights_bytes)} "
+                                       f"layers, the model {len(kv)}")
+    devices, out_dev = placement(len(kv), n_gpu_layers, split, split_mode, main_gpu)
+    n = len(split)
+    weights, kvs, layers = [0] * (n + 1), [0] * (n + 1), [0] * (n + 1)  # index n: host memory
+    from fractions import Fraction
+
+    total_w = sum((Fraction(w) for w in split), Fraction(0))
+
+    def put_weights(d: int | None, nbytes: int) -> None:
+        if d is None:
+            weights[n] += nbytes
+        elif split_mode == "row":
+            shares = [int(nbytes * Fraction(w) / total_w) for w in split]
+            shares[d] += nbytes - sum(shares)
+            for i, share in enumerate(shares):
+                weights[i] += share
+        else:
+            weights[d] += nbytes
+
+    weights[n] += dev.input_weights_bytes
+    for kv_bytes, wb, d in zip(kv, dev.layer_weights_bytes, devices, strict=True):
+        put_weights(d, wb)
+        layers[n if d is None else d] += 1
+        if kv_bytes is not None:
+            kvs[n if d is None or no_kv_offload else d] += kv_bytes[0] + kv_bytes[1]
+    put_weights(out_dev, dev.output_weights_bytes)
+    rows: list[DeviceUse] = []
+    for i in range(n):
+        used = layers[i] > 0 or out_dev == i or weights[i] > 0
+        rows.append(DeviceUse(device=f"CUDA{i}", memory_bytes=memory[i], layers=layers[i], output_layer=out_dev == i,
+                              weights_bytes=weights[i], kv_bytes=kvs[i],
+                              compute_bytes=dev.compute_bytes if used else 0,
+                              overhead_bytes=dev.overhead_bytes if used else 0))
+    rows.append(DeviceUse(device="CPU", memory_bytes=None, layers=layers[n], output_layer=out_dev is None,
+                          weights_bytes=weights[n], kv_bytes=kvs[n], compute_bytes=0, overhead_bytes=0))
+    notes = [f"per device: {len(kv) - layers[n]} of {len(kv)} repeating layers on GPUs"
+             f"{', the output layer too' if out_dev is not None else ''}; the input layer (token embeddings) "
+             "stays in host memory (llama-model.cpp:1605)"]
+    if not tensor_split and n > 1:
+        notes.append("no --tensor-split: llama.cpp splits by each GPU's free memory; kvcalc takes each GPU's "
+                     "usable memory as free")
+    return DeviceBudget(devices=tuple(rows), notes=tuple(notes))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kvcalc.dtypes import KVDtype, cdiv
 from kvcalc.engines import canonical_engine, get_engine, planner_engines
-from kvcalc.engines.base import Engine, Pool, PoolRequest, Workload
+from kvcalc.engines.base import DeviceBudget, DeviceUse, Engine, Pool, PoolRequest, Workload
 from kvcalc.engines.capacity import TpOption, smallest_tp
 from kvcalc.engines.memory import DEFAULT_ACTIVATION_BYTES, DEFAULT_NON_TORCH_BYTES, Budget, given_budget
 from kvcalc.errors import InvalidRequestError, UnknownNameError
@@ -219,6 +219,16 @@ class Plan:
     """vLLM ``--data-parallel-size`` (each DP rank is a replica with its own pool)."""
     expert_parallel: bool = False
     """vLLM ``--enable-expert-parallel``: whole routed experts per rank (``weights_per_gpu_bytes``)."""
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    """Engines that place whole layers on devices (llama.cpp, Ollama): per GPU (``CUDA0`` ...), then
+    host memory (``CPU``): layers, weights, KV, compute buffer and overhead bytes, the total, the
+    GPU's usable memory, what is left, and whether it fits (``Engine.device_budget``)."""
+    devices_fit: bool | None = None
+    """Every GPU holds its weights, KV, compute buffer and overhead (None: not checked)."""
+    device_short: str | None = None
+    """The first GPU that does not fit, with the numbers."""
+    host_bytes: int | None = None
+    """Host memory for the layers (weights, KV) not offloaded and the input layer."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -259,6 +269,8 @@ class Settings:
     draft: Draft | None = None
     data_parallel: int = 1
     expert_parallel: bool = False
+    engine_notes: tuple[str, ...] = ()
+    """What the engine chose for the request (its default context, its cache dtype fallback)."""
 
 
 def deployment(req: PlanRequest) -> Deployment:
@@ -305,7 +317,7 @@ def resolve(req: PlanRequest) -> Settings:
 
     engine = plan_engine(req.engine)
     model = req.model
-    max_len = req.max_model_len if req.max_model_len is not None else model.max_position_embeddings
+    max_len, engine_notes = _context(req, engine, model)
     check_int("max_model_len", max_len, maximum=10**9)
     check_int("pp", req.pp, maximum=4096)
     if req.tp is not None:
@@ -333,10 +345,27 @@ def resolve(req: PlanRequest) -> Settings:
     mnbt, running, why = engine.batch_defaults(dep.driver_bytes, label, max_len, req.max_num_batched_tokens,
                                                req.max_num_seqs)
     dtype, _ = engine.resolve_kv_dtype(req.kv_dtype, model)
+    dtype, fallback = engine.cache_dtype_for(dtype, req.flash_attn)
+    if fallback:
+        engine_notes.append(fallback)
     return Settings(engine=engine, model=model, max_len=max_len, dep=dep, layout=layout, dtype=dtype,
                     max_num_batched_tokens=mnbt, max_running=running, batch_why=why, dp_attention=dpa, dcp=dcp,
                     served_note=served_note, draft=draft, data_parallel=req.data_parallel,
-                    expert_parallel=req.expert_parallel)
+                    expert_parallel=req.expert_parallel,
+                    engine_notes=tuple(engine_notes))
+
+
+def _context(req: PlanRequest, engine: Engine, model: ModelConfig) -> tuple[int, list[str]]:
+    """``--context``, else the engine's own default (Ollama's by VRAM: ``Engine.default_context``),
+    else the model's maximum."""
+    if type(engine).default_context is Engine.default_context:
+        return (req.max_model_len if req.max_model_len is not None else model.max_position_embeddings), []
+    dep = deployment(req)
+    vram = dep.driver_bytes * dep.count if dep.driver_bytes is not None and dep.gpu_name is not None else None
+    chosen = engine.default_context(model, vram, req.max_model_len)
+    if chosen is None:
+        return (req.max_model_len if req.max_model_len is not None else model.max_position_embeddings), []
+    return chosen[0], [chosen[1]]
 
 
 def _draft(req: PlanRequest, engine: Engine) -> Draft | None:
@@ -541,7 +570,11 @@ def interval_of(req: PlanRequest, s: Settings, w: Weights, bud: Budget) -> Inter
 # -- 4. pool ---------------------------------------------------------------------------------
 
 def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
-    return s.engine.pool(PoolRequest(
+    return s.engine.pool(_pool_request(req, s, bud))
+
+
+def _pool_request(req: PlanRequest, s: Settings, bud: Budget) -> PoolRequest:
+    return PoolRequest(
         model=s.model, layout=s.layout, dtype=s.dtype, kv_budget_bytes=bud.kv_budget_bytes, max_model_len=s.max_len,
         block_size=req.block_size, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_running,
         budget=bud, gpu=s.dep.gpu.name if s.dep.gpu else None, dcp=s.dcp,
@@ -549,7 +582,52 @@ def pool_of(req: PlanRequest, s: Settings, bud: Budget) -> Pool:
         max_tokens=req.max_tokens,
         host_cache_bytes=req.host_cache_bytes, n_gpu_layers=req.n_gpu_layers, tensor_split=req.tensor_split,
         parallel=req.parallel, kv_unified=req.kv_unified, no_kv_offload=req.no_kv_offload,
-        split_mode=req.split_mode, flash_attn=req.flash_attn))
+        split_mode=req.split_mode, flash_attn=req.flash_attn)
+
+
+def devices_of(req: PlanRequest, s: Settings, w: Weights) -> DeviceBudget | None:
+    """Per device (``Engine.device_budget``: llama.cpp, Ollama), when the engine places whole
+    layers and the plan spreads them (several GPUs, -ngl, --tensor-split, ...): each GPU's usable
+    memory, the weights by layer (``kvcalc.planner.layer_weights``), and the per-GPU compute buffer
+    and overhead (``--activation-memory`` / ``--non-torch-memory``, else kvcalc's assumed defaults)."""
+    from kvcalc.engines.base import DeviceRequest
+    from kvcalc.planner.layer_weights import layer_weights
+
+    flags = (req.n_gpu_layers != -1 or req.tensor_split or req.parallel != 1 or req.kv_unified
+             or req.no_kv_offload or req.split_mode != "layer" or (s.dep.tp > 1 and s.dep.pp == 1))
+    if not flags or type(s.engine).device_budget is Engine.device_budget:
+        return None
+    lw = layer_weights(s.model, req.weight_dtype, s.engine.compute_dtype(s.model), req.weights_path)
+    if lw is None:
+        return None
+    gpus = s.dep.tp * s.dep.pp
+    dev = DeviceRequest(gpu_memory_bytes=(s.dep.total_bytes,) * gpus, input_weights_bytes=lw.input_bytes,
+                        layer_weights_bytes=lw.layer_bytes, output_weights_bytes=lw.output_bytes,
+                        compute_bytes=req.activation_bytes if req.activation_bytes is not None
+                        else DEFAULT_ACTIVATION_BYTES,
+                        overhead_bytes=req.non_torch_bytes if req.non_torch_bytes is not None
+                        else DEFAULT_NON_TORCH_BYTES)
+    budget = s.engine.device_budget(_pool_request(req, s, given_budget(s.engine.name, 0, None)), dev)
+    if budget is None:
+        return None
+    notes = [f"per-device weights from {lw.source}"
+             + (f"; tied embeddings: llama.cpp loads token_embd again as the output matrix "
+                f"(+{format_bytes(lw.duplicated_bytes)})" if lw.duplicated_bytes else ""),
+             "per GPU holding layers: compute buffer "
+             + (f"{format_bytes(dev.compute_bytes)} (--activation-memory)" if req.activation_bytes is not None
+                else f"{format_bytes(dev.compute_bytes)} assumed (not modelled; llama.cpp logs 'compute buffer "
+                     "size': pass it as --activation-memory)")
+             + " and overhead " + format_bytes(dev.overhead_bytes)
+             + (" (--non-torch-memory)" if req.non_torch_bytes is not None else " assumed (--non-torch-memory)"),
+             *budget.notes]
+    return dataclasses.replace(budget, notes=tuple(notes))
+
+
+def _device_short(d: DeviceUse) -> str:
+    return (f"{d.device} needs {format_bytes(d.total_bytes)} (weights {format_bytes(d.weights_bytes)} + KV "
+            f"{format_bytes(d.kv_bytes)} + compute {format_bytes(d.compute_bytes)} + overhead "
+            f"{format_bytes(d.overhead_bytes)}) of {format_bytes(d.memory_bytes or 0)}: "
+            f"{format_bytes(-(d.free_bytes or 0))} short")
 
 
 # -- 5. the answer ---------------------------------------------------------------------------
@@ -806,6 +884,13 @@ def plan(req: PlanRequest) -> Plan:
         notes.append(f"{s.engine.dcp_flag} {s.dcp}: each rank stores cdiv({s.max_len:,}, {s.dcp}) = "
                      f"{cdiv(s.max_len, s.dcp):,} tokens of a request")
     a = answer(req, s, pool)
+    notes += s.engine_notes
+    devs = devices_of(req, s, w)
+    if devs is not None:
+        notes += devs.notes
+        if devs.short is not None:
+            short = _device_short(devs.short)
+            a = dataclasses.replace(a, fits=False, binding=f"device memory: {short}")
     options = tp_search(req, s) if req.users is not None and req.solve_tp else []
     one_rep, fewest = smallest_tp(options, req.users) if req.users is not None else (None, None)
     min_tp = one_rep.tp if one_rep else None
@@ -846,4 +931,8 @@ def plan(req: PlanRequest) -> Plan:
         draft_layers=s.draft.layers if s.draft else 0,
         draft_model=s.draft.model.name if s.draft and s.draft.model else None,
         data_parallel=s.data_parallel, expert_parallel=s.expert_parallel,
+        devices=[d.to_dict() for d in devs.devices] if devs else [],
+        devices_fit=devs.fits if devs else None,
+        device_short=_device_short(devs.short) if devs and devs.short else None,
+        host_bytes=devs.host_bytes if devs else None,
     )
