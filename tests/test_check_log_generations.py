@@ -182,13 +182,14 @@ def test_sglang_dsa_log_reads_dp_attention_from_its_command() -> None:
     assert "attention TP 1" in next(x.basis for x in r.checks if x.item == "KV size (GiB)")
 
 
-@pytest.mark.xfail(strict=True, reason="engine rule: kvcalc's SGLang DSA row under an fp8 cache is the latent at "
-                   "1 B an element (576 B) + the indexer (132 B); SGLang 0.5.23 stores kv_lora_rank fp8 + "
-                   "kv_lora_rank/128 x 4 B scales + rope in bf16 = 656 B (mem_cache/kv_cache_configurator.py:"
-                   "3458-3473). engines/sglang.py bytes_per_token, not owned by check-log")
+@pytest.mark.xfail(strict=True, reason="engine rule: kvcalc's SGLang DSA pool row (engines/sglang_pool.py:70, the "
+                   "spec's bytes a token) under an fp8 cache is 576 B of latent + 128 B of indexer = 704 B a layer; "
+                   "SGLang 0.5.23 stores kv_lora_rank fp8 + kv_lora_rank/128 x 4 B scales + rope in bf16 = 656 B "
+                   "(mem_cache/kv_cache_configurator.py:3458-3473) and an fp8 indexer key with its fp32 scale, "
+                   "128 + 4 = 132 B (pool_configurator.py:569)")
 def test_sglang_dsa_fp8_pool_size_pr11309() -> None:
     """DeepSeek-V3.2 on 8 x B200 (SGLang 0.5.x): 43.67 GB = (975,424 + 64) x 61 x (656 + 132) B /
     2**30 = 43.669 (DSA pages are 64 tokens; 656 = 512 fp8 + 4 x 4 B scales + 64 x 2 B rope; 132 =
-    128 fp8 indexer + 4 B scale). kvcalc's engine rule gives 61 x 708 B: 39.23."""
+    128 fp8 indexer + 4 B scale). kvcalc's rule gives 61 x 704 B: 39.01."""
     r = check_log(LOGS / "sglang_0_5_deepseek_v32_mla_pr11309.log", load_model("deepseek-v3.2"), kv_dtype="fp8")
     assert by_item(r)["KV size (GiB)"][2] is True

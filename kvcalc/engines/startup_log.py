@@ -729,9 +729,6 @@ def _sglang_row_bytes(specs: Sequence[Spec], tp: int, dtype: KVDtype, label: str
     """(K, V) bytes of one token over the layers a pool holds; MLA one latent row, reported as
     "KV size" (memory_pool.py MHATokenToKVPool / MLATokenToKVPool). A "Full" pool holds the full
     layers, an "SWA" pool the sliding ones (swa_memory_pool.py:81, :92)."""
-    from kvcalc.engines import get_engine
-
-    engine = get_engine("sglang")
     k = v = 0
     latent = False
     for s in specs:
@@ -741,8 +738,8 @@ def _sglang_row_bytes(specs: Sequence[Spec], tp: int, dtype: KVDtype, label: str
             continue
         r = s.shard(tp)
         if isinstance(r, LatentAttention):
-            # The engine's own row (an NSA/DSA pool adds its indexer key; engines/sglang.py).
-            k += engine.bytes_per_token(r, dtype)
+            # The row the SGLang pool logs (engines/sglang_pool.py: the rank spec's bytes a token).
+            k += r.bytes_per_token(dtype)
             latent = True
         elif isinstance(r, FullAttention):
             k += dtype.row_bytes(r.num_kv_heads * r.head_dim) + r.num_kv_heads * dtype.scale_bytes_per_token_head
