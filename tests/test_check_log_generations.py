@@ -9,6 +9,7 @@ figures are derived by hand in the docstrings."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,3 +194,14 @@ def test_sglang_dsa_fp8_pool_size_pr11309() -> None:
     128 fp8 indexer + 4 B scale). kvcalc's rule gives 61 x 704 B: 39.01."""
     r = check_log(LOGS / "sglang_0_5_deepseek_v32_mla_pr11309.log", load_model("deepseek-v3.2"), kv_dtype="fp8")
     assert by_item(r)["KV size (GiB)"][2] is True
+
+
+def test_cli_passes_the_layout_options(tmp_path: Path, cli: Any) -> None:
+    """``--dcp`` / ``--dp-attention`` reach check_log: the JSON is the function's, and a size that
+    does not divide TP is one ``Error:`` line."""
+    p = tmp_path / "dcp.log"
+    p.write_text(DCP_LOG)
+    res = cli("check-log", str(p), "--dcp", "1", "--json")
+    assert res.json() == check_log(p, dcp=1).to_dict()
+    bad = cli("check-log", str(p), "--dcp", "3")
+    assert bad.exit_code != 0 and "divisor" in bad.stderr
