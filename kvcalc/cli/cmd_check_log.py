@@ -33,6 +33,13 @@ def register(app: typer.Typer) -> None:
         block_size: Annotated[Optional[int], typer.Option("--block-size", min=1, help="vLLM block size.")] = None,
         gpu: Annotated[Optional[str], typer.Option("--gpu", help="The GPU the log came from (vLLM picks the MLA "
                                                    "block size by it; default: Hopper).")] = None,
+        dcp: Annotated[Optional[int], typer.Option("--dcp", "--decode-context-parallel-size", min=1,
+                                                   help="vLLM decode context parallel size (default: the log's "
+                                                   "decode_context_parallel_size, else 1).")] = None,
+        dp_attention: Annotated[Optional[int], typer.Option("--dp-attention", min=1,
+                                                            help="SGLang attention data-parallel size (default: "
+                                                            "--dp of the log's command with --enable-dp-attention, "
+                                                            "else 1).")] = None,
         json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     ) -> None:
         """Compare an engine's start-up log with kvcalc's prediction for the same inputs, under the
@@ -45,7 +52,8 @@ def register(app: typer.Typer) -> None:
             from kvcalc.cli.run_estimate import resolve_model
 
             resolved = resolve_model(model, config)
-        result = check_log(file, resolved, tp=tp, kv_dtype=kv_dtype, block_size=block_size, gpu=gpu)
+        result = check_log(file, resolved, tp=tp, kv_dtype=kv_dtype, block_size=block_size, gpu=gpu, dcp=dcp,
+                           dp_attention=dp_attention)
         if json:
             print_json(result.to_dict())
             return

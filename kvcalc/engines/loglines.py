@@ -35,6 +35,8 @@ LINE_PATTERNS: dict[str, re.Pattern[str]] = {
     "tp_cfg": re.compile(r"tensor_parallel_size=([0-9]+)|'tensor_parallel_size': ([0-9]+)"),
     "kv_dtype_cfg": re.compile(r"kv_cache_dtype=([A-Za-z0-9_]+)|'kv_cache_dtype': '([A-Za-z0-9_]+)'"),
     "block_cfg": re.compile(r"'block_size': ([0-9]+)"),
+    # vLLM 0.11+ config line (``decode_context_parallel_size=N``) or non-default args dict.
+    "dcp_cfg": re.compile(r"decode_context_parallel_size=([0-9]+)|'decode_context_parallel_size': ([0-9]+)"),
     "page_cfg": re.compile(r"page_size=([0-9]+)"),
     # vLLM V0 0.6.4 (worker.py:232-243): one line.
     "v0_oneline": re.compile(
@@ -81,6 +83,13 @@ LINE_PATTERNS: dict[str, re.Pattern[str]] = {
                                       + _N + r", KV size: " + _GB),
     "sglang_weights": re.compile(r"Load weight end\. type=(\w+), dtype=torch\.(\w+)"),
     "sglang_pool_end": re.compile(r"Memory pool end\. avail mem=" + _GB),
+    # scheduler.py: the pool's size again, as the scheduler reads it (``max_total_num_tokens``).
+    "sglang_max_total": re.compile(r"max_total_num_tokens=([0-9]+)"),
+    # hybrid GDN / Mamba models (memory_pool.py MambaPool): the state pool beside the KV pool.
+    "sglang_mamba": re.compile(r"Mamba Cache is allocated\. max_mamba_cache_size: ([0-9]+), conv_state size: "
+                               + _N + r"\s*GB, ssm_state size: " + _N + r"\s*GB"),
+    # A rank prefix "[... DP3 TP3]" (SGLang with --enable-dp-attention).
+    "sglang_dp_rank": re.compile(r"\[[^\]]*\bDP([0-9]+) TP([0-9]+)\]"),
     # kvcached (kvcached/integration/sglang/patches.py).
     "kvcached_virtual": re.compile(r"VirtualKV Cache is allocated(?: \(group_id=[0-9]+\))?\. #tokens: " + _N
                                    + r"(?:, #layers: " + _N + r")?, K size: " + _GB + r", V size: " + _GB),
@@ -126,8 +135,13 @@ _CMD_FLAGS = {
     "--max-model-len": "max_model_len", "--max_model_len": "max_model_len", "--tensor-parallel-size": "tp",
     "--tensor_parallel_size": "tp", "-tp": "tp", "--tp": "tp", "--tp-size": "tp", "--kv-cache-dtype": "kv_dtype",
     "--block-size": "block_size", "--model": "model", "--model-path": "model", "--context-length": "max_model_len",
-    "--page-size": "page_size",
+    "--page-size": "page_size", "--dp": "dp", "--dp-size": "dp", "--data-parallel-size": "dp", "-dp": "dp",
+    "--decode-context-parallel-size": "dcp", "-dcp": "dcp",
 }
+_BOOL_FLAGS = {"--enable-dp-attention": "dp_attention"}
+"""Flags without a value (SGLang ``--enable-dp-attention``: attention TP = tp / dp)."""
+_QUOTE = re.compile(r"^\s*(?:[\u258e\u2502>|]\s*)+")
+"""A frame or quote marker a thread put before pasted lines (``▎``, ``│``, ``>``)."""
 _LLAMA_FLAGS = {
     "-c": "n_ctx", "--ctx-size": "n_ctx", "-m": "model", "--model": "model", "--cache-type-k": "cache_type_k",
     "-ctk": "cache_type_k", "--cache-type-v": "cache_type_v", "-ctv": "cache_type_v", "-ngl": "n_gpu_layers",
@@ -168,7 +182,7 @@ class LogReading:
         if key in self.command:
             return self.command[key]
         f = self.first({"model": "model_cfg", "max_model_len": "max_seq_len", "tp": "tp_cfg",
-                        "kv_dtype": "kv_dtype_cfg", "block_size": "block_cfg"}.get(key, key))
+                        "kv_dtype": "kv_dtype_cfg", "block_size": "block_cfg", "dcp": "dcp_cfg"}.get(key, key))
         if f is None:
             return None
         return next((g for g in f.groups if g), None)
@@ -203,6 +217,9 @@ def _parse_command(line: str, out: dict[str, str]) -> None:
     words = line.split()
     flags = _LLAMA_FLAGS if any(w.split("/")[-1] in ("llama-server", "llama-cli") for w in words) else _CMD_FLAGS
     for i, word in enumerate(words):
+        if word in _BOOL_FLAGS:
+            out.setdefault(_BOOL_FLAGS[word], "true")
+            continue
         key, _, inline = word.partition("=")
         name = flags.get(key)
         if name is None:
@@ -231,7 +248,8 @@ def read_log(text: str) -> LogReading:
             m = pattern.search(line)
             if m:
                 found.setdefault(key, []).append(Found(groups=tuple(g or "" for g in m.groups()), line=n))
-    flat = " ".join(text.split())
+    # A message wrapped over lines is read as one; quote markers before pasted lines are dropped.
+    flat = " ".join(" ".join(_QUOTE.sub("", ln) for ln in text.splitlines()).split())
     for key, pattern in (("fit_error", FIT_ERROR_V1), ("fit_error_v0", FIT_ERROR_V0)):
         hit = pattern.search(flat)
         if hit:

@@ -133,7 +133,8 @@ def _compare_rounded(item: str, logged_text: str, predicted: Interval, basis: st
 
 
 def check_log(path: str | Path, model: ModelConfig | None = None, *, tp: int | None = None,
-              kv_dtype: str | None = None, block_size: int | None = None, gpu: str | None = None) -> LogCheck:
+              kv_dtype: str | None = None, block_size: int | None = None, gpu: str | None = None,
+              dcp: int | None = None, dp_attention: int | None = None) -> LogCheck:
     p = Path(path)
     if not p.is_file():
         raise InvalidRequestError("FILE", str(path), "an engine log file")
@@ -143,11 +144,13 @@ def check_log(path: str | Path, model: ModelConfig | None = None, *, tp: int | N
     if reading.engine is None:
         raise InvalidRequestError("FILE", str(path), "a vLLM, SGLang, TensorRT-LLM or llama.cpp start-up log "
                                                      "(no KV-cache line recognised)")
-    return check_reading(reading, str(p), model, tp=tp, kv_dtype=kv_dtype, block_size=block_size, gpu=gpu)
+    return check_reading(reading, str(p), model, tp=tp, kv_dtype=kv_dtype, block_size=block_size, gpu=gpu,
+                         dcp=dcp, dp_attention=dp_attention)
 
 
 def check_reading(reading: LogReading, path: str, model: ModelConfig | None = None, *, tp: int | None = None,
-                  kv_dtype: str | None = None, block_size: int | None = None, gpu: str | None = None) -> LogCheck:
+                  kv_dtype: str | None = None, block_size: int | None = None, gpu: str | None = None,
+                  dcp: int | None = None, dp_attention: int | None = None) -> LogCheck:
     name = reading.config("model")
     name = clean(name) if name else None
     resolved = model if model is not None else resolve_log_model(name)
@@ -163,8 +166,9 @@ def check_reading(reading: LogReading, path: str, model: ModelConfig | None = No
                      "compared; pass MODEL or --config" if name else
                      "the log names no model: figures that need its shape are listed, not compared; pass MODEL "
                      "or --config")
+    dcp_used, dpa_used = _parallel_layout(reading, tp_used, dcp, dp_attention, notes)
     ctx = _Ctx(reading=reading, model=resolved, tp=tp_used, kv_dtype=kvd, block_size=bs, gpu=gpu,
-               max_model_len=mml, notes=notes)
+               max_model_len=mml, notes=notes, dcp=dcp_used, dp_attention=dpa_used)
     checks: list[Check] = []
     rules = ""
     if _has_vllm(reading):
@@ -186,6 +190,37 @@ def check_reading(reading: LogReading, path: str, model: ModelConfig | None = No
                     generation=reading.generation, rules=rules)
 
 
+def _parallel_layout(reading: LogReading, tp: int, dcp: int | None, dp_attention: int | None,
+                     notes: list[str]) -> tuple[int, int]:
+    """(DCP size, attention-DP size) from the options, else from the log.
+
+    vLLM ``decode_context_parallel_size`` (config line, ``-dcp``): each DCP rank of a TP group
+    stores ``cdiv(L, dcp)`` tokens of a request, the tokens interleaved over the ranks (0.34.0
+    ``v1/kv_cache_interface.py:654-659``); the release rules take it (``Vllm020.kv(dcp=)``).
+    SGLang ``--enable-dp-attention --dp N``: attention TP = tp / N (0.5.23
+    ``srt/layers/dp_attention.py:445-460``), each attention-DP rank holding the pool of its own
+    requests; an MLA latent is one row either way (not split by TP), so a TP-only reading
+    overstates the deployment's cache N-fold only in how many copies hold the same requests."""
+    dcp_text = reading.config("dcp")
+    dcp_used = dcp or (integer(dcp_text, 0) if dcp_text else 1)
+    dpa_used = dp_attention or 1
+    if dp_attention is None and reading.command.get("dp_attention"):
+        dp_text = reading.command.get("dp")
+        dpa_used = integer(dp_text, 0) if dp_text else 1
+    for name, value in (("--dcp", dcp_used), ("--dp-attention", dpa_used)):
+        if value < 1 or tp % value:
+            raise InvalidRequestError(name, str(value), f"a divisor of the tensor-parallel size {tp}")
+    if dcp_used > 1:
+        notes.append(f"decode context parallel {dcp_used}: each rank stores cdiv(L, {dcp_used}) tokens of a "
+                     "request (interleaved over the DCP ranks); figures are one rank's, the token figure as vLLM "
+                     "scales it")
+    if dpa_used > 1:
+        notes.append(f"attention data parallel {dpa_used} (SGLang --enable-dp-attention): attention TP "
+                     f"{tp} / {dpa_used} = {tp // dpa_used}; the pool printed is one attention-DP rank's, and each "
+                     f"of the {dpa_used} ranks holds its own requests' cache")
+    return dcp_used, dpa_used
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Ctx:
     reading: LogReading
@@ -196,6 +231,13 @@ class _Ctx:
     gpu: str | None
     max_model_len: int | None
     notes: list[str]
+    dcp: int = 1
+    dp_attention: int = 1
+
+    @property
+    def attention_tp(self) -> int:
+        """The TP width the KV heads are split by (tp / attention-DP size)."""
+        return self.tp // self.dp_attention
 
     def dtype(self, engine: str) -> KVDtype:
         """The cache dtype as the engine reads the log's ``kv_cache_dtype`` (its own spellings,
@@ -416,6 +458,17 @@ def _check_advisory(r: LogReading) -> list[Check]:
                                 Interval.printed(number(total_t, f.line)) * Interval(number(util_t, f.line),
                                                                                       number(util_t, f.line)),
                                 f"total {total_t} x utilization {util_t}", f.line))
+    out.append(_compare_rounded("advisory: --kv-cache-memory to fill the GPU (GiB)", b2g_t,
+                                Interval(Decimal(b2) / GiB, Decimal(b2) / GiB), f"{b2:,} B / 2**30", f.line))
+    avail = r.first("available")
+    if avail is None:
+        out.append(_skip("advisory: kv cache memory in use (GiB)", cur_t, "no 'Available KV cache memory' line",
+                         f.line))
+    else:
+        out.append(_compare_rounded("advisory: kv cache memory in use (GiB)", cur_t,
+                                    Interval.printed(number(avail.groups[0], avail.line)),
+                                    f"the 'Available KV cache memory' line ({avail.groups[0]} GiB, the same bytes; "
+                                    "0.34.0 gpu_worker.py:1121-1177)", f.line))
     if m is None:
         out.append(_skip("advisory: usage terms", usage[:60], "usage wording not recognised", f.line))
         return out
@@ -427,7 +480,6 @@ def _check_advisory(r: LogReading) -> list[Check]:
     predicted = Interval.printed(number(req_t, f.line)) - usage_iv - buffer
     out.append(_compare_rounded("advisory: KV memory to fit the requested (GiB)", f"{Decimal(b1) / GiB:.4f}",
                                 predicted, "requested - " + " - ".join(m.groups()) + " - 150 MiB", f.line))
-    del cur_t
     return out
 
 
@@ -463,7 +515,7 @@ def _check_v1(ctx: _Ctx) -> list[Check]:
     dtype = ctx.dtype("vllm")
     mml = ctx.max_model_len or ctx.model.max_position_embeddings
     kw: dict[str, Any] = {"tp": ctx.tp, "block_size": ctx.block_size, "gpu": ctx.gpu,
-                          "state_dtype": _state_dtype(ctx, dtype)}
+                          "state_dtype": _state_dtype(ctx, dtype), "dcp": ctx.dcp}
     warm, avail = r.first("warmup"), r.first("available")
     if warm is not None:
         return out + _check_warmup(ctx, release, warm, mml, kw)
@@ -570,6 +622,15 @@ def _check_warmup(ctx: _Ctx, release: Vllm020, warm: Found, mml: int, kw: dict[s
     size = Decimal(blocks * r.block_bytes) / GiB
     out = [_compare_rounded("KV cache after warmup (GiB)", warm.groups[3], Interval(size, size),
                             f"{blocks:,} blocks x {r.block_bytes:,} B ({release.title})", warm.line)]
+    for item, text in (("free after warmup (GiB)", warm.groups[0]), ("committed to the KV cache (GiB)",
+                                                                      warm.groups[1]),
+                       ("requested KV memory (GiB)", warm.groups[4])):
+        out.append(_skip(item, text, "measured on the device after warmup; not predicted from a log", warm.line))
+    for e in ctx.reading.found.get("extended", []):
+        ext_blocks = integer(e.groups[0], e.line)
+        ext = Decimal(ext_blocks * r.block_bytes) / GiB
+        out.append(_compare_rounded("extended KV cache (GiB)", e.groups[1], Interval(ext, ext),
+                                    f"{ext_blocks:,} blocks x {r.block_bytes:,} B ({release.title})", e.line))
     found = _tokens_found(ctx.reading)
     if found is not None:
         tokens, length, _, line = found
@@ -607,13 +668,18 @@ def _check_fit_error(ctx: _Ctx) -> list[Check]:
         return out
     dtype = ctx.dtype("vllm")
     kw: dict[str, Any] = {"tp": ctx.tp, "block_size": ctx.block_size, "gpu": ctx.gpu,
-                          "state_dtype": _state_dtype(ctx, dtype)}
+                          "state_dtype": _state_dtype(ctx, dtype), "dcp": ctx.dcp}
     base = release.kv(ctx.model.layer_specs, dtype, 0, length, **kw)
     needed = Decimal(base.needed_bytes) / GiB
     out.append(_compare_rounded("KV needed for max seq len (GiB)", needed_t, Interval(needed, needed),
                                 f"sum over groups of the blocks one {length:,}-token request holds x block bytes "
                                 f"({release.title})", f.line))
     avail = ctx.reading.first("available")
+    if avail is not None and not release.holds_back_null_block:
+        out.append(_compare_rounded("available memory in the fit error (GiB)", avail_t,
+                                    Interval.printed(number(avail.groups[0], avail.line)),
+                                    f"Available KV cache memory {avail.groups[0]} (the check uses all of it: "
+                                    f"{release.title})", f.line))
     if avail is not None and release.holds_back_null_block:
         shown = Interval.printed(number(avail.groups[0], avail.line)) - Interval(
             Decimal(base.block_bytes) / GiB, Decimal(base.block_bytes) / GiB)
@@ -642,7 +708,10 @@ def _estimate(release: Vllm020, specs: Sequence[Spec], dtype: KVDtype, check_byt
     layout = release.layout(specs, dtype, tp=kw["tp"], block_size=choice.block_size, state_dtype=kw["state_dtype"])
     in_flight = release.in_flight_tokens(vk.DEFAULT_MAX_NUM_BATCHED_TOKENS, 1)
     worker: vk.WorkerGroups = layout.active[0]
-    return worker.estimate_max_model_len(check_bytes, length, in_flight)
+    dcp: int = kw.get("dcp", 1)
+    # Under DCP the search runs on one rank's cdiv(L, dcp) tokens and reports E x dcp
+    # (Vllm020.kv; 0.34.0 v1/kv_cache_interface.py:654-659).
+    return worker.estimate_max_model_len(check_bytes, -(-length // dcp), in_flight) * dcp
 
 
 # ----------------------------------------------------------------------------- SGLang and kvcached
@@ -669,6 +738,7 @@ def _sglang_row_bytes(specs: Sequence[Spec], tp: int, dtype: KVDtype, label: str
             continue
         r = s.shard(tp)
         if isinstance(r, LatentAttention):
+            # The row the SGLang pool logs (engines/sglang_pool.py: the rank spec's bytes a token).
             k += r.bytes_per_token(dtype)
             latent = True
         elif isinstance(r, FullAttention):
@@ -720,15 +790,44 @@ def _check_sglang(ctx: _Ctx) -> list[Check]:
             continue
         dtype = resolve_dtype(_TORCH_DTYPES.get(dtype_text, ""), ctx.model.dtype) if dtype_text in _TORCH_DTYPES \
             else ctx.dtype("sglang")
-        k, v, latent = _sglang_row_bytes(ctx.model.layer_specs, ctx.tp, dtype, label)
+        k, v, latent = _sglang_row_bytes(ctx.model.layer_specs, ctx.attention_tp, dtype, label)
         slots = tokens + page
         pairs = [("KV size (GiB)", k, kv_t)] if kv_t else [("K size (GiB)", k, k_t), ("V size (GiB)", v, v_t)]
+        tp_text = (f"; attention TP {ctx.attention_tp} = TP {ctx.tp} / DP attention {ctx.dp_attention}"
+                   if ctx.dp_attention > 1 else "")
         for item, per, text in pairs:
             size = Decimal(slots * per) / GiB
             out.append(_compare_rounded(prefix + item, text, Interval(size, size),
                                         f"(#tokens {tokens:,} + page {page}) x {per:,} B a token over the pool's "
-                                        f"layers ({dtype.name}{', MLA latent' if latent else ''}); printed as 'GB', "
-                                        "which SGLang means as GiB (memory_pool.py GB = 1024**3)", f.line, places=4))
+                                        f"layers ({dtype.name}{', MLA latent' if latent else ''}{tp_text}); printed "
+                                        "as 'GB', which SGLang means as GiB (memory_pool.py GB = 1024**3)", f.line,
+                                        places=4))
+    return out + _sglang_other_lines(r, lines)
+
+
+def _sglang_other_lines(r: LogReading, lines: list[tuple[str, Found]]) -> list[Check]:
+    """The scheduler's ``max_total_num_tokens`` is the (full) pool's size again (0.5.23
+    ``srt/managers/scheduler.py`` reads ``token_to_kv_pool_allocator.size``); the Mamba pool and the
+    free memory after the pool are printed figures kvcalc does not predict from a log."""
+    out: list[Check] = []
+    pool = next((f for kind, f in lines if kind == "alloc" and f.groups[0] in ("", "Full")), None)
+    for f in r.found.get("sglang_max_total", []):
+        logged = integer(f.groups[0], f.line)
+        if pool is None:
+            out.append(_skip("max_total_num_tokens", f"{logged:,}", "no allocation line to compare with", f.line))
+            continue
+        tokens = integer(pool.groups[3], pool.line)
+        out.append(Check(item="max_total_num_tokens", logged=f"{logged:,}", predicted=f"{tokens:,}",
+                         difference=f"{logged - tokens:+,}", matches=logged == tokens,
+                         basis=f"the pool's #tokens on line {pool.line} (the scheduler reads the allocator's size)",
+                         line=f.line))
+    for f in r.found.get("sglang_mamba", []):
+        for item, text in (("Mamba conv_state size (GiB)", f.groups[1]), ("Mamba ssm_state size (GiB)", f.groups[2])):
+            out.append(_skip(item, text, f"the Mamba state pool ({f.groups[0]} slots) is not checked by check-log",
+                             f.line))
+    for f in r.found.get("sglang_pool_end", []):
+        out.append(_skip("avail mem after the pool (GiB)", f.groups[0], "free device memory as measured; not "
+                         "predicted from a log", f.line))
     return out
 
 
@@ -765,6 +864,10 @@ def _check_llama_cpp(ctx: _Ctx) -> list[Check]:
         return out
     if ctx.model is None:
         out.append(_skip("K (MiB)", total_f.groups[2], NEEDS_MODEL, total_f.line))
+        out.append(_skip("V (MiB)", total_f.groups[4], NEEDS_MODEL, total_f.line))
+        for b in buffers:
+            out.append(_skip(f"{b.groups[0]} KV buffer (MiB)", b.groups[1], NEEDS_MODEL + " (and the split)",
+                             b.line))
         return out
     specs = ctx.model.layer_specs
     if any(isinstance(s, SlidingWindowAttention) or not isinstance(s, FullAttention) for s in specs if s.grows):
