@@ -89,14 +89,14 @@ LINE_PATTERNS: dict[str, re.Pattern[str]] = {
     "sglang_mamba": re.compile(r"Mamba Cache is allocated\. max_mamba_cache_size: ([0-9]+), conv_state size: "
                                + _N + r"\s*GB, ssm_state size: " + _N + r"\s*GB"),
     # A rank prefix "[... DP3 TP3]" (SGLang with --enable-dp-attention).
-    "sglang_dp_rank": re.compile(r"\[[^\]]*\bDP([0-9]+) TP([0-9]+)\]"),
+    "sglang_dp_rank": re.compile(r"\[[^\[\]]*\bDP([0-9]+) TP([0-9]+)\]"),
     # kvcached (kvcached/integration/sglang/patches.py).
     "kvcached_virtual": re.compile(r"VirtualKV Cache is allocated(?: \(group_id=[0-9]+\))?\. #tokens: " + _N
                                    + r"(?:, #layers: " + _N + r")?, K size: " + _GB + r", V size: " + _GB),
     "kvcached_physical": re.compile(r"Physical KV Cache limits by --mem-fraction-static: #tokens: " + _N
                                     + r", K size: " + _GB + r", V size: " + _GB),
     # llama.cpp (llama_kv_cache_init / llama_kv_cache): MiB with 2 decimals.
-    "llama_kv_buffer": re.compile(r"\b([A-Za-z]+[A-Za-z_]*[0-9]*) KV buffer size\s*=\s*" + _N + r"\s*MiB"),
+    "llama_kv_buffer": re.compile(r"\b([A-Za-z][A-Za-z_]*[0-9]*) KV buffer size\s*=\s*" + _N + r"\s*MiB"),
     "llama_kv_self": re.compile(r"KV self size\s*=\s*" + _N + r"\s*MiB, K \((\w+)\):\s*" + _N
                                 + r"\s*MiB, V \((\w+)\):\s*" + _N + r"\s*MiB"),
     "llama_kv_size": re.compile(r"llama_kv_cache(?:_unified)?: size =\s*" + _N + r"\s*MiB \(\s*" + _N
