@@ -183,15 +183,15 @@ def test_sglang_dsa_log_reads_dp_attention_from_its_command() -> None:
     assert "attention TP 1" in next(x.basis for x in r.checks if x.item == "KV size (GiB)")
 
 
-@pytest.mark.xfail(strict=True, reason="engine rule: kvcalc's SGLang DSA pool row (engines/sglang_pool.py:70, the "
-                   "spec's bytes a token) under an fp8 cache is 576 B of latent + 128 B of indexer = 704 B a layer; "
-                   "SGLang 0.5.23 stores kv_lora_rank fp8 + kv_lora_rank/128 x 4 B scales + rope in bf16 = 656 B "
-                   "(mem_cache/kv_cache_configurator.py:3458-3473) and an fp8 indexer key with its fp32 scale, "
-                   "128 + 4 = 132 B (pool_configurator.py:569)")
+@pytest.mark.xfail(strict=True, reason="engine rule by GPU and release: kvcalc's SGLang DSA latent under an fp8 "
+                   "cache is the raw 576 B; SGLang 0.5.23 stores kv_lora_rank fp8 + kv_lora_rank/128 x 4 B scales + "
+                   "rope in bf16 = 656 B (mem_cache/kv_cache_configurator.py:3458-3473) unless a trtllm or tilelang "
+                   "DSA backend is chosen, and 0.5.23's fp8 default is trtllm on Blackwell, flashmla_kv on Hopper "
+                   "(arg_groups/overrides.py:716-720): not modelled (the indexer's 132 B is)")
 def test_sglang_dsa_fp8_pool_size_pr11309() -> None:
     """DeepSeek-V3.2 on 8 x B200 (SGLang 0.5.x): 43.67 GB = (975,424 + 64) x 61 x (656 + 132) B /
     2**30 = 43.669 (DSA pages are 64 tokens; 656 = 512 fp8 + 4 x 4 B scales + 64 x 2 B rope; 132 =
-    128 fp8 indexer + 4 B scale). kvcalc's rule gives 61 x 704 B: 39.01."""
+    128 fp8 indexer + 4 B scale). kvcalc's rule gives 61 x 708 B: 39.2."""
     r = check_log(LOGS / "sglang_0_5_deepseek_v32_mla_pr11309.log", load_model("deepseek-v3.2"), kv_dtype="fp8")
     assert by_item(r)["KV size (GiB)"][2] is True
 
@@ -205,3 +205,24 @@ def test_cli_passes_the_layout_options(tmp_path: Path, cli: Any) -> None:
     assert res.json() == check_log(p, dcp=1).to_dict()
     bad = cli("check-log", str(p), "--dcp", "3")
     assert bad.exit_code != 0 and "divisor" in bad.stderr
+
+
+def test_sglang_dsa_cell_is_one_rule_in_pool_and_estimate() -> None:
+    """SGLang's DSA token cell (DeepSeek-V3.2: 61 layers) is the latent plus an fp8 indexer key with a
+    float32 scale per 128 values whatever the latent's dtype (pool_configurator.py:569 @ 0.5.23):
+    bf16: 61 x (576 x 2 + 128 + 4) = 61 x 1,284 = 78,324 B; fp8: 61 x (576 + 132) = 43,188 B. The pool
+    and the engine's per-token rule agree (before, the pool took the indexer at the cache dtype)."""
+    from kvcalc.dtypes import get_dtype
+    from kvcalc.engines import get_engine
+    from kvcalc.engines.sglang_pool import sglang_pool
+    from kvcalc.layout import RankLayout
+    from kvcalc.registry import load_model
+
+    model = load_model("deepseek-v3.2")
+    engine = get_engine("sglang")
+    for name, cell in (("bf16", 78_324), ("fp8", 43_188)):
+        dtype = get_dtype(name)
+        assert sglang_pool(model, dtype, cell * 1000).max_total_num_tokens == 1000
+        assert sglang_pool(model, dtype, cell * 1000 - 1).max_total_num_tokens == 999
+        per_token = sum(engine.bytes_per_token(s, dtype) * n for s, n in RankLayout(model).stages[0].counts)
+        assert per_token == cell

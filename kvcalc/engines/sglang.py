@@ -102,8 +102,10 @@ class SglangEngine(Engine):
         if isinstance(spec, IndexedLatentAttention):
             # NSATokenToKVPool (memory_pool.py) / pool_configurator: the latent plus an fp8 indexer key
             # with one float32 scale per 128 values, index_head_dim + index_head_dim // 128 x 4 bytes
-            # (kvcalc reference 2.4), whatever the latent's dtype.
-            return spec.latent_bytes_per_token(dtype) + spec.index_head_dim + spec.index_head_dim // 128 * 4
+            # (kvcalc reference 2.4), whatever the latent's dtype; one rule with the pool's cell.
+            from kvcalc.engines.sglang_pool import indexed_latent_bytes_per_token
+
+            return indexed_latent_bytes_per_token(spec, dtype)
         return spec.bytes_per_token(dtype)
 
     stateful_attention_refusal = (

@@ -26,7 +26,14 @@ from typing import Any
 
 from kvcalc.layout import RankLayout
 from kvcalc.models import ModelConfig
-from kvcalc.specs import ChunkedAttention, FullAttention, LatentAttention, SlidingWindowAttention, Spec
+from kvcalc.specs import (
+    ChunkedAttention,
+    FullAttention,
+    IndexedLatentAttention,
+    LatentAttention,
+    SlidingWindowAttention,
+    Spec,
+)
 
 SGLANG_POOL_VERSION = "SGLang 0.5.23 pool_configurator.py"
 SWA_FULL_TOKENS_RATIO = 0.8
@@ -65,7 +72,16 @@ def is_hybrid_swa(model: ModelConfig) -> bool:
     return any(_is_swa(s) for s in specs) and any(s.grows and not _is_swa(s) for s in specs)
 
 
+def indexed_latent_bytes_per_token(spec: IndexedLatentAttention, dtype: Any) -> int:
+    """SGLang's DSA cell: the latent plus an fp8 indexer key with one float32 scale per 128 values,
+    ``index_head_dim + index_head_dim // 128 x 4`` bytes whatever the latent's dtype
+    (``model_executor/pool_configurator.py:569`` @ 0.5.23, ``_compute_dsa_indexer_cell_size``)."""
+    return spec.latent_bytes_per_token(dtype) + spec.index_head_dim + spec.index_head_dim // 128 * 4
+
+
 def _per_token(rank_spec: Spec, dtype: Any) -> int:
+    if isinstance(rank_spec, IndexedLatentAttention):
+        return indexed_latent_bytes_per_token(rank_spec, dtype)
     if isinstance(rank_spec, FullAttention | LatentAttention):
         return rank_spec.bytes_per_token(dtype)
     return 0  # Mamba / linear attention: a separate state pool, not in the token cell
