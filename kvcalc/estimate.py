@@ -291,7 +291,11 @@ def estimate(
     ) * tp
 
     warnings: list[str] = []
-    if seq_len > model.max_position_embeddings:
+    if work.seq_len != seq_len:
+        # The engine's own cut (Engine.prepare: Ollama cuts num_ctx to the trained context).
+        warnings.append(f"seq_len {seq_len:,}: {policy.name} caches {work.seq_len:,} tokens a sequence "
+                        f"({model.name}'s trained context is {model.max_position_embeddings:,}); the table holds that")
+    elif seq_len > model.max_position_embeddings:
         warnings.append(
             f"seq_len {seq_len:,} exceeds {model.name}'s max_position_embeddings "
             f"({model.max_position_embeddings:,}); the estimate assumes the cache still grows"

@@ -125,3 +125,16 @@ def test_flags_ollama_does_not_pass_are_refused(cli: Any) -> None:
         assert res.exit_code == 2 and res.stdout == "" and "used with --engine llama.cpp" in res.stderr
     res = cli("plan", "llama-3-8b", "--engine", "vllm", "--kv-budget", "20GiB", "--num-parallel", "2")
     assert res.exit_code == 2 and "llama.cpp or ollama" in res.stderr
+
+
+def test_estimate_says_when_ollama_cuts_the_context() -> None:
+    """estimate --engine ollama past the trained context: Ollama cuts num_ctx to it (llm/server.go:111-116),
+    so Llama-2-7B at 8,192 holds 4,096 tokens: 32 layers x 2 x 32 x 128 x 2 B x 4,096 = 2 GiB, and the
+    warning names the cut instead of saying the cache still grows."""
+    from kvcalc.estimate import estimate
+    from kvcalc.registry import load_model
+
+    e = estimate(load_model("llama-2-7b"), seq_len=8192, engine="ollama")
+    assert e.total_bytes == 32 * 2 * 32 * 128 * 2 * 4096 == 2 * GiB
+    assert any("ollama caches 4,096 tokens" in w for w in e.warnings)
+    assert not any("still grows" in w for w in e.warnings)

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from kvcalc.engines.base import Pool, PoolRequest
 from kvcalc.engines.llama_cpp import N_UBATCH, LlamaCppPolicy
+from kvcalc.units import GiB
 
 if TYPE_CHECKING:
     from kvcalc.dtypes import KVDtype
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
     from kvcalc.models import ModelConfig
 
 OLLAMA_VERSION = "Ollama 0.32.15 (llama-server)"
-GiB = 1 << 30
 
 VRAM_TIERS = ((47 * GiB, 262_144), (23 * GiB, 32_768))
 """server/routes.go:2049-2057 @ v0.32.15: total VRAM -> default num_ctx (below 23 GiB: 4,096)."""
