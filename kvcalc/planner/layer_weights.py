@@ -24,6 +24,8 @@ from kvcalc.planner.weights import (
     _gguf_format,
     checkpoint_format,
     get_weight_dtype,
+    gguf_weight_key,
+    model_gguf,
     weight_tensors,
 )
 
@@ -76,10 +78,8 @@ def gguf_layer_weights(path: str, n_layer: int) -> LayerWeights:
 
 def _sizer(model: ModelConfig, weight_dtype: str, compute_dtype: str) -> tuple[str, object]:
     """How one architecture tensor is sized, by the first source ``checkpoint_weights`` would use."""
-    from kvcalc.gguf import GGML_BLOCKS, PRESETS
-
     key = weight_dtype.strip().lower()
-    if (key in GGML_BLOCKS and key not in ("f32", "f16", "bf16", "f64")) or key in PRESETS:
+    if gguf_weight_key(key) is not None:
         return f"--weight-dtype {key} per tensor (llama-quant.cpp rules)", key
     if key in ("auto", "") and model.quantization_config is not None:
         fmt = checkpoint_format(model.quantization_config, 4 if compute_dtype == "fp32" else 2)
@@ -105,9 +105,8 @@ def layer_weights(model: ModelConfig, weight_dtype: str, compute_dtype: str,
     cross-attention: ``weight_tensors``)."""
     n_layer = model.num_layers
     gguf = weights_path if weights_path and weights_path.lower().endswith(".gguf") else None
-    if gguf is None and weight_dtype.strip().lower() in ("auto", "") and weights_path is None \
-            and (model.source.config or "").lower().endswith(".gguf"):
-        gguf = model.source.config
+    if gguf is None and weight_dtype.strip().lower() in ("auto", "") and weights_path is None:
+        gguf = model_gguf(model)
     if gguf is not None:
         return gguf_layer_weights(gguf, n_layer)
     tensors = weight_tensors(model)

@@ -665,6 +665,20 @@ def _gguf_format(name: str, tensors: list[WeightTensor], model: ModelConfig) -> 
     return out
 
 
+def gguf_weight_key(weight_dtype: str) -> str | None:
+    """The GGUF block type or llama.cpp preset ``--weight-dtype`` names (sized tensor by tensor by
+    llama-quant.cpp's rules), else None (a 16/32-bit float or a dtype over the parameter count)."""
+    from kvcalc.gguf import GGML_BLOCKS, PRESETS
+
+    key = weight_dtype.strip().lower()
+    return key if (key in GGML_BLOCKS and key not in ("f32", "f16", "bf16", "f64")) or key in PRESETS else None
+
+
+def model_gguf(model: ModelConfig) -> str | None:
+    """The GGUF file a model was read from, if it was."""
+    return model.source.config if (model.source.config or "").lower().endswith(".gguf") else None
+
+
 def checkpoint_weights(model: ModelConfig, weight_dtype: str, compute_dtype: str,
                        weights_path: str | None = None) -> WeightsEstimate:
     """The weights a plan budgets, from the best source there is, and which one it used:
@@ -677,10 +691,8 @@ def checkpoint_weights(model: ModelConfig, weight_dtype: str, compute_dtype: str
        unquantized layers (embeddings, lm_head, norms, routers, ignored modules) in the model dtype;
     5. the model dtype over the parameter count.
     """
-    from kvcalc.gguf import GGML_BLOCKS, PRESETS
-
     key = weight_dtype.strip().lower()
-    gguf_source = model.source.config if (model.source.config or "").lower().endswith(".gguf") else None
+    gguf_source = model_gguf(model)
     if weights_path is not None:
         if weights_path.lower().endswith(".gguf"):
             return _gguf_weights(weights_path)
@@ -691,7 +703,7 @@ def checkpoint_weights(model: ModelConfig, weight_dtype: str, compute_dtype: str
         return WeightsEstimate(bytes=st.bytes, parameters=st.parameters or None,
                                parameters_source=f"safetensors ({st.source})", dtype="as stored",
                                source=f"--weights: {st.source}")
-    if (key in GGML_BLOCKS and key not in ("f32", "f16", "bf16", "f64")) or key in PRESETS:
+    if gguf_weight_key(key) is not None:
         tensors = weight_tensors(model)
         if tensors is None:
             raise InvalidRequestError("--weight-dtype", weight_dtype, "a dtype over a parameter count: "
